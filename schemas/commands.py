@@ -1,0 +1,174 @@
+"""Commands: the envelope a producer sends and the arguments of each command.
+
+A producer adds ``{"body": <json>}`` to the commands stream; :func:`parse_command` turns the body
+into a :class:`Command` or raises :class:`~workers.errors.CommandRejected` naming the field and
+the rule that failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.fields import CommandId, CpanelUser, EmailAddress, Name, StreamName
+from workers.errors import CommandRejected
+
+#: Largest accepted stream entry body, in bytes.
+MAX_BODY_BYTES = 16 * 1024
+
+Priority = Literal["urgent", "default", "bulk"]
+
+
+class FieldRuleError(ValueError):
+    """Raised by a model validator to name the field and rule that a cross-field check broke."""
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+
+
+class CommandArgs(BaseModel):
+    """Base of every command's own arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    def target(self) -> str:
+        """What the command changes: a mailbox address or a cPanel account name."""
+        raise NotImplementedError
+
+
+class SuspensionArgs(CommandArgs):
+    """Arguments of a suspend/unsuspend command: one cPanel account or one mailbox."""
+
+    user: CpanelUser | None = Field(default=None, description="cPanel account (account-wide).")
+    email: EmailAddress | None = Field(default=None, description="one mailbox.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SuspensionArgs:
+        if self.user is None and self.email is None:
+            raise FieldRuleError("user", "missing", "give args.user (a cPanel account) or args.email (a mailbox)")
+        if self.user is not None and self.email is not None:
+            raise FieldRuleError("email", "one_target", "give args.user or args.email, not both")
+        return self
+
+    def target(self) -> str:
+        return self.email or self.user or ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What the worker knows about one command name."""
+
+    name: str
+    args: type[CommandArgs]
+    #: What the command changes on its target (``outgoing``, ``login``, ``password``...): commands
+    #: with the same target and aspect are applied in issue order.
+    aspect: str
+    #: Queue class used when neither the command nor the producer picks one.
+    priority: Priority = "default"
+    description: str = ""
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("suspend_outgoing", SuspensionArgs, "outgoing", "urgent", "Stop outgoing mail."),
+        CommandSpec("unsuspend_outgoing", SuspensionArgs, "outgoing", "default", "Allow outgoing mail again."),
+    )
+}
+
+
+class Command(BaseModel):
+    """One command as the worker runs it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: CommandId = Field(description="the producer's idempotency key; generated when absent.")
+    command: str = Field(description="what to do; one of the command vocabulary.")
+    backend: Name | None = Field(default=None, description="backend to run on; resolved from the target if absent.")
+    args: dict[str, Any] = Field(description="the command's own fields.")
+    producer: Name = Field(description="who sent the command.")
+    issued_at: datetime = Field(description="when the producer decided this (RFC 3339).")
+    reply_to: StreamName | None = Field(default=None, description="stream that also receives the events.")
+    priority: Priority | None = Field(default=None, description="queue class; default from the command kind.")
+    seq: int | None = Field(default=None, ge=0, description="producer sequence number, breaks issued_at ties.")
+    reason: Name | None = Field(default=None, description="who owns a suspension (abuse, billing, ...).")
+    signature: str | None = Field(default=None, max_length=256, description="HMAC-SHA256 of the command.")
+    batch: Name | None = Field(default=None, description="bulk batch this command belongs to.")
+    id_generated: bool = Field(default=False, exclude=True)
+
+    @property
+    def spec(self) -> CommandSpec:
+        return COMMANDS[self.command]
+
+    def typed_args(self) -> CommandArgs:
+        return self.spec.args.model_validate(self.args)
+
+    @property
+    def target(self) -> str:
+        return self.typed_args().target()
+
+    @property
+    def queue(self) -> Priority:
+        return self.priority or self.spec.priority
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def parse_command(body: bytes | str, *, now: datetime | None = None) -> Command:
+    """Validate one stream entry body; raise :class:`CommandRejected` on the first problem."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if len(raw) > MAX_BODY_BYTES:
+        raise CommandRejected("body", "max_size", f"entry is {len(raw)} bytes; at most {MAX_BODY_BYTES} accepted")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CommandRejected("body", "json", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommandRejected("body", "object", "the command must be a JSON object")
+    return validate_command(data, now=now)
+
+
+def validate_command(data: Mapping[str, Any], *, now: datetime | None = None) -> Command:
+    """Validate a decoded command object."""
+    values = dict(data)
+    generated = False
+    if values.get("id") is None:
+        values["id"] = f"gen-{uuid.uuid4()}"
+        generated = True
+    if values.get("issued_at") is None:
+        values["issued_at"] = now or datetime.now(UTC)
+    name = values.get("command")
+    if isinstance(name, str) and name not in COMMANDS:
+        raise CommandRejected("command", "unknown_command", f"unknown command {name!r}; known: {', '.join(sorted(COMMANDS))}")
+    try:
+        command = Command.model_validate(values)
+    except ValidationError as exc:
+        raise _rejection(exc, prefix="") from None
+    try:
+        command.typed_args()
+    except ValidationError as exc:
+        raise _rejection(exc, prefix="args.") from None
+    if command.issued_at.tzinfo is None:
+        raise CommandRejected("issued_at", "timezone", "issued_at needs a timezone (e.g. 2026-11-22T10:00:00Z)")
+    return command.model_copy(update={"id_generated": generated}) if generated else command
+
+
+def _rejection(exc: ValidationError, *, prefix: str) -> CommandRejected:
+    err = exc.errors(include_url=False)[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldRuleError):
+        loc = ".".join([*(str(p) for p in err["loc"]), cause.field])
+        return CommandRejected(f"{prefix}{loc}", cause.rule, str(cause))
+    loc = ".".join(str(p) for p in err["loc"])
+    field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "body"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return CommandRejected(field, str(err["type"]), message)

@@ -1,0 +1,73 @@
+"""Events: what the worker publishes about each command.
+
+Every command ends with exactly one event whose status is in :data:`TERMINAL_STATUSES`;
+``accepted`` and ``retrying`` may come before it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+EventStatus = Literal[
+    "accepted",
+    "retrying",
+    "waiting",
+    "succeeded",
+    "failed",
+    "dead_lettered",
+    "duplicate",
+    "in_flight",
+    "conflict",
+    "rejected",
+    "superseded",
+]
+
+#: Statuses that end a command (or, for duplicate/in_flight/conflict/rejected, one submission).
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "dead_lettered", "duplicate", "in_flight", "conflict", "rejected", "superseded"}
+)
+
+
+class ErrorInfo(BaseModel):
+    """Why a command failed or was rejected."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str = Field(description="machine-readable class: rejected, auth, panel_refused, timeout, ...")
+    message: str = Field(description="what happened, for a person.")
+    field: str | None = Field(default=None, description="the command field at fault (rejections).")
+    rule: str | None = Field(default=None, description="the rule that field broke (rejections).")
+
+
+class Event(BaseModel):
+    """One event on the events stream."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None = Field(default=None, description="the command id (null only when a rejected entry had none readable).")
+    command: str | None = None
+    backend: str | None = None
+    status: EventStatus
+    terminal: bool = False
+    producer: str | None = None
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    attempt: int | None = None
+    already: bool | None = Field(default=None, description="succeeded without a change: it was already so.")
+    error: ErrorInfo | None = None
+    next_attempt_at: datetime | None = None
+    entry: str | None = Field(default=None, description="id of the commands-stream entry this answers.")
+    batch: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = self.model_dump(mode="json", exclude_none=True)
+        data.setdefault("id", None)
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> Event:
+        return cls.model_validate(orjson.loads(body))

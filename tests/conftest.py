@@ -1,0 +1,127 @@
+"""Fixtures shared by the whole suite: a private Redis per session, sandboxes, worker runtimes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from schemas.events import Event
+from workers.embedded_redis import EmbeddedRedis
+from workers.runtime import Runtime
+from workers.sandbox import SandboxServer
+from workers.sandbox.whm import WhmSandbox
+from workers.settings import Settings
+
+WHM_TOKEN = "sandbox-whm-token"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MAILOPS_* variable of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("MAILOPS_") or name == "SENTRY_DSN":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """This session's own redis-server on a free port (never the machine's shared one)."""
+    with EmbeddedRedis(appendonly=False) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def whm() -> Iterator[SandboxServer]:
+    """A WHM sandbox with accounts ``example`` and ``other``."""
+    app = WhmSandbox(token=WHM_TOKEN)
+    for user in ("example", "other"):
+        app.add_account(user)
+    with SandboxServer(app) as server:
+        yield server
+
+
+def write_config(path: Path, backends: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for name, table in backends.items():
+        lines.append(f"[backends.{name}]")
+        for key, value in table.items():
+            lines.append(f"{key} = {orjson.dumps(value).decode()}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redis.Redis) -> Callable[..., Settings]:
+    """Build settings for the session Redis and the given sandbox servers (name -> (kind, server))."""
+
+    def build(backends: dict[str, tuple[str, SandboxServer]], **extra: Any) -> Settings:
+        tables = {}
+        env = {"MAILOPS_REDIS_URL": redis_server.url}
+        for name, (kind, server) in backends.items():
+            var = f"TOKEN_{name.upper()}"
+            env[var] = getattr(server.app, "token", "")
+            tables[name] = {"kind": kind, "url": server.url, "token_env": var, "read_timeout": 5.0, **extra.pop(name, {})}
+        env["MAILOPS_CONFIG"] = str(write_config(tmp_path / "mailops.toml", tables))
+        settings = Settings.from_env(env)
+        return settings.model_copy(update=extra) if extra else settings
+
+    return build
+
+
+@pytest.fixture
+def runtime_for() -> Iterator[Callable[..., Runtime]]:
+    started: list[Runtime] = []
+
+    def start(settings: Settings, **kwargs: Any) -> Runtime:
+        runtime = Runtime(settings, **kwargs).start()
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop(drain_timeout_ms=2000)
+
+
+def add_command(client: redis.Redis, body: dict[str, Any] | bytes | str, stream: str = "mailops:commands") -> str:
+    """XADD a command exactly as redis-cli would: one field ``body``."""
+    payload = body if isinstance(body, bytes | str) else orjson.dumps(body)
+    return client.xadd(stream, {"body": payload}).decode()
+
+
+def read_events(client: redis.Redis, stream: str = "mailops:events") -> list[Event]:
+    return [Event.from_json(fields[b"body"]) for _id, fields in client.xrange(stream)]
+
+
+def wait_for_terminal(
+    client: redis.Redis, ids: set[str] | None = None, *, count: int | None = None, timeout: float = 30.0,
+    stream: str = "mailops:events",
+) -> list[Event]:
+    """Wait until every id in ``ids`` (or ``count`` entries) has a terminal event; return all events."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = read_events(client, stream)
+        terminal = [e for e in events if e.terminal]
+        if ids is not None and ids <= {e.id for e in terminal if e.id}:
+            return events
+        if count is not None and len(terminal) >= count:
+            return events
+        if time.monotonic() > deadline:
+            have = len(terminal)
+            raise AssertionError(f"timed out waiting for terminal events: have {have}; last: {events[-3:]}")
+        time.sleep(0.02)

@@ -1,0 +1,41 @@
+"""The actors: one per queue, all running :meth:`Executor.run` on the current command.
+
+There is one actor per queue so Dramatiq's in-memory priority puts a prefetched urgent
+command ahead of prefetched bulk ones; the queues themselves keep bulk work from ever being
+fetched ahead of urgent work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+
+from workers import constants
+from workers.errors import MailopsError
+from workers.executor import Executor
+from workers.ingest import actor_name_for
+from workers.middleware.lifecycle import current_execution
+
+#: Dramatiq priority of each queue's actor (lower runs first).
+QUEUE_PRIORITY = {constants.QUEUE_URGENT: 0, constants.QUEUE_DEFAULT: 10, constants.QUEUE_BULK: 20}
+
+
+def declare_actors(broker: dramatiq.Broker, executor: Executor) -> dict[str, Any]:
+    """Register the actors on ``broker``; returns them by queue."""
+
+    def execute(command_id: str) -> None:
+        execution = current_execution()
+        assert execution.command.id == command_id
+        try:
+            execution.result = executor.run(execution.command)
+        except MailopsError as exc:
+            # Expected failures are the Lifecycle middleware's to classify; letting them
+            # propagate would make Dramatiq log each one as a crash with a traceback.
+            execution.error = exc
+
+    actors = {}
+    for queue, priority in QUEUE_PRIORITY.items():
+        decorate = dramatiq.actor(actor_name=actor_name_for(queue), queue_name=queue, priority=priority, broker=broker)
+        actors[queue] = decorate(execute)
+    return actors

@@ -1,0 +1,46 @@
+"""The small Protocol every panel backend implements, and what a successful call returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.commands import Command
+
+
+@dataclass(frozen=True)
+class PanelResult:
+    """A call that reached the state the command asked for.
+
+    ``already`` is true when the panel said the state was already so (no change was made).
+    Failures are raised as :class:`~workers.errors.PanelError` subclasses instead.
+    """
+
+    already: bool = False
+    message: str = "OK"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """One configured panel server."""
+
+    #: The configured backend name (``whm1``).
+    name: str
+    #: The panel kind (``whm``, ``cpanel``, ``brainycp``).
+    kind: str
+
+    def supports(self, command: str) -> bool:
+        """Whether this backend kind can run the command at all."""
+        ...
+
+    def execute(self, command: Command) -> PanelResult:
+        """Run the command; raise a ``PanelError`` subclass when it did not happen."""
+        ...
+
+    def check(self) -> PanelResult:
+        """Check credentials and reachability with a harmless read-only call."""
+        ...
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        ...

@@ -1,0 +1,1 @@
+"""The ``mailops`` command line."""

@@ -1,0 +1,43 @@
+"""``mailops``: the command group. Each subcommand lives in its own module of this package."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from workers import __version__
+from workers.cli.demo import demo
+from workers.cli.sandbox import sandbox
+from workers.cli.worker import worker
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mailops")
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log verbosity (logs go to stderr).")
+def cli(log_level: str) -> None:
+    """mailops: send one JSON command, change mail accounts on cPanel/WHM and BrainyCP panels.
+
+    Producers add commands to the Redis stream mailops:commands; workers run them against the
+    configured panels and publish events on mailops:events. Configure with MAILOPS_REDIS_URL and
+    MAILOPS_CONFIG (see README.md). Exit codes: 0 ok, 1 failed, 2 usage, 3 Redis unreachable,
+    4 configuration error, 5 timed out.
+    """
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(worker)
+cli.add_command(demo)
+cli.add_command(sandbox)
+
+
+def main() -> None:
+    cli(prog_name="mailops")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

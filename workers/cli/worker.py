@@ -1,0 +1,76 @@
+"""``mailops worker``: run worker processes until SIGTERM, then drain and exit 0."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import threading
+from types import FrameType
+
+import click
+import redis
+
+from workers import constants
+from workers.cli.environment import settings_with_redis
+from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
+from workers.runtime import Runtime
+from workers.settings import Settings
+
+
+def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float) -> int:
+    """Run one worker process in the foreground until SIGTERM/SIGINT; return its exit code."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        runtime = Runtime(settings, threads=threads, queues=queues).start()
+    except redis.ConnectionError as exc:
+        click.echo(f"mailops worker: cannot reach Redis: {exc}", err=True)
+        return RET_CONNECT
+    click.echo(f"mailops worker {runtime.worker_id}: {threads} threads on {', '.join(queues)}", err=True)
+    stop.wait()
+    click.echo(f"mailops worker {runtime.worker_id}: draining (up to {drain_timeout_s:g}s)", err=True)
+    runtime.stop(drain_timeout_ms=int(drain_timeout_s * 1000))
+    return RET_OK
+
+
+def _child(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float) -> None:
+    sys.exit(serve(settings, threads, queues, drain_timeout_s))
+
+
+@click.command()
+@click.option("-p", "--processes", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("-t", "--threads", default=8, show_default=True, type=click.IntRange(1, 512), help="Threads per process.")
+@click.option("-q", "--queues", default=",".join(constants.QUEUES), show_default=True,
+              help="Comma-separated queues to consume (urgent, default, bulk).")
+@click.option("--drain-timeout", default=30.0, show_default=True, type=float,
+              help="Seconds SIGTERM waits for in-flight commands before handing them back.")
+def worker(processes: int, threads: int, queues: str, drain_timeout: float) -> None:
+    """Run workers: ingest the commands stream and execute commands until SIGTERM."""
+    names = tuple(q.strip() for q in queues.split(",") if q.strip())
+    unknown = set(names) - set(constants.QUEUES)
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {', '.join(constants.QUEUES)}")
+    with settings_with_redis() as settings:
+        if processes == 1:
+            sys.exit(serve(settings, threads, names, drain_timeout))
+        ctx = multiprocessing.get_context("spawn")
+        children = [ctx.Process(target=_child, args=(settings, threads, names, drain_timeout)) for _ in range(processes)]
+        for child in children:
+            child.start()
+
+        def forward(signum: int, frame: FrameType | None) -> None:
+            for child in children:
+                if child.pid is not None and child.is_alive():
+                    child.terminate()
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        for child in children:
+            child.join()
+        sys.exit(RET_OK if all(c.exitcode == 0 for c in children) else RET_FAILED)

@@ -1,0 +1,168 @@
+"""The record each command keeps in Redis, changed only through atomic Lua scripts.
+
+One hash per command id (:meth:`Keys.command`) holds its fingerprint (the idempotency check),
+status, attempt count and, once it ended, its terminal event. The scripts in ``scripts/`` make
+each step one round trip and all-or-nothing: admitting a command records it, publishes
+``accepted``, enqueues the Dramatiq message and acknowledges the stream entry together.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis
+from dramatiq import Message
+
+from schemas.commands import Command
+from schemas.events import Event
+from workers.settings import Settings
+
+
+def _script(name: str) -> str:
+    return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What :meth:`CommandStore.begin` decided: run attempt ``number`` of ``command``, or skip."""
+
+    state: str
+    number: int
+    command: Command | None = None
+
+    @property
+    def should_run(self) -> bool:
+        return self.state == "run"
+
+
+class CommandStore:
+    """Atomic operations on command records and the events stream."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = settings.keys
+        self._admit = client.register_script(_script("admit"))
+        self._begin = client.register_script(_script("begin"))
+        self._finish = client.register_script(_script("finish"))
+        self._retry = client.register_script(_script("retry"))
+
+    def admit_keys_args(
+        self, command: Command, *, fingerprint: str, entry: str, message: Message[Any], stored: bytes
+    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of one admit call (so ingest can pipeline a whole batch)."""
+        ns = self.keys.dramatiq_namespace
+        base = Event(
+            id=command.id,
+            command=command.command,
+            backend=command.backend,
+            status="accepted",
+            producer=command.producer,
+            entry=entry,
+            batch=command.batch,
+            details={"queue": message.queue_name, "generated_id": True} if command.id_generated else {"queue": message.queue_name},
+        )
+        keys = [
+            self.keys.command(command.id),
+            self.settings.events_stream,
+            self.settings.commands_stream,
+            f"{ns}:{message.queue_name}",
+            f"{ns}:{message.queue_name}.msgs",
+            command.reply_to or "",
+        ]
+        args = [
+            fingerprint,
+            entry,
+            now_ms(),
+            self.settings.idempotency_ttl_s,
+            self.settings.events_maxlen,
+            _group(),
+            _base_event_json(base),
+            stored,
+            message.options["redis_message_id"],
+            message.encode(),
+            message.queue_name,
+        ]
+        return keys, args
+
+    def admit_many(self, calls: list[tuple[list[str], list[Any]]]) -> list[str]:
+        """Run a batch of admit calls in one pipeline; returns each verdict."""
+        if not calls:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            self._admit(keys=keys, args=args, client=pipe)
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in pipe.execute()]
+
+    def begin(self, command_id: str, worker_id: str, generation: int) -> Attempt:
+        """Count an attempt and load the command, unless it ended or a newer copy exists."""
+        state, number, stored = self._begin(keys=[self.keys.command(command_id)], args=[now_ms(), worker_id, generation])
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        command = Command.model_validate_json(stored) if state == "run" else None
+        return Attempt(state, int(number), command)
+
+    def schedule_retry(self, event: Event, *, generation: int, reply_to: str | None) -> bool:
+        """Mark the command retrying at ``generation`` and publish the ``retrying`` event."""
+        assert event.id is not None
+        return bool(
+            self._retry(
+                keys=[self.keys.command(event.id), self.settings.events_stream, reply_to or ""],
+                args=[generation, event.to_json(), self.settings.events_maxlen, now_ms()],
+            )
+        )
+
+    def finish(self, event: Event, *, reply_to: str | None) -> bool:
+        """Publish the terminal event and store it as the command's outcome, once."""
+        assert event.id is not None and event.terminal
+        ended = self._finish(
+            keys=[self.keys.command(event.id), self.settings.events_stream, reply_to or "", self.keys.dead_letters],
+            args=[event.status, event.to_json(), self.settings.idempotency_ttl_s, self.settings.events_maxlen, now_ms()],
+        )
+        return bool(ended)
+
+    def publish(self, event: Event, *, reply_to: str | None = None) -> None:
+        """Publish a non-terminal (or stateless) event."""
+        body = event.to_json()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.settings.events_stream, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
+        if reply_to:
+            pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
+        pipe.execute()
+
+    def respond_and_ack(self, event: Event, *, entry: str, reply_to: str | None = None) -> None:
+        """Publish an answer to a stream entry and acknowledge the entry in one transaction."""
+        body = event.to_json()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.settings.events_stream, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
+        if reply_to:
+            pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
+        pipe.xack(self.settings.commands_stream, _group(), entry)
+        pipe.execute()
+
+    def record(self, command_id: str) -> dict[str, str]:
+        raw: Any = self.client.hgetall(self.keys.command(command_id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def outcome(self, command_id: str) -> Event | None:
+        raw: Any = self.client.hget(self.keys.command(command_id), "outcome")
+        return Event.from_json(raw) if raw else None
+
+
+def _group() -> str:
+    from workers.constants import INGEST_GROUP
+
+    return INGEST_GROUP
+
+
+def _base_event_json(event: Event) -> bytes:
+    data = event.model_dump(mode="json", exclude_none=True)
+    data.pop("status", None)
+    return orjson.dumps(data)

@@ -1,0 +1,96 @@
+"""Redis key names and defaults, in one place.
+
+Every Redis key the package touches is built here, so an operator can read the whole data
+model off this file and ``redis-cli --scan --pattern 'mailops:*'`` holds no surprises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Stream a producer adds commands to (field ``body``, JSON). Part of the wire contract.
+DEFAULT_COMMANDS_STREAM = "mailops:commands"
+#: Stream every lifecycle and terminal event is added to (field ``body``, JSON).
+DEFAULT_EVENTS_STREAM = "mailops:events"
+#: Consumer group that ingests the commands stream.
+INGEST_GROUP = "mailops-ingest"
+#: Field that holds the JSON body in stream entries.
+BODY_FIELD = "body"
+
+#: Dramatiq queue for urgent commands (abuse); never waits behind bulk work.
+QUEUE_URGENT = "urgent"
+#: Dramatiq queue for ordinary commands (billing webhooks, operators).
+QUEUE_DEFAULT = "default"
+#: Dramatiq queue for bulk migrations.
+QUEUE_BULK = "bulk"
+#: Every queue, most urgent first.
+QUEUES = (QUEUE_URGENT, QUEUE_DEFAULT, QUEUE_BULK)
+
+#: How long a finished command's record (its idempotency key) is remembered, in seconds.
+DEFAULT_IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+#: Approximate cap on the length of the events stream (XADD MAXLEN ~).
+DEFAULT_EVENTS_MAXLEN = 1_000_000
+#: Milliseconds without a heartbeat after which a worker process is considered dead.
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000
+#: Milliseconds an ingest entry may stay pending with a consumer before another reclaims it.
+DEFAULT_INGEST_CLAIM_IDLE_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds every Redis key name from one prefix."""
+
+    prefix: str = "mailops"
+
+    @property
+    def dramatiq_namespace(self) -> str:
+        """Namespace of Dramatiq's own queues, ack sets and heartbeats."""
+        return f"{self.prefix}:dq"
+
+    def command(self, command_id: str) -> str:
+        """Hash holding one command's record: fingerprint, status, attempts, outcome."""
+        return f"{self.prefix}:cmd:{command_id}"
+
+    @property
+    def routes(self) -> str:
+        """Hash of target (domain or cPanel account) -> backend name."""
+        return f"{self.prefix}:routes"
+
+    def backend_inflight(self, backend: str) -> str:
+        """Sorted set of in-flight call leases on one backend, scored by expiry (ms)."""
+        return f"{self.prefix}:backend:{backend}:inflight"
+
+    def backend_rate(self, backend: str) -> str:
+        """Sorted set of recent call start times on one backend (sliding window)."""
+        return f"{self.prefix}:backend:{backend}:rate"
+
+    def breaker(self, backend: str) -> str:
+        """Hash with one backend's circuit-breaker state."""
+        return f"{self.prefix}:backend:{backend}:breaker"
+
+    @property
+    def dead_letters(self) -> str:
+        """Sorted set of dead-lettered command ids, scored by time (ms)."""
+        return f"{self.prefix}:dlq"
+
+    def holds(self, target: str, aspect: str) -> str:
+        """Hash of reason -> hold record for one target and aspect."""
+        return f"{self.prefix}:holds:{aspect}:{target}"
+
+    def order(self, target: str, aspect: str) -> str:
+        """Hash with the last applied order stamp and lease for one target and aspect."""
+        return f"{self.prefix}:order:{aspect}:{target}"
+
+    @property
+    def audit(self) -> str:
+        """Stream of security-relevant decisions (rejections, forced releases)."""
+        return f"{self.prefix}:audit"
+
+    def batch(self, batch_id: str) -> str:
+        """Hash with one bulk batch's metadata and counters."""
+        return f"{self.prefix}:batch:{batch_id}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live worker process ids, scored by last heartbeat (ms)."""
+        return f"{self.prefix}:workers"

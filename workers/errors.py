@@ -1,0 +1,108 @@
+"""The one exception tree of mailops.
+
+Every error the package raises descends from :class:`MailopsError`; third-party errors
+(httpx, redis, pydantic) are translated at one boundary each and keep their cause::
+
+    MailopsError
+    ├── ConfigError                  the settings or the backends file are wrong
+    ├── CommandError                 a command cannot be run as given
+    │   ├── CommandRejected          it fails validation (names the field and the rule)
+    │   └── UnknownBackend           it names, or routes to, no configured backend
+    ├── PanelError                   a panel call did not do what was asked
+    │   ├── PanelRefused             permanent: the panel said no (bad user, bad value)
+    │   │   ├── PanelAuthRejected    the credentials were refused (401/403, "Not perm2")
+    │   │   └── UnsupportedCommand   this backend kind cannot do this command
+    │   └── PanelUnavailable         transient: retry later (5xx, 429, timeout, refused)
+    │       └── PanelTimeout         the call may or may not have been applied
+    └── StoreError                   Redis state is not what the worker expects
+
+Control-flow signals are not errors and live with the middleware that raises them.
+"""
+
+from __future__ import annotations
+
+
+class MailopsError(Exception):
+    """Root of every mailops exception."""
+
+    #: Machine-readable kind used in the ``error.kind`` field of events.
+    kind = "internal"
+
+
+class ConfigError(MailopsError):
+    """The settings or the backends file are invalid."""
+
+    kind = "config"
+
+
+class CommandError(MailopsError):
+    """A command cannot be run as given."""
+
+    kind = "invalid"
+
+
+class CommandRejected(CommandError):
+    """A command failed validation; ``field`` and ``rule`` say where and why."""
+
+    kind = "rejected"
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.rule = rule
+        self.message = message
+
+
+class UnknownBackend(CommandError):
+    """The command names, or routes to, no configured backend."""
+
+    kind = "unknown_backend"
+
+
+class PanelError(MailopsError):
+    """A panel call did not do what was asked."""
+
+    kind = "panel"
+
+
+class PanelRefused(PanelError):
+    """Permanent failure: retrying the same call cannot succeed."""
+
+    kind = "panel_refused"
+
+
+class PanelAuthRejected(PanelRefused):
+    """The panel refused the backend's credentials."""
+
+    kind = "auth"
+
+
+class UnsupportedCommand(PanelRefused):
+    """The backend kind has no way to run this command."""
+
+    kind = "unsupported"
+
+
+class PanelUnavailable(PanelError):
+    """Transient failure: the same call may succeed later.
+
+    ``retry_after`` carries the panel's own hint in seconds, when it gave one.
+    """
+
+    kind = "panel_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PanelTimeout(PanelUnavailable):
+    """The call timed out after it was sent: it may have been applied."""
+
+    kind = "timeout"
+
+
+class StoreError(MailopsError):
+    """Redis state is not what the worker expects."""
+
+    kind = "store"

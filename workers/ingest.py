@@ -1,0 +1,249 @@
+"""Ingest: the consumer group that turns commands-stream entries into Dramatiq messages.
+
+Each entry is validated against the schemas, passed through the ingest gates (routing,
+producer authentication, sealing of secrets...), then admitted atomically (see
+:mod:`workers.command_store`). An invalid entry gets one ``rejected`` event naming the field
+and rule and is acknowledged; the consumer never stops on bad input. Entries read by a
+consumer that died are reclaimed with XAUTOCLAIM after ``ingest_claim_idle_ms``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import redis
+from dramatiq import Message
+
+from schemas.commands import Command, parse_command
+from schemas.events import ErrorInfo, Event
+from workers import constants
+from workers.command_store import CommandStore
+from workers.errors import CommandError, CommandRejected
+from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Entries read per XREADGROUP call.
+READ_COUNT = 200
+#: Milliseconds XREADGROUP blocks waiting for new entries.
+READ_BLOCK_MS = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One commands-stream entry as read."""
+
+    id: str
+    fields: dict[bytes, bytes]
+
+    @property
+    def body(self) -> bytes | None:
+        return self.fields.get(constants.BODY_FIELD.encode())
+
+
+class IngestGate(Protocol):
+    """A check or transformation every valid command passes before it is admitted.
+
+    Raise :class:`~workers.errors.CommandRejected` (or another ``CommandError``) to refuse it.
+    """
+
+    def __call__(self, command: Command, entry: Entry) -> Command: ...
+
+
+def actor_name_for(queue: str) -> str:
+    """The Dramatiq actor that runs commands from one queue (one per queue, for priority)."""
+    return f"execute_{queue}"
+
+
+#: Dramatiq message option carrying the command record generation the message belongs to.
+GENERATION_OPTION = "mailops_gen"
+
+
+def message_for(command: Command) -> Message[Any]:
+    """The Dramatiq message that runs a command; its id derives from the command id."""
+    return Message(
+        queue_name=command.queue,
+        actor_name=actor_name_for(command.queue),
+        args=(command.id,),
+        kwargs={},
+        # The generation lets a stale copy of a retried message recognise itself.
+        options={"redis_message_id": str(uuid.uuid4()), GENERATION_OPTION: 1},
+        message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"mailops:{command.id}")),
+        message_timestamp=int(time.time() * 1000),
+    )
+
+
+def fingerprint(command: Command) -> str:
+    """What "the same payload" means for the idempotency check.
+
+    ``issued_at``, ``priority``, ``reply_to``, ``signature`` and ``batch`` may differ between a
+    producer's retries of one intent, so they are left out.
+    """
+    canonical = {
+        "command": command.command,
+        "backend": command.backend,
+        "args": command.args,
+        "producer": command.producer,
+        "reason": command.reason,
+    }
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None) -> Event:
+    """The ``rejected`` event for an entry, echoing whatever of it could be read."""
+    raw = raw or {}
+
+    def text(name: str) -> str | None:
+        value = raw.get(name)
+        return value[:200] if isinstance(value, str) else None
+
+    if isinstance(exc, CommandRejected):
+        error = ErrorInfo(kind="rejected", message=exc.message, field=exc.field, rule=exc.rule)
+    else:
+        error = ErrorInfo(kind=exc.kind, message=str(exc))
+    return Event(
+        id=text("id"),
+        command=text("command"),
+        backend=text("backend"),
+        producer=text("producer"),
+        status="rejected",
+        terminal=True,
+        entry=entry.id,
+        error=error,
+    )
+
+
+class Ingestor:
+    """Reads the commands stream in a consumer group and admits what it reads."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        store: CommandStore,
+        *,
+        gates: Sequence[IngestGate] = (),
+        consumer: str | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.store = store
+        self.gates = list(gates)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.group = constants.INGEST_GROUP
+        self.stream = settings.commands_stream
+        self._stop = threading.Event()
+        self._last_claim = 0.0
+        #: Entries handled since start (for liveness checks).
+        self.handled = 0
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_batch(self, *, block_ms: int = READ_BLOCK_MS) -> list[Entry]:
+        """Reclaim entries of dead consumers (at most once per idle period), else read new ones."""
+        now = time.monotonic()
+        if now - self._last_claim >= self.settings.ingest_claim_idle_ms / 2000:
+            self._last_claim = now
+            claimed = self._claim()
+            if claimed:
+                return claimed
+        reply: Any = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=READ_COUNT, block=block_ms)
+        entries: list[Entry] = []
+        for _stream, items in reply or []:
+            entries.extend(Entry(_s(eid), dict(fields or {})) for eid, fields in items)
+        return entries
+
+    def _claim(self) -> list[Entry]:
+        entries: list[Entry] = []
+        start = "0-0"
+        while True:
+            reply: Any = self.client.xautoclaim(
+                self.stream, self.group, self.consumer, self.settings.ingest_claim_idle_ms, start_id=start, count=READ_COUNT
+            )
+            start, items = _s(reply[0]), reply[1]
+            entries.extend(Entry(_s(eid), dict(fields or {})) for eid, fields in items if fields is not None)
+            # Entries trimmed from the stream while pending come back as ids only: acknowledge them.
+            missing = [eid for eid, fields in items if fields is None] + [_s(e) for e in (reply[2] if len(reply) > 2 else [])]
+            if missing:
+                self.client.xack(self.stream, self.group, *missing)
+            if start == "0-0" or len(entries) >= READ_COUNT:
+                return entries
+
+    def process(self, entries: Sequence[Entry]) -> None:
+        """Validate and admit a batch of entries (one pipeline for all the valid ones)."""
+        calls = []
+        for entry in entries:
+            raw: dict[str, Any] | None = None
+            try:
+                body = entry.body
+                if body is None:
+                    raise CommandRejected("body", "missing", "the entry has no 'body' field")
+                try:
+                    decoded = orjson.loads(body)
+                    raw = decoded if isinstance(decoded, dict) else None
+                except orjson.JSONDecodeError:
+                    raw = None
+                command = parse_command(body)
+                for gate in self.gates:
+                    command = gate(command, entry)
+                stored = command.to_json()
+                message = message_for(command)
+                calls.append(
+                    self.store.admit_keys_args(
+                        command, fingerprint=fingerprint(command), entry=entry.id, message=message, stored=stored
+                    )
+                )
+            except CommandError as exc:
+                reply_to = raw.get("reply_to") if raw and isinstance(raw.get("reply_to"), str) else None
+                self.store.respond_and_ack(rejection_event(exc, entry, raw), entry=entry.id, reply_to=_safe_stream(reply_to))
+        self.store.admit_many(calls)
+        self.handled += len(entries)
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`; Redis outages are waited out, never fatal."""
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self.ensure_group()
+                while not self._stop.is_set():
+                    entries = self.read_batch()
+                    if entries:
+                        self.process(entries)
+                    backoff = 0.1
+            except redis.ConnectionError as exc:
+                logger.warning("ingest: Redis unreachable (%s); retrying in %.1fs", type(exc).__name__, backoff)
+            except redis.ResponseError as exc:
+                logger.warning("ingest: Redis error %s; retrying in %.1fs", exc, backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _safe_stream(name: str | None) -> str | None:
+    """A reply_to from an invalid command is used only if it looks like a stream name."""
+    import re
+
+    if name and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}", name):
+        return name
+    return None

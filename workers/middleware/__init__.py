@@ -1,0 +1,8 @@
+"""Dramatiq middleware: the cross-cutting work every command gets (lifecycle, liveness)."""
+
+from __future__ import annotations
+
+from workers.middleware.lifecycle import Lifecycle, current_execution
+from workers.middleware.liveness import Liveness
+
+__all__ = ["Lifecycle", "Liveness", "current_execution"]

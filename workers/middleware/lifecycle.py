@@ -1,0 +1,168 @@
+"""Lifecycle middleware: attempts, retries, dead letters and the terminal event of every command.
+
+Before an actor runs, the attempt is counted in the command record (so a crash counts as an
+attempt) and the command is loaded; a command that already ended, or a stale copy of a retried
+message, is skipped. After it runs, exactly one of these happens:
+
+* it returned a :class:`~workers.backends.base.PanelResult` -> ``succeeded`` (``already`` when no
+  change was needed);
+* it raised a permanent error (:class:`~workers.errors.PanelRefused`, ``CommandError``) ->
+  ``failed``;
+* it raised anything else -> ``retrying`` with a backoff from the command's
+  :class:`~workers.retry_policy.RetryPolicy`, or ``dead_lettered`` once attempts or age run out.
+
+Terminal events are written by one Lua script together with the record, so each command gets
+exactly one even if the worker dies at any point.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware, SkipMessage
+
+from schemas.commands import Command
+from schemas.events import ErrorInfo, Event, EventStatus
+from workers.backends.base import PanelResult
+from workers.command_store import CommandStore
+from workers.errors import CommandError, MailopsError, PanelRefused, PanelUnavailable
+from workers.ingest import GENERATION_OPTION
+from workers.retry_policy import policy_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Execution:
+    """The command a worker thread is running, and which attempt this is."""
+
+    command: Command
+    attempt: int
+    started: float
+    #: What the panel call returned, set by the actor.
+    result: PanelResult | None = None
+    #: The expected (mailops) error the panel call raised, set by the actor.
+    error: MailopsError | None = None
+
+
+_local = threading.local()
+
+
+def current_execution() -> Execution:
+    """The command the calling worker thread is running (set by :class:`Lifecycle`)."""
+    execution: Execution | None = getattr(_local, "execution", None)
+    if execution is None:
+        raise RuntimeError("no command is being executed on this thread")
+    return execution
+
+
+class Lifecycle(Middleware):
+    """Counts attempts, decides retries and publishes every command's events."""
+
+    def __init__(self, store: CommandStore, worker_id: str) -> None:
+        self.store = store
+        self.worker_id = worker_id
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        command_id = str(message.args[0])
+        generation = int(message.options.get(GENERATION_OPTION, 1))
+        attempt = _retry_redis(lambda: self.store.begin(command_id, self.worker_id, generation))
+        if not attempt.should_run or attempt.command is None:
+            logger.debug("skipping %s: %s", command_id, attempt.state)
+            raise SkipMessage()
+        command = attempt.command
+        policy = policy_for(command.command)
+        if attempt.number > policy.max_attempts:
+            self._finish(command, "dead_lettered", attempt.number,
+                         error=ErrorInfo(kind="attempts_exhausted",
+                                         message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)"))
+            raise SkipMessage()
+        _local.execution = Execution(command, attempt.number, time.monotonic())
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        _local.execution = None
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        execution: Execution | None = getattr(_local, "execution", None)
+        _local.execution = None
+        if execution is None:
+            return
+        command, attempt = execution.command, execution.attempt
+        exception = exception or execution.error
+        if exception is None:
+            outcome = execution.result or PanelResult()
+            self._finish(command, "succeeded", attempt, already=outcome.already, details=outcome.details)
+            return
+        error = ErrorInfo(kind=getattr(exception, "kind", "internal"), message=_describe(exception))
+        if isinstance(exception, PanelRefused | CommandError):
+            self._finish(command, "failed", attempt, error=error)
+            return
+        policy = policy_for(command.command)
+        age = (datetime.now(UTC) - command.issued_at).total_seconds()
+        if attempt >= policy.max_attempts or age >= policy.max_age_s:
+            why = "attempts" if attempt >= policy.max_attempts else "age"
+            self._finish(command, "dead_lettered", attempt, error=error, details={"exhausted": why})
+            return
+        retry_after = exception.retry_after if isinstance(exception, PanelUnavailable) else None
+        delay = policy.delay_ms(attempt, retry_after_s=retry_after)
+        generation = int(message.options.get(GENERATION_OPTION, 1)) + 1
+        copy = message.copy(options={GENERATION_OPTION: generation})
+        _retry_redis(lambda: broker.enqueue(copy, delay=delay))
+        event = Event(
+            id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+            status="retrying", attempt=attempt, error=error, batch=command.batch,
+            next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
+        )
+        _retry_redis(lambda: self.store.schedule_retry(event, generation=generation, reply_to=command.reply_to))
+
+    def _finish(self, command: Command, status: EventStatus, attempt: int, *, already: bool | None = None,
+                error: ErrorInfo | None = None, details: dict[str, Any] | None = None) -> None:
+        event = Event(
+            id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+            status=status,
+            terminal=True, attempt=attempt, already=already, error=error, batch=command.batch,
+            details=details or {},
+        )
+        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MailopsError):
+        return str(exc)
+    # Unexpected exceptions: name the type only; their text may carry request data.
+    return f"unexpected {type(exc).__name__} in the worker"
+
+
+def _retry_redis(fn: Any, *, deadline_s: float = 3600.0) -> Any:
+    """Run a Redis operation, waiting out connection loss (Redis restarts, failovers)."""
+    delay, start = 0.05, time.monotonic()
+    while True:
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() - start > deadline_s:
+                raise
+            logger.warning("Redis unreachable (%s); retrying in %.2fs", type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        except redis.ResponseError as exc:
+            if "LOADING" in str(exc) or "READONLY" in str(exc):
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            raise

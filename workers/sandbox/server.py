@@ -1,0 +1,219 @@
+"""A real HTTP server on loopback that serves one sandbox panel, with fault injection.
+
+Control endpoints (no credentials; loopback only) live under ``/__sandbox__/``:
+``GET ledger``, ``GET stats``, ``POST faults`` (JSON :class:`Faults` fields), ``POST reset-stats``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from workers.sandbox.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+        return cls(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json", headers)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+
+
+class PanelApp(Protocol):
+    """What a sandbox panel implements; the server does HTTP, faults and the ledger endpoint."""
+
+    name: str
+    ledger: Ledger
+
+    def handle(self, request: Request) -> Reply: ...
+
+
+@dataclass
+class Faults:
+    """Faults to inject, each a share of requests (0..1) unless it says seconds."""
+
+    #: Seconds every answer is delayed by.
+    latency_s: float = 0.0
+    #: Share answered with HTTP 500 and an HTML body, before anything is applied.
+    error_rate: float = 0.0
+    #: Share answered with HTTP 429 and ``Retry-After: retry_after_s``.
+    rate_limit_rate: float = 0.0
+    retry_after_s: float = 1.0
+    #: Share answered with an HTML login page (HTTP 200) instead of JSON.
+    html_rate: float = 0.0
+    #: Share that is applied, then held for ``hang_s`` seconds before answering (client times out).
+    timeout_after_apply_rate: float = 0.0
+    hang_s: float = 5.0
+    #: Share that is applied, then the connection is closed with no answer.
+    drop_after_apply_rate: float = 0.0
+    #: Seed of the fault dice, for repeatable runs.
+    seed: int | None = None
+
+
+class SandboxServer:
+    """Serve one :class:`PanelApp` on 127.0.0.1; start, stop and restart on the same port."""
+
+    def __init__(self, app: PanelApp, *, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None) -> None:
+        self.app = app
+        self.host = host
+        self.port = port or _free_port(host)
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def set_faults(self, faults: Faults) -> None:
+        with self._lock:
+            self.faults = faults
+            self._rng = random.Random(faults.seed)
+
+    def start(self) -> SandboxServer:
+        handler = _handler_for(self)
+        httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: new connections are refused until :meth:`start` is called again."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.max_in_flight = self.in_flight
+            self.requests = 0
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight, "requests": self.requests}
+
+    def _roll(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+    def serve(self, request: Request) -> Reply | None:
+        """Answer one request, with faults; ``None`` means drop the connection."""
+        with self._lock:
+            self.in_flight += 1
+            self.requests += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            f = self.faults
+            error, limited, html = self._roll(f.error_rate), self._roll(f.rate_limit_rate), self._roll(f.html_rate)
+            hang, drop = self._roll(f.timeout_after_apply_rate), self._roll(f.drop_after_apply_rate)
+        try:
+            if f.latency_s:
+                time.sleep(f.latency_s)
+            if error:
+                return Reply(500, b"<html><body><h1>HTTP 500: Internal Server Error</h1></body></html>", "text/html")
+            if limited:
+                return Reply.json({"error": "Too Many Requests"}, 429, (("Retry-After", f"{f.retry_after_s:g}"),))
+            if html:
+                return Reply(200, b"<!DOCTYPE html><html><body><form id='login_form'></form></body></html>", "text/html")
+            reply = self.app.handle(request)
+            if hang:
+                time.sleep(f.hang_s)
+            if drop:
+                return None
+            return reply
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def control(self, method: str, path: str, body: bytes) -> Reply:
+        if path == "/__sandbox__/ledger":
+            return Reply.json([c.as_dict() for c in self.app.ledger.changes()])
+        if path == "/__sandbox__/stats":
+            return Reply.json(self.stats())
+        if path == "/__sandbox__/faults" and method == "POST":
+            known = {f.name for f in fields(Faults)}
+            data = {k: v for k, v in json.loads(body or b"{}").items() if k in known}
+            self.set_faults(Faults(**data))
+            return Reply.json(asdict(self.faults))
+        if path == "/__sandbox__/reset-stats" and method == "POST":
+            self.reset_stats()
+            return Reply.json(self.stats())
+        return Reply.json({"error": "unknown sandbox control path"}, 404)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _handler_for(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            split = urlsplit(self.path)
+            if split.path.startswith("/__sandbox__/"):
+                self._send(server.control(self.command, split.path, body))
+                return
+            params = dict(parse_qsl(split.query, keep_blank_values=True))
+            if body and "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = server.serve(Request(self.command, split.path, params, headers))
+            if reply is None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._send(reply)
+
+        def _send(self, reply: Reply) -> None:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        do_GET = _handle
+        do_POST = _handle
+
+    return Handler

@@ -1,0 +1,54 @@
+-- Admit one command from the commands stream, atomically:
+--   new id          -> record it, publish `accepted`, enqueue the Dramatiq message, XACK
+--   same id, same fingerprint, finished -> publish `duplicate` repeating the stored outcome, XACK
+--   same id, same fingerprint, running  -> publish `in_flight`, XACK
+--   same id, other fingerprint          -> publish `conflict`, XACK
+--
+-- KEYS: 1 command record, 2 events stream, 3 commands stream, 4 dramatiq queue list,
+--       5 dramatiq queue messages hash, 6 reply_to stream (or "")
+-- ARGV: 1 fingerprint, 2 stream entry id, 3 now (ms), 4 record ttl (s), 5 events maxlen,
+--       6 group, 7 base event JSON (no status), 8 stored command JSON,
+--       9 dramatiq redis message id, 10 dramatiq message data, 11 queue name
+local rec = redis.call("HMGET", KEYS[1], "fp", "status", "outcome")
+local base = cjson.decode(ARGV[7])
+local function publish(ev)
+  local body = cjson.encode(ev)
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "body", body)
+  if KEYS[6] ~= "" then
+    redis.call("XADD", KEYS[6], "MAXLEN", "~", ARGV[5], "*", "body", body)
+  end
+end
+
+local verdict
+if not rec[1] then
+  redis.call("HSET", KEYS[1], "id", base["id"], "fp", ARGV[1], "status", "queued", "entry", ARGV[2], "attempts", 0, "gen", 1,
+             "command", ARGV[8], "queue", ARGV[11], "created", ARGV[3], "updated", ARGV[3])
+  redis.call("EXPIRE", KEYS[1], ARGV[4])
+  redis.call("HSET", KEYS[5], ARGV[9], ARGV[10])
+  redis.call("RPUSH", KEYS[4], ARGV[9])
+  base["status"] = "accepted"
+  publish(base)
+  verdict = "accepted"
+elseif rec[1] ~= ARGV[1] then
+  base["status"] = "conflict"
+  base["terminal"] = true
+  base["error"] = {kind = "conflict", message = "id " .. base["id"] .. " was already used for a different command; not run"}
+  publish(base)
+  verdict = "conflict"
+elseif rec[3] then
+  local stored = cjson.decode(rec[3])
+  base["status"] = "duplicate"
+  base["terminal"] = true
+  base["details"] = {original = stored}
+  base["backend"] = stored["backend"]
+  publish(base)
+  verdict = "duplicate"
+else
+  base["status"] = "in_flight"
+  base["terminal"] = true
+  base["details"] = {state = rec[2]}
+  publish(base)
+  verdict = "in_flight"
+end
+redis.call("XACK", KEYS[3], ARGV[6], ARGV[2])
+return verdict

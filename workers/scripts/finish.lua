@@ -1,0 +1,18 @@
+-- End a command with its terminal event, exactly once.
+-- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 dead-letter set
+-- ARGV: 1 status, 2 terminal event JSON, 3 record ttl (s), 4 events maxlen, 5 now (ms)
+-- Returns 1 if this call ended the command, 0 if it had already ended.
+if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
+  return 0
+end
+redis.call("HSET", KEYS[1], "status", ARGV[1], "outcome", ARGV[2], "updated", ARGV[5])
+redis.call("HDEL", KEYS[1], "worker")
+redis.call("EXPIRE", KEYS[1], ARGV[3])
+redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])
+if KEYS[3] ~= "" then
+  redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])
+end
+if ARGV[1] == "dead_lettered" then
+  redis.call("ZADD", KEYS[4], ARGV[5], redis.call("HGET", KEYS[1], "id"))
+end
+return 1
