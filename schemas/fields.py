@@ -46,3 +46,25 @@ StreamName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
 ]
+
+#: A domain name in ASCII (IDNA domains as xn-- labels).
+Domain = Annotated[
+    str,
+    StringConstraints(
+        max_length=253,
+        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+    ),
+    Field(description="domain name, ASCII only (IDNA domains as xn-- labels)."),
+]
+
+#: The local part of a mailbox address (before the @).
+LocalPart = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9!#$%*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%*+/=?^_`{|}~-]+)*$"),
+]
+
+#: A mailbox password as the producer sends it (sealed at ingest; never stored in plain text).
+Password = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+#: A mailbox quota in MB, or "unlimited".
+Quota = Annotated[int, Field(ge=0, le=999_999)] | Annotated[str, StringConstraints(pattern=r"^unlimited$")]
