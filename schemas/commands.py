@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from schemas.fields import CommandId, CpanelUser, EmailAddress, Name, StreamName
+from schemas.fields import CommandId, CpanelUser, Domain, EmailAddress, Name, Password, Quota, StreamName
 from workers.errors import CommandRejected
 
 #: Largest accepted stream entry body, in bytes.
@@ -59,7 +59,127 @@ class SuspensionArgs(CommandArgs):
         return self
 
     def target(self) -> str:
-        return self.email or self.user or ""
+        return (self.email or "").lower() or self.user or ""
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+class AccountArgs(CommandArgs):
+    """Arguments of a command on one whole cPanel account."""
+
+    user: CpanelUser = Field(description="cPanel account.")
+
+    def target(self) -> str:
+        return self.user
+
+
+class ForwardDestinationArgs(AccountArgs):
+    """Where a (system or cPanel) account's own mail is forwarded; empty disables forwarding."""
+
+    forward_to: list[EmailAddress | CpanelUser] = Field(
+        default_factory=list, max_length=20, description="addresses or account names; empty = no forwarding."
+    )
+
+
+class MailboxArgs(CommandArgs):
+    """Arguments of a command on one existing mailbox."""
+
+    email: EmailAddress = Field(description="the mailbox, local@domain.")
+
+    def target(self) -> str:
+        return self.email.lower()
+
+    @property
+    def local_part(self) -> str:
+        return self.email.rpartition("@")[0]
+
+    @property
+    def domain(self) -> str:
+        return _domain_of(self.email)
+
+
+class NewMailboxArgs(MailboxArgs):
+    """A mailbox to create, with its password and quota (MB; 0 or ``unlimited`` = no limit)."""
+
+    password: Password = Field(repr=False, description="the new mailbox's password (never logged).")
+    quota: Quota = Field(default=0, description="quota in MB; 0 or 'unlimited' means no limit.")
+
+
+class PasswordArgs(MailboxArgs):
+    """A mailbox's new password."""
+
+    password: Password = Field(repr=False, description="the new password (never logged).")
+
+
+class ForwarderArgs(MailboxArgs):
+    """One forwarder: mail to ``email`` is also delivered to ``destination``."""
+
+    destination: EmailAddress = Field(description="where mail is forwarded to.")
+
+
+class DomainArgs(CommandArgs):
+    """Arguments of a command on one mail domain."""
+
+    domain: Domain = Field(description="the mail domain.")
+
+    def target(self) -> str:
+        return self.domain.lower()
+
+
+#: A WHM ``modifyacct`` limit: 0..999999 or ``unlimited`` (sent as a string, as the panel expects).
+Limit = Annotated[int, Field(ge=0, le=999_999)] | Literal["unlimited"]
+#: A byte or megabyte amount: any non-negative number or ``unlimited``.
+Amount = Annotated[int, Field(ge=0)] | Literal["unlimited"]
+#: A WHM boolean flag, sent as ``1`` or ``0``.
+Flag = Literal[0, 1]
+
+
+class ModifyAccountArgs(AccountArgs):
+    """WHM ``modifyacct`` with the seed document's case-exact field names and value rules.
+
+    Unknown or mis-cased names are refused here (the panel would silently ignore them).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+
+    DNS: Domain | None = Field(default=None, description="new main domain.")
+    contactemail: EmailAddress | None = Field(default=None, description="primary contact address.")
+    newuser: CpanelUser | None = Field(default=None, description="new account name.")
+    owner: CpanelUser | None = Field(default=None, description="reseller that owns the account.")
+    BWLIMIT: Amount | None = Field(default=None, description="bandwidth limit, or 'unlimited'.")
+    HASCGI: Flag | None = None
+    HASDKIM: Flag | None = None
+    HASSHELL: Flag | None = None
+    HASSPF: Flag | None = None
+    LOCALE: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")] | None = None
+    MAXFTP: Limit | None = None
+    MAXSQL: Limit | None = None
+    MAXPOP: Limit | None = None
+    MAXLST: Limit | None = None
+    MAXSUB: Limit | None = None
+    MAXPARK: Limit | None = None
+    MAXADDON: Limit | None = None
+    MAX_EMAIL_PER_HOUR: Amount | None = Field(default=None, description="0 or 'unlimited' = no limit.")
+    MAX_DEFER_FAIL_PERCENTAGE: Annotated[int, Field(ge=1, le=100)] | Literal["unlimited"] | None = Field(
+        default=None, description="1..100 or 'unlimited' (the panel refuses 0)."
+    )
+    RS: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(default=None, description="theme.")
+    QUOTA: Amount | None = Field(default=None, description="disk quota, 0 or 'unlimited' = no limit.")
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ModifyAccountArgs:
+        if not self.changes():
+            raise FieldRuleError("DNS", "nothing_to_change", "give at least one field to change besides args.user")
+        return self
+
+    def changes(self) -> dict[str, str]:
+        """The fields to send, as the panel's form strings."""
+        return {
+            name: str(value)
+            for name, value in self.model_dump(exclude={"user"}, exclude_none=True).items()
+        }
 
 
 @dataclass(frozen=True)
@@ -81,6 +201,25 @@ COMMANDS: dict[str, CommandSpec] = {
     for spec in (
         CommandSpec("suspend_outgoing", SuspensionArgs, "outgoing", "urgent", "Stop outgoing mail."),
         CommandSpec("unsuspend_outgoing", SuspensionArgs, "outgoing", "default", "Allow outgoing mail again."),
+        CommandSpec("suspend_incoming", SuspensionArgs, "incoming", "urgent", "Refuse incoming mail."),
+        CommandSpec("unsuspend_incoming", SuspensionArgs, "incoming", "default", "Accept incoming mail again."),
+        CommandSpec("suspend_login", SuspensionArgs, "login", "urgent", "Refuse mailbox logins (IMAP/POP/webmail)."),
+        CommandSpec("unsuspend_login", SuspensionArgs, "login", "default", "Allow mailbox logins again."),
+        CommandSpec("hold_outgoing", SuspensionArgs, "hold", "urgent", "Queue outgoing mail without delivering it."),
+        CommandSpec("release_outgoing", SuspensionArgs, "hold", "default", "Deliver held outgoing mail again."),
+        CommandSpec("terminate_sessions", AccountArgs, "sessions", "urgent", "End the account's IMAP/POP sessions."),
+        CommandSpec("set_forward_destination", ForwardDestinationArgs, "forward_destination", "default",
+                    "Forward an account's own mail (empty list: stop)."),
+        CommandSpec("addmail", NewMailboxArgs, "mailbox", "default", "Create a mailbox."),
+        CommandSpec("delmail", MailboxArgs, "mailbox", "default", "Delete a mailbox."),
+        CommandSpec("passwd", PasswordArgs, "password", "default", "Set a mailbox's password."),
+        CommandSpec("addforward", ForwarderArgs, "forwarder", "default", "Add a forwarder."),
+        CommandSpec("delforward", ForwarderArgs, "forwarder", "default", "Remove a forwarder."),
+        CommandSpec("onspf", DomainArgs, "spf", "default", "Publish the domain's SPF record."),
+        CommandSpec("offspf", DomainArgs, "spf", "default", "Stop publishing the domain's SPF record."),
+        CommandSpec("ondkim", DomainArgs, "dkim", "default", "Sign the domain's mail with DKIM."),
+        CommandSpec("offdkim", DomainArgs, "dkim", "default", "Stop DKIM signing for the domain."),
+        CommandSpec("modifyacct", ModifyAccountArgs, "account", "default", "Change account settings (WHM modifyacct)."),
     )
 }
 

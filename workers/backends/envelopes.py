@@ -3,31 +3,76 @@
 This is the classification table a reader checks against the panel documentation
 (``shared/reference/panel-apis.md``). Each parser returns a :class:`PanelResult` when the
 state the command asked for holds (done, or already so) and raises a
-:class:`~workers.errors.PanelError` subclass otherwise.
+:class:`~workers.errors.PanelError` subclass otherwise. HTTP-level failures (401/403, 429, 5xx,
+HTML instead of JSON, timeouts, refused connections) are classified before this, in
+:mod:`workers.backends.transport`.
+
+=====================  ============================================  ==========================================
+shape                  where                                         outcome
+=====================  ============================================  ==========================================
+WHM API 1              ``metadata.result`` 1 / 0 + ``reason``        done / :data:`WHM_REASONS`
+WHM API 0 (legacy)     ``result[0].status`` + ``statusmsg``          done / :data:`WHM_REASONS`
+UAPI (flat)            ``status`` 1 / 0 + ``errors[]``               done / :data:`UAPI_REASONS`
+UAPI (CLI wrapper)     ``{"apiversion":3, "result": {flat}}``        unwrapped, then as UAPI (flat)
+``uapi_cpanel``        WHM metadata, then ``data.uapi`` flat UAPI    both must say 1; inner 0 = failure
+API 2                  ``cpanelresult`` ``error`` / ``event.result``  done / :data:`WHM_REASONS`
+                       / ``data[].result`` + ``reason``
+BrainyCP               ``{"error": N, "mess": ...}``                 :data:`BRAINYCP_CODES`
+BrainyCP bad login     ``{"code": 1, "message": "Not perm2"}``       :class:`PanelAuthRejected`
+=====================  ============================================  ==========================================
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from workers.backends.base import PanelResult
-from workers.errors import PanelError, PanelRefused, PanelUnavailable
+from workers.errors import PanelAuthRejected, PanelError, PanelRefused, PanelUnavailable
+
+Outcome = Literal["already", "transient", "permanent"]
 
 #: (pattern in the panel's reason text, outcome). First match wins; no match = permanent failure.
 #: ``already`` means the panel reports the desired state already holds.
-WHM_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
+WHM_REASONS: tuple[tuple[re.Pattern[str], Outcome], ...] = (
     (re.compile(r"You do not have a user named"), "permanent"),
     (re.compile(r"You do not have access to an account named"), "permanent"),
     (re.compile(r"is not a valid user for this operation"), "permanent"),
     (re.compile(r"Provide the .* parameter|may not be empty|Must at least specify a user"), "permanent"),
-    (re.compile(r"Unknown app\s*(\(.+\))?\s*requested"), "permanent"),
+    (re.compile(r"Unknown app\s*(\(.+\))?\s*requested|Could not find function"), "permanent"),
     (re.compile(r"already exists|is already", re.IGNORECASE), "already"),
     (re.compile(r"temporarily|try again|timed out|No space left", re.IGNORECASE), "transient"),
 )
 
+#: UAPI ``errors[]`` texts (no XID). "No such mailbox" and bad values are permanent.
+UAPI_REASONS: tuple[tuple[re.Pattern[str], Outcome], ...] = (
+    (re.compile(r"You do not have an email account named"), "permanent"),
+    (re.compile(r"Please use a valid email format|Invalid email account"), "permanent"),
+    (re.compile(r"could not find the function|Failed to load module|Unknown API requested"), "permanent"),
+    (re.compile(r"already exists|is already", re.IGNORECASE), "already"),
+    (re.compile(r"temporarily|try again|timed out|No space left", re.IGNORECASE), "transient"),
+)
 
-def _classify_reason(backend: str, reason: str, table: tuple[tuple[re.Pattern[str], str], ...]) -> PanelResult:
+#: BrainyCP ``error`` codes: (operation or ``*``, code) -> outcome. Code 0 is success; codes
+#: missing here are permanent. The texts are in ``shared/seeds/002_*.txt``.
+BRAINYCP_CODES: dict[tuple[str, int], Outcome] = {
+    ("addmail", 1): "already",       # This mailbox already exists: <boxname>
+    ("addmail", 3): "transient",     # An error occurred while adding mailbox: <boxname>
+    ("onspf", 3): "already",         # SPF is already enabled for domain: <domen>
+    ("offspf", 3): "already",        # SPF is already disabled for domain: <domen>
+    ("ondkim", 3): "already",        # dkim is already enabled for domain: <domen>
+    ("offdkim", 3): "already",       # dkim is already disabled for domain: <domen>
+    ("onspf", 2): "transient",       # Error enabling SPF record for domain <domen>
+    ("offspf", 2): "transient",
+    ("ondkim", 2): "transient",
+    ("offdkim", 2): "transient",
+    ("*", 1000): "permanent",        # You do not have permission to administer this user
+    ("*", 1001): "permanent",        # There is no such user in the ISP-panel
+}
+
+
+def classify_reason(backend: str, reason: str, table: tuple[tuple[re.Pattern[str], Outcome], ...]) -> PanelResult:
+    """A failure text: already so (a result), transient or permanent (raised)."""
     for pattern, outcome in table:
         if pattern.search(reason):
             if outcome == "already":
@@ -44,9 +89,86 @@ def whm_api1(backend: str, body: Any) -> PanelResult:
     A function failure arrives as HTTP 200 with ``result: 0`` and the reason text.
     """
     if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        if isinstance(body, dict) and isinstance(body.get("result"), list):
+            return whm_api0(backend, body)
         raise PanelError(f"{backend}: answer has no WHM API 1 metadata")
     meta = body["metadata"]
     reason = str(meta.get("reason") or "")
     if str(meta.get("result")) == "1":
         return PanelResult(message=reason or "OK", details={"data": body.get("data")} if body.get("data") else {})
-    return _classify_reason(backend, reason or "NOT OK", WHM_REASONS)
+    return classify_reason(backend, reason or "NOT OK", WHM_REASONS)
+
+
+def whm_api0(backend: str, body: Any) -> PanelResult:
+    """Legacy WHM API 0 (no ``api.version``): ``{"result": [{"status": 1, "statusmsg": ...}]}``."""
+    items = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+        raise PanelError(f"{backend}: answer has no WHM API 0 result")
+    first = items[0]
+    message = str(first.get("statusmsg") or "")
+    if str(first.get("status")) == "1":
+        return PanelResult(message=message or "OK")
+    return classify_reason(backend, message or "NOT OK", WHM_REASONS)
+
+
+def uapi(backend: str, body: Any) -> PanelResult:
+    """Flat UAPI ``{"status": 1|0, "data", "errors", "messages", "warnings", "metadata"}``.
+
+    The ``uapi --output=json`` wrapper ``{"apiversion": 3, "result": {...}}`` is unwrapped first.
+    """
+    if isinstance(body, dict) and "apiversion" in body and isinstance(body.get("result"), dict):
+        body = body["result"]
+    if not isinstance(body, dict) or "status" not in body:
+        raise PanelError(f"{backend}: answer is not a UAPI result")
+    errors = [str(e) for e in (body.get("errors") or [])]
+    if str(body.get("status")) == "1":
+        return PanelResult(message="OK", details={"data": body["data"]} if body.get("data") is not None else {})
+    return classify_reason(backend, "; ".join(errors) or "UAPI call failed", UAPI_REASONS)
+
+
+def uapi_cpanel(backend: str, body: Any) -> PanelResult:
+    """UAPI through WHM: the outer WHM metadata says 1 even when ``data.uapi.status`` is 0."""
+    whm_api1(backend, body)
+    inner = (body.get("data") or {}).get("uapi") if isinstance(body.get("data"), dict) else None
+    if not isinstance(inner, dict):
+        raise PanelError(f"{backend}: uapi_cpanel answer has no data.uapi")
+    return uapi(backend, inner)
+
+
+def cpanel_api2(backend: str, body: Any) -> PanelResult:
+    """cPanel API 2 through ``/json-api/cpanel``: ``{"cpanelresult": {...}}``."""
+    result = body.get("cpanelresult") if isinstance(body, dict) else None
+    if not isinstance(result, dict):
+        raise PanelError(f"{backend}: answer has no cpanelresult")
+    if result.get("error"):
+        return classify_reason(backend, str(result["error"]), WHM_REASONS)
+    event = result.get("event")
+    if isinstance(event, dict) and str(event.get("result")) != "1":
+        return classify_reason(backend, str(event.get("reason") or "API 2 call failed"), WHM_REASONS)
+    data = result.get("data")
+    items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    for item in items:
+        if isinstance(item, dict) and "result" in item and str(item["result"]) != "1":
+            return classify_reason(backend, str(item.get("reason") or "API 2 call failed"), WHM_REASONS)
+    return PanelResult()
+
+
+def brainycp(backend: str, operation: str, body: Any) -> PanelResult:
+    """BrainyCP ``{"error": N, "mess": ...}``; the bad-login answer is ``{"code": 1, "message": "Not perm2"}``."""
+    if not isinstance(body, dict):
+        raise PanelError(f"{backend}: BrainyCP answer is not a JSON object")
+    if "error" not in body and "code" in body:
+        raise PanelAuthRejected(f"{backend}: credentials refused ({body.get('message')!s})")
+    try:
+        code = int(body["error"])
+    except (KeyError, TypeError, ValueError):
+        raise PanelError(f"{backend}: BrainyCP answer has no error code") from None
+    message = str(body.get("mess") or body.get("message") or "")
+    if code == 0:
+        return PanelResult(message=message or "OK")
+    outcome = BRAINYCP_CODES.get((operation, code)) or BRAINYCP_CODES.get(("*", code)) or "permanent"
+    if outcome == "already":
+        return PanelResult(already=True, message=message)
+    if outcome == "transient":
+        raise PanelUnavailable(f"{backend}: {operation} error {code}: {message}")
+    raise PanelRefused(f"{backend}: {operation} error {code}: {message}")

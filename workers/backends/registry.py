@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from workers.backends.base import Backend
+from workers.backends.brainycp import BrainycpBackend
+from workers.backends.cpanel import CpanelBackend
 from workers.backends.whm import WhmBackend
 from workers.errors import ConfigError
 from workers.settings import BackendConfig
@@ -12,6 +14,8 @@ from workers.settings import BackendConfig
 #: Registered panel kinds; an unknown kind in the config is refused at start-up.
 KINDS: dict[str, Callable[[BackendConfig], Backend]] = {
     "whm": WhmBackend,
+    "cpanel": CpanelBackend,
+    "brainycp": BrainycpBackend,
 }
 
 

@@ -1,0 +1,82 @@
+"""BrainyCP backend (``POST http://HOST:8002/api/api.php``, module ``mailclient``).
+
+Every request is a form with the panel login (``username``/``password``), the module and the
+operation as field *names* (``mailclient=1&addmail=1``), ``language=en`` (the default answers are
+Russian) and the operation's own fields. ``addmail`` also has a mailbox field named ``password``
+(a conflict in BrainyCP's docs); for it the login goes in the older ``Login``/``pass`` fields the
+connection page names, so the two passwords never share one field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from schemas.commands import Command
+from workers.backends.base import PanelResult
+from workers.backends.envelopes import brainycp
+from workers.backends.transport import PanelHttp, json_body
+from workers.backends.vocabulary import Call, Scope, scope_of
+from workers.errors import UnsupportedCommand
+from workers.settings import BackendConfig
+
+MODULE = "mailclient"
+
+
+def _domain(operation: str) -> dict[Scope, Call]:
+    return {"domain": Call("", operation, lambda a: {"domain": a.domain})}
+
+
+#: command -> target scope -> BrainyCP ``mailclient`` operation (see :mod:`workers.backends.vocabulary`).
+CALLS: dict[str, dict[Scope, Call]] = {
+    "addmail": {"mailbox": Call("", "addmail", lambda a: {"email": a.email, "password": a.password, "quota": str(a.quota)})},
+    "delmail": {"mailbox": Call("", "delmail", lambda a: {"email": a.email})},
+    "addforward": {"mailbox": Call("", "addforward", lambda a: {"source": a.email, "target": a.destination, "save_local": "1"})},
+    "delforward": {"mailbox": Call("", "delforward", lambda a: {"source": a.email, "target": a.destination})},
+    "onspf": _domain("onspf"),
+    "offspf": _domain("offspf"),
+    "ondkim": _domain("ondkim"),
+    "offdkim": _domain("offdkim"),
+}
+
+
+class BrainycpBackend:
+    """A BrainyCP server reached with a panel login."""
+
+    kind = "brainycp"
+
+    def __init__(self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self._http = PanelHttp(config, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"BrainycpBackend(name={self.name!r}, url={self.config.url!r})"
+
+    def supports(self, command: str) -> bool:
+        return command in CALLS
+
+    def execute(self, command: Command) -> PanelResult:
+        args = command.typed_args()
+        scope = scope_of(args)
+        call = CALLS.get(command.command, {}).get(scope)
+        if call is None:
+            raise UnsupportedCommand(f"{command.command} on a {scope} target is not supported by backend kind {self.kind}")
+        return self.call(call.function, call.params(args))
+
+    def call(self, operation: str, params: dict[str, str]) -> PanelResult:
+        """POST one ``mailclient`` operation and classify its ``{error, mess}`` answer."""
+        secret = self.config.token.get_secret_value()
+        login = {"Login": self.config.username, "pass": secret} if "password" in params else {
+            "username": self.config.username, "password": secret}
+        form = {**login, MODULE: "1", operation: "1", "language": "en", **params}
+        response = self._http.request("POST", "/api/api.php", headers={"Accept": "application/json"}, data=form)
+        body: Any = json_body(self.name, response)
+        return brainycp(self.name, operation, body)
+
+    def check(self) -> PanelResult:
+        return self.call("getlistmail", {})
+
+    def close(self) -> None:
+        self._http.close()

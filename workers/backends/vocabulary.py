@@ -1,0 +1,80 @@
+"""The command vocabulary as each backend kind runs it, and the README table rendered from it.
+
+Each backend module keeps one table ``CALLS: dict[command, dict[scope, Call]]``: for a command and
+the kind of target it names (a whole account, one mailbox, a mail domain), the panel function it
+calls and how the arguments become that function's parameters. A missing command or scope is
+*unsupported* on that kind: the command fails with kind ``unsupported`` before any panel call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from schemas.commands import COMMANDS, AccountArgs, CommandArgs, DomainArgs, MailboxArgs, SuspensionArgs
+
+Scope = Literal["account", "mailbox", "domain"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One panel function a command maps to on one backend kind."""
+
+    #: How the function is reached: ``""`` (the kind's own API), ``uapi_cpanel`` or ``API 2``.
+    via: str
+    #: The function as the panel names it (``suspend_outgoing_email``, ``Email::add_pop``, ``addmail``).
+    function: str
+    #: Typed command arguments -> the function's form parameters.
+    params: Callable[[Any], dict[str, str]]
+    #: What a reader needs besides the name (``HASSPF=1``).
+    note: str = ""
+
+    def describe(self) -> str:
+        text = f"{self.via} `{self.function}`" if self.via else f"`{self.function}`"
+        return f"{text} `{self.note}`" if self.note else text
+
+
+#: command -> target scope -> call.
+CallTable = Mapping[str, Mapping[Scope, Call]]
+
+
+def scope_of(args: CommandArgs) -> Scope:
+    """Which kind of target the command's arguments name."""
+    if isinstance(args, SuspensionArgs):
+        return "mailbox" if args.email else "account"
+    if isinstance(args, MailboxArgs):
+        return "mailbox"
+    if isinstance(args, DomainArgs):
+        return "domain"
+    if isinstance(args, AccountArgs):
+        return "account"
+    raise TypeError(f"no scope for {type(args).__name__}")
+
+
+def tables() -> dict[str, CallTable]:
+    """Backend kind -> its call table (imported here so the backend modules stay independent)."""
+    from workers.backends import brainycp, cpanel, whm
+
+    return {"whm": whm.CALLS, "cpanel": cpanel.CALLS, "brainycp": brainycp.CALLS}
+
+
+def cell(table: CallTable, command: str) -> str:
+    calls = table.get(command)
+    if not calls:
+        return "—"
+    if len(calls) == 1:
+        return next(iter(calls.values())).describe()
+    return "; ".join(f"{scope}: {call.describe()}" for scope, call in calls.items())
+
+
+def render_table() -> str:
+    """The Markdown table of every command × backend kind (the README section "Commands × backends")."""
+    kinds = tables()
+    lines = [
+        "| command | " + " | ".join(f"`{kind}`" for kind in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for name in COMMANDS:
+        lines.append(f"| `{name}` | " + " | ".join(cell(table, name) for table in kinds.values()) + " |")
+    return "\n".join(lines) + "\n"
