@@ -9,6 +9,7 @@ each step one round trip and all-or-nothing: admitting a command records it, pub
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 import redis
 from dramatiq import Message
+from dramatiq.common import dq_name
 
 from schemas.commands import Command
 from schemas.events import Event
@@ -104,29 +106,61 @@ class CommandStore:
 
     def begin(self, command_id: str, worker_id: str, generation: int) -> Attempt:
         """Count an attempt and load the command, unless it ended or a newer copy exists."""
-        state, number, stored = self._begin(keys=[self.keys.command(command_id)], args=[now_ms(), worker_id, generation])
+        state, number, stored = self._begin(
+            keys=[self.keys.command(command_id), self.keys.command_history(command_id)],
+            args=[now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s],
+        )
         state = state.decode() if isinstance(state, bytes) else str(state)
         command = Command.model_validate_json(stored) if state == "run" else None
         return Attempt(state, int(number), command)
 
-    def schedule_retry(self, event: Event, *, generation: int, reply_to: str | None) -> bool:
-        """Mark the command retrying at ``generation`` and publish the ``retrying`` event."""
+    def schedule_retry(
+        self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,
+        attempt: dict[str, Any], uncount: bool = False,
+    ) -> bool:
+        """Atomically: mark the command ``event.status`` (retrying/waiting) at ``generation``, put
+        ``message`` on its delay queue for ``delay_ms``, append ``attempt`` to the history and
+        publish ``event``. ``uncount`` gives the attempt back (waiting is not an attempt)."""
         assert event.id is not None
+        ns = self.keys.dramatiq_namespace
+        delayed = message.copy(
+            queue_name=dq_name(message.queue_name),
+            options={"redis_message_id": str(uuid.uuid4()), "eta": now_ms() + delay_ms},
+        )
         return bool(
             self._retry(
-                keys=[self.keys.command(event.id), self.settings.events_stream, reply_to or ""],
-                args=[generation, event.to_json(), self.settings.events_maxlen, now_ms()],
+                keys=[
+                    self.keys.command(event.id), self.settings.events_stream, reply_to or "",
+                    f"{ns}:{delayed.queue_name}", f"{ns}:{delayed.queue_name}.msgs",
+                    self.keys.command_history(event.id),
+                ],
+                args=[
+                    generation, event.to_json(), self.settings.events_maxlen, now_ms(),
+                    delayed.options["redis_message_id"], delayed.encode(), event.status, "1" if uncount else "0",
+                    orjson.dumps(attempt), self.settings.history_max, self.settings.idempotency_ttl_s,
+                ],
             )
         )
 
-    def finish(self, event: Event, *, reply_to: str | None) -> bool:
+    def finish(self, event: Event, *, reply_to: str | None, attempt: dict[str, Any] | None = None) -> bool:
         """Publish the terminal event and store it as the command's outcome, once."""
         assert event.id is not None and event.terminal
         ended = self._finish(
-            keys=[self.keys.command(event.id), self.settings.events_stream, reply_to or "", self.keys.dead_letters],
-            args=[event.status, event.to_json(), self.settings.idempotency_ttl_s, self.settings.events_maxlen, now_ms()],
+            keys=[
+                self.keys.command(event.id), self.settings.events_stream, reply_to or "", self.keys.dead_letters,
+                self.keys.command_history(event.id),
+            ],
+            args=[
+                event.status, event.to_json(), self.settings.idempotency_ttl_s, self.settings.events_maxlen, now_ms(),
+                orjson.dumps(attempt) if attempt else "", self.settings.history_max,
+            ],
         )
         return bool(ended)
+
+    def history(self, command_id: str) -> list[dict[str, Any]]:
+        """The command's attempts, oldest first (bounded by ``history_max``)."""
+        raw: Any = self.client.lrange(self.keys.command_history(command_id), 0, -1)
+        return [orjson.loads(item) for item in raw]
 
     def publish(self, event: Event, *, reply_to: str | None = None) -> None:
         """Publish a non-terminal (or stateless) event."""

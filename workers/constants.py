@@ -32,6 +32,16 @@ DEFAULT_IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 DEFAULT_EVENTS_MAXLEN = 1_000_000
 #: Milliseconds without a heartbeat after which a worker process is considered dead.
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000
+#: Consecutive transient connection failures that open a backend's circuit breaker.
+DEFAULT_BREAKER_FAILURES = 5
+#: Milliseconds an open breaker waits before letting one probe call through.
+DEFAULT_BREAKER_COOLDOWN_MS = 2_000
+#: Seconds a command may wait for a down backend (open breaker) before it is dead-lettered.
+DEFAULT_OUTAGE_TOLERANCE_S = 3600
+#: Attempts kept in a command's history (the oldest are dropped beyond this).
+DEFAULT_HISTORY_MAX = 50
+#: Milliseconds an in-flight call lease outlives the call's own timeouts if its holder dies.
+LEASE_MARGIN_MS = 2_000
 #: Milliseconds an ingest entry may stay pending with a consumer before another reclaims it.
 DEFAULT_INGEST_CLAIM_IDLE_MS = 10_000
 
@@ -67,6 +77,14 @@ class Keys:
     def breaker(self, backend: str) -> str:
         """Hash with one backend's circuit-breaker state."""
         return f"{self.prefix}:backend:{backend}:breaker"
+
+    def command_history(self, command_id: str) -> str:
+        """List of one command's attempts (JSON: number, start, end, worker, error), oldest first."""
+        return f"{self.prefix}:cmd:{command_id}:history"
+
+    def breaker_probe(self, backend: str) -> str:
+        """String held by the one call allowed to probe a half-open breaker (expires)."""
+        return f"{self.prefix}:backend:{backend}:probe"
 
     @property
     def dead_letters(self) -> str:

@@ -7,16 +7,20 @@ Every error the package raises descends from :class:`MailopsError`; third-party 
     ├── ConfigError                  the settings or the backends file are wrong
     ├── CommandError                 a command cannot be run as given
     │   ├── CommandRejected          it fails validation (names the field and the rule)
-    │   └── UnknownBackend           it names, or routes to, no configured backend
+    │   ├── UnknownBackend           it names, or routes to, no configured backend
+    │   └── Superseded               terminal `superseded`: a newer command for its target+aspect was applied
     ├── PanelError                   a panel call did not do what was asked
     │   ├── PanelRefused             permanent: the panel said no (bad user, bad value)
     │   │   ├── PanelAuthRejected    the credentials were refused (401/403, "Not perm2")
     │   │   └── UnsupportedCommand   this backend kind cannot do this command
     │   └── PanelUnavailable         transient: retry later (5xx, 429, timeout, refused)
-    │       └── PanelTimeout         the call may or may not have been applied
+    │       ├── PanelTimeout         the call may or may not have been applied
+    │       └── BackendDown          the backend's circuit breaker is open; not called
     └── StoreError                   Redis state is not what the worker expects
 
-Control-flow signals are not errors and live with the middleware that raises them.
+Control-flow signals are not errors and live with the middleware that raises them, except
+:class:`Defer` ("run this again later without counting an attempt"), which backends, limits and
+ordering gates all raise and :class:`~workers.middleware.lifecycle.Lifecycle` handles.
 """
 
 from __future__ import annotations
@@ -100,6 +104,49 @@ class PanelTimeout(PanelUnavailable):
     """The call timed out after it was sent: it may have been applied."""
 
     kind = "timeout"
+
+
+class BackendDown(PanelUnavailable):
+    """The backend's circuit breaker is open: the call was not made."""
+
+    kind = "backend_down"
+
+
+class Defer(MailopsError):
+    """Signal, not a failure: run the command again in ``delay_ms`` without counting this attempt.
+
+    Lifecycle re-enqueues it with the next generation and publishes a ``waiting`` event with
+    ``reason``. Used for an open circuit breaker (``backend_down``), a full concurrency or rate
+    cap (``backend_busy``) and, by the ordering gate, a busy target.
+    """
+
+    kind = "deferred"
+
+    def __init__(self, delay_ms: int, reason: str, message: str = "") -> None:
+        super().__init__(message or f"deferred {delay_ms} ms: {reason}")
+        self.delay_ms = max(0, int(delay_ms))
+        self.reason = reason
+
+
+class Superseded(CommandError):
+    """A newer command for the same target and aspect (and hold reason) was already applied.
+
+    Terminal (status ``superseded``): the command never reaches the panel.
+    """
+
+    kind = "superseded"
+
+
+class TargetBusy(Defer):
+    """Another command for the same target and aspect is in flight: run again shortly.
+
+    Not a failure; as a :class:`Defer` it does not count an attempt.
+    """
+
+    kind = "target_busy"
+
+    def __init__(self, delay_ms: int, message: str = "") -> None:
+        super().__init__(delay_ms, "target_busy", message)
 
 
 class StoreError(MailopsError):

@@ -7,15 +7,22 @@ Environment variables (all optional):
 
 ``MAILOPS_REDIS_URL``
     Redis to use. Unset: ``mailops`` starts a private embedded Redis and stops it on exit.
+``MAILOPS_REDIS_SENTINELS`` / ``MAILOPS_REDIS_SENTINEL_MASTER``
+    Instead of a URL: Sentinels as ``host:port,host:port`` and the master's name. Same as
+    ``MAILOPS_REDIS_URL=redis+sentinel://host:port,host:port/master/0``.
 ``MAILOPS_CONFIG``
     Path of the backends file (TOML). See ``deploy/mailops.example.toml``.
 ``MAILOPS_COMMANDS_STREAM`` / ``MAILOPS_EVENTS_STREAM``
     Stream names; the defaults are part of the wire contract.
 ``MAILOPS_KEY_PREFIX``
     Prefix of every other Redis key (default ``mailops``).
+``MAILOPS_SEALING_KEY``
+    Base64 of the 64-byte key that seals passwords at rest (see :mod:`workers.sealing`); the
+    file may name another variable (``sealing_key_env``) or a file (``sealing_key_file``).
 
 Backend credentials never live in the backends file: each backend names an environment
-variable (``token_env``) or a file (``token_file``) that holds them.
+variable (``token_env``) or a file (``token_file``) that holds them. The same holds for each
+producer's signing key (``[producers.NAME]`` with ``key_env`` or ``key_file``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,26 @@ class BackendConfig(BaseModel):
         return f"BackendConfig(name={self.name!r}, kind={self.kind!r}, url={self.url!r})"
 
 
+class ProducerConfig(BaseModel):
+    """One producer allowed to send commands, and what it may do (see :mod:`workers.auth`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    #: The HMAC key, resolved from ``key_env``/``key_file`` at load time.
+    key: SecretStr = Field(default=SecretStr(""), exclude=True)
+    key_env: str | None = None
+    key_file: str | None = None
+    #: Commands and backends this producer may use; ``"*"`` means any. Empty means none.
+    commands: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()
+    #: Whether it may target the panels' system accounts (root, nobody, cpanel).
+    allow_system_accounts: bool = False
+
+    def __repr__(self) -> str:
+        return f"ProducerConfig(name={self.name!r}, commands={self.commands!r}, backends={self.backends!r})"
+
+
 class Settings(BaseModel):
     """Everything a mailops process needs to know, resolved once at start-up."""
 
@@ -80,7 +107,23 @@ class Settings(BaseModel):
     idempotency_ttl_s: int = Field(default=constants.DEFAULT_IDEMPOTENCY_TTL_S, ge=3 * 24 * 3600)
     heartbeat_timeout_ms: int = Field(default=constants.DEFAULT_HEARTBEAT_TIMEOUT_MS, ge=500)
     ingest_claim_idle_ms: int = Field(default=constants.DEFAULT_INGEST_CLAIM_IDLE_MS, ge=100)
+    #: Circuit breaker: consecutive connection failures that open it, and ms until a probe.
+    breaker_failures: int = Field(default=constants.DEFAULT_BREAKER_FAILURES, ge=1)
+    breaker_cooldown_ms: int = Field(default=constants.DEFAULT_BREAKER_COOLDOWN_MS, ge=50)
+    #: Seconds a command waits for a down backend before it is dead-lettered (waiting burns no attempts).
+    outage_tolerance_s: float = Field(default=constants.DEFAULT_OUTAGE_TOLERANCE_S, gt=0)
+    #: Attempts kept per command for ``mailops dlq show``.
+    history_max: int = Field(default=constants.DEFAULT_HISTORY_MAX, ge=1)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    #: Producers that may send commands, with their keys and allow-lists.
+    producers: dict[str, ProducerConfig] = Field(default_factory=dict)
+    #: Refuse unsigned commands. Turning this off is explicit and logged loudly at start-up.
+    require_signatures: bool = True
+    #: Seconds a signed command's ``issued_at`` may lie in the past (and ahead, for clock skew).
+    replay_window_s: int = Field(default=900, ge=1)
+    max_clock_skew_s: int = Field(default=300, ge=0)
+    #: The key that seals passwords at rest; ``None`` refuses commands that carry one.
+    sealing_key: SecretStr | None = Field(default=None, exclude=True)
 
     def __repr__(self) -> str:
         return f"Settings(redis_url={'set' if self.redis_url else 'embedded'}, backends={sorted(self.backends)})"
@@ -117,10 +160,25 @@ class Settings(BaseModel):
         for var, field in mapping.items():
             if env.get(var):
                 values[field] = env[var]
+        if env.get("MAILOPS_SEALING_KEY"):
+            values["sealing_key"] = SecretStr(env["MAILOPS_SEALING_KEY"])
+        if env.get("MAILOPS_REDIS_SENTINELS"):
+            values["redis_url"] = _sentinel_url(env)
         try:
             return cls(**values)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+
+def _sentinel_url(env: Mapping[str, str]) -> str:
+    """``MAILOPS_REDIS_SENTINELS`` + ``MAILOPS_REDIS_SENTINEL_MASTER`` as one ``redis+sentinel://`` URL."""
+    if env.get("MAILOPS_REDIS_URL"):
+        raise ConfigError("set MAILOPS_REDIS_URL or MAILOPS_REDIS_SENTINELS, not both")
+    master = env.get("MAILOPS_REDIS_SENTINEL_MASTER", "")
+    if not master:
+        raise ConfigError("MAILOPS_REDIS_SENTINELS needs MAILOPS_REDIS_SENTINEL_MASTER (the monitored master's name)")
+    hosts = ",".join(h.strip() for h in env["MAILOPS_REDIS_SENTINELS"].split(",") if h.strip())
+    return f"redis+sentinel://{hosts}/{master}/0"
 
 
 def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -145,7 +203,42 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
         except ValidationError as exc:
             raise ConfigError(f"backend {name!r}: {_describe(exc)}") from None
     values["backends"] = backends
+    values["producers"] = _load_producers(raw.get("producers", {}), env, path.parent)
+    key_env, key_file = values.pop("sealing_key_env", None), values.pop("sealing_key_file", None)
+    if key_env or key_file:
+        values["sealing_key"] = SecretStr(_read_secret("the sealing key", key_env, key_file, env, path.parent))
     return values
+
+
+def _load_producers(tables: Mapping[str, Any], env: Mapping[str, str], base: Path) -> dict[str, ProducerConfig]:
+    producers: dict[str, ProducerConfig] = {}
+    for name, table in tables.items():
+        if "key" in table:
+            raise ConfigError(f"producer {name!r}: keys do not belong in the config file; use key_env or key_file")
+        what = f"producer {name!r}"
+        key = _read_secret(what, table.get("key_env"), table.get("key_file"), env, base)
+        try:
+            producers[name] = ProducerConfig(**dict(table, name=name, key=SecretStr(key)))
+        except ValidationError as exc:
+            raise ConfigError(f"{what}: {_describe(exc)}") from None
+    return producers
+
+
+def _read_secret(what: str, var: Any, file: Any, env: Mapping[str, str], base: Path) -> str:
+    if var:
+        if str(var) not in env:
+            raise ConfigError(f"{what}: environment variable {var} is not set")
+        value = env[str(var)]
+    elif file:
+        try:
+            value = (base / str(file)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read {base / str(file)}: {exc.strerror}") from None
+    else:
+        raise ConfigError(f"{what}: set key_env or key_file")
+    if not value:
+        raise ConfigError(f"{what}: the key is empty")
+    return value
 
 
 def _resolve_secret(name: str, table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> str:

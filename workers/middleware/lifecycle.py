@@ -8,8 +8,16 @@ message, is skipped. After it runs, exactly one of these happens:
   change was needed);
 * it raised a permanent error (:class:`~workers.errors.PanelRefused`, ``CommandError``) ->
   ``failed``;
+* it raised :class:`~workers.errors.Defer` (backend down, caps full, target busy) -> ``waiting``:
+  re-run later with the next generation *without* counting the attempt; only a wait longer
+  than ``outage_tolerance_s`` for a down backend dead-letters;
 * it raised anything else -> ``retrying`` with a backoff from the command's
   :class:`~workers.retry_policy.RetryPolicy`, or ``dead_lettered`` once attempts or age run out.
+
+A :class:`~workers.errors.PanelTimeout` (sent, no answer) is retried like any transient error:
+commands are desired-state, so the retry finds the change already made and the panel's "already
+so" answer counts as success. The next run, the ``retrying``/``waiting`` event, the record and
+the attempt's history entry are written by one Lua script (``retry.lua``).
 
 Terminal events are written by one Lua script together with the record, so each command gets
 exactly one even if the worker dies at any point.
@@ -32,12 +40,19 @@ from dramatiq.middleware import Middleware, SkipMessage
 from schemas.commands import Command
 from schemas.events import ErrorInfo, Event, EventStatus
 from workers.backends.base import PanelResult
-from workers.command_store import CommandStore
-from workers.errors import CommandError, MailopsError, PanelRefused, PanelUnavailable
+from workers.command_store import CommandStore, now_ms
+from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
 from workers.ingest import GENERATION_OPTION
 from workers.retry_policy import policy_for
 
 logger = logging.getLogger(__name__)
+
+#: Message option: epoch ms when the command started waiting for a down backend (cleared on retry).
+WAITING_SINCE_OPTION = "mailops_waiting_since"
+#: Message option: how many times in a row the command was deferred (spaces out its waits).
+WAITS_OPTION = "mailops_waits"
+#: Longest single wait of a deferred command, in milliseconds.
+MAX_WAIT_MS = 30_000
 
 
 @dataclass
@@ -47,6 +62,8 @@ class Execution:
     command: Command
     attempt: int
     started: float
+    #: Epoch milliseconds the attempt started (for the attempt history).
+    started_ms: int = 0
     #: What the panel call returned, set by the actor.
     result: PanelResult | None = None
     #: The expected (mailops) error the panel call raised, set by the actor.
@@ -81,11 +98,11 @@ class Lifecycle(Middleware):
         command = attempt.command
         policy = policy_for(command.command)
         if attempt.number > policy.max_attempts:
-            self._finish(command, "dead_lettered", attempt.number,
-                         error=ErrorInfo(kind="attempts_exhausted",
-                                         message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)"))
+            error = ErrorInfo(kind="attempts_exhausted",
+                              message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)")
+            self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
-        _local.execution = Execution(command, attempt.number, time.monotonic())
+        _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms())
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _local.execution = None
@@ -106,39 +123,88 @@ class Lifecycle(Middleware):
         exception = exception or execution.error
         if exception is None:
             outcome = execution.result or PanelResult()
-            self._finish(command, "succeeded", attempt, already=outcome.already, details=outcome.details)
+            self._finish(command, "succeeded", attempt, already=outcome.already, details=outcome.details,
+                         history=self._entry(execution, "succeeded"))
+            return
+        if isinstance(exception, Defer):
+            self._defer(broker, message, execution, exception)
             return
         error = ErrorInfo(kind=getattr(exception, "kind", "internal"), message=_describe(exception))
+        if isinstance(exception, Superseded):  # a newer command for its target+aspect was applied
+            self._finish(command, "superseded", attempt, error=error, history=self._entry(execution, "superseded", error))
+            return
         if isinstance(exception, PanelRefused | CommandError):
-            self._finish(command, "failed", attempt, error=error)
+            self._finish(command, "failed", attempt, error=error, history=self._entry(execution, "failed", error))
             return
         policy = policy_for(command.command)
         age = (datetime.now(UTC) - command.issued_at).total_seconds()
         if attempt >= policy.max_attempts or age >= policy.max_age_s:
             why = "attempts" if attempt >= policy.max_attempts else "age"
-            self._finish(command, "dead_lettered", attempt, error=error, details={"exhausted": why})
+            self._finish(command, "dead_lettered", attempt, error=error, details={"exhausted": why},
+                         history=self._entry(execution, "dead_lettered", error))
             return
         retry_after = exception.retry_after if isinstance(exception, PanelUnavailable) else None
         delay = policy.delay_ms(attempt, retry_after_s=retry_after)
         generation = int(message.options.get(GENERATION_OPTION, 1)) + 1
-        copy = message.copy(options={GENERATION_OPTION: generation})
-        _retry_redis(lambda: broker.enqueue(copy, delay=delay))
+        copy = message.copy(options={GENERATION_OPTION: generation, WAITING_SINCE_OPTION: None, WAITS_OPTION: 0})
         event = Event(
             id=command.id, command=command.command, backend=command.backend, producer=command.producer,
             status="retrying", attempt=attempt, error=error, batch=command.batch,
             next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
         )
-        _retry_redis(lambda: self.store.schedule_retry(event, generation=generation, reply_to=command.reply_to))
+        entry = self._entry(execution, "retrying", error)
+        _retry_redis(lambda: self.store.schedule_retry(
+            event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay, attempt=entry))
+
+    def _defer(self, broker: dramatiq.Broker, message: MessageProxy, execution: Execution, signal: Defer) -> None:
+        """Run the command again later without counting this attempt (it never reached the panel,
+        or the backend is down), unless it has waited for a down backend beyond the tolerance."""
+        command = execution.command
+        error = ErrorInfo(kind=signal.reason, message=str(signal))
+        since = message.options.get(WAITING_SINCE_OPTION) or now_ms()
+        waited_s = (now_ms() - int(since)) / 1000
+        tolerance = self.store.settings.outage_tolerance_s
+        if signal.reason == "backend_down" and waited_s > tolerance:
+            self._finish(command, "dead_lettered", execution.attempt, error=error,
+                         details={"exhausted": "outage_tolerance", "waited_s": round(waited_s, 1)},
+                         history=self._entry(execution, "dead_lettered", error))
+            return
+        waits = int(message.options.get(WAITS_OPTION) or 0) + 1
+        spaced = min(MAX_WAIT_MS, 250 * 2 ** min(waits, 10))
+        delay = max(signal.delay_ms, spaced if signal.reason == "backend_down" else signal.delay_ms)
+        generation = int(message.options.get(GENERATION_OPTION, 1)) + 1
+        copy = message.copy(options={GENERATION_OPTION: generation, WAITING_SINCE_OPTION: int(since), WAITS_OPTION: waits})
+        event = Event(
+            id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+            status="waiting", error=error, batch=command.batch,
+            next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
+            details={"reason": signal.reason, "waited_s": round(waited_s, 1)},
+        )
+        entry = self._entry(execution, "waiting", error)
+        _retry_redis(lambda: self.store.schedule_retry(
+            event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay,
+            attempt=entry, uncount=True))
+
+    def _entry(self, execution: Execution, result: str, error: ErrorInfo | None = None) -> dict[str, Any]:
+        """One attempt for the command's history (never its args: they may hold sealed secrets)."""
+        entry: dict[str, Any] = {
+            "attempt": execution.attempt, "start": execution.started_ms, "end": now_ms(),
+            "worker": self.worker_id, "result": result,
+        }
+        if error is not None:
+            entry["error"] = error.model_dump(exclude_none=True)
+        return entry
 
     def _finish(self, command: Command, status: EventStatus, attempt: int, *, already: bool | None = None,
-                error: ErrorInfo | None = None, details: dict[str, Any] | None = None) -> None:
+                error: ErrorInfo | None = None, details: dict[str, Any] | None = None,
+                history: dict[str, Any] | None = None) -> None:
         event = Event(
             id=command.id, command=command.command, backend=command.backend, producer=command.producer,
             status=status,
             terminal=True, attempt=attempt, already=already, error=error, batch=command.batch,
             details=details or {},
         )
-        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to))
+        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history))
 
 
 def _describe(exc: BaseException) -> str:

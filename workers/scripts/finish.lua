@@ -1,13 +1,22 @@
 -- End a command with its terminal event, exactly once.
--- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 dead-letter set
--- ARGV: 1 status, 2 terminal event JSON, 3 record ttl (s), 4 events maxlen, 5 now (ms)
+-- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 dead-letter set,
+--       5 attempt history list
+-- ARGV: 1 status, 2 terminal event JSON, 3 record ttl (s), 4 events maxlen, 5 now (ms),
+--       6 history entry JSON (or ""), 7 history max
 -- Returns 1 if this call ended the command, 0 if it had already ended.
 if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
   return 0
 end
 redis.call("HSET", KEYS[1], "status", ARGV[1], "outcome", ARGV[2], "updated", ARGV[5])
-redis.call("HDEL", KEYS[1], "worker")
+redis.call("HDEL", KEYS[1], "worker", "started")
 redis.call("EXPIRE", KEYS[1], ARGV[3])
+if ARGV[6] ~= "" then
+  redis.call("RPUSH", KEYS[5], ARGV[6])
+  redis.call("LTRIM", KEYS[5], -tonumber(ARGV[7]), -1)
+end
+if redis.call("EXISTS", KEYS[5]) == 1 then
+  redis.call("EXPIRE", KEYS[5], ARGV[3])
+end
 redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])
 if KEYS[3] ~= "" then
   redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])

@@ -1,0 +1,103 @@
+"""Lifecycle: idempotency verdicts at the door, ambiguous outcomes, attempt history."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from tests.conftest import add_command, read_events, wait_for_terminal
+from workers.command_store import CommandStore
+from workers.sandbox import Faults, SandboxServer
+
+
+def suspend(id: str, user: str = "example", command: str = "suspend_outgoing") -> dict[str, object]:
+    return {"id": id, "command": command, "backend": "whm1", "args": {"user": user},
+            "producer": "billing", "issued_at": "2026-11-22T10:00:00Z"}
+
+
+def terminal_of(events, id):
+    return [e for e in events if e.id == id and e.terminal]
+
+
+def test_the_same_id_and_payload_after_it_finished_is_a_duplicate_repeating_the_outcome_without_a_panel_call(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a command that succeeded
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    add_command(redis_client, suspend("dup-1"))
+    wait_for_terminal(redis_client, {"dup-1"})
+    calls = whm.stats()["requests"]
+    # When the producer sends it again (a billing webhook retried)
+    add_command(redis_client, suspend("dup-1"))
+    events = wait_for_terminal(redis_client, count=2)
+    # Then the second answer is `duplicate` with the original outcome, and the panel saw no call
+    final = terminal_of(events, "dup-1")
+    assert [e.status for e in final] == ["succeeded", "duplicate"]
+    assert final[1].details["original"]["status"] == "succeeded"
+    assert whm.stats()["requests"] == calls
+    assert len(whm.app.ledger.changes()) == 1
+
+
+def test_the_same_id_while_it_still_runs_is_in_flight_and_runs_once(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a command whose panel call takes a while
+    whm.set_faults(Faults(latency_s=1.5))
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    add_command(redis_client, suspend("fly-1"))
+    deadline = time.monotonic() + 20
+    while CommandStore(redis_client, settings_for({"whm1": ("whm", whm)})).record("fly-1").get("status") != "running":
+        assert time.monotonic() < deadline, "command never started"
+        time.sleep(0.02)
+    # When the same id arrives while it runs
+    add_command(redis_client, suspend("fly-1"))
+    events = wait_for_terminal(redis_client, count=2, timeout=30)
+    # Then the copy is answered `in_flight` and the original alone ran, once
+    assert [e.status for e in terminal_of(events, "fly-1")] == ["in_flight", "succeeded"]
+    assert whm.stats()["requests"] == 1
+
+
+def test_the_same_id_with_a_different_payload_is_a_conflict_and_never_runs(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a command that succeeded for account `example`
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    add_command(redis_client, suspend("cf-1"))
+    wait_for_terminal(redis_client, {"cf-1"})
+    # When the same id is reused for account `other`
+    add_command(redis_client, suspend("cf-1", user="other"))
+    events = wait_for_terminal(redis_client, count=2)
+    # Then it is a conflict and `other` was never touched
+    final = terminal_of(events, "cf-1")
+    assert [e.status for e in final] == ["succeeded", "conflict"]
+    assert final[1].error is not None and final[1].error.kind == "conflict"
+    assert [c.target for c in whm.app.ledger.changes()] == ["example"]
+
+
+def test_a_call_that_timed_out_after_it_was_applied_is_retried_and_the_change_exists_once(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a panel that applies the first call and then never answers it
+    whm.set_faults(Faults(timeout_after_apply_rate=1.0, hang_s=3.0))
+    settings = settings_for({"whm1": ("whm", whm)}, whm1={"read_timeout": 0.5})
+    runtime = runtime_for(settings)
+    add_command(redis_client, suspend("amb-1"))
+    deadline = time.monotonic() + 20
+    while not any(e.status == "retrying" for e in read_events(redis_client)):
+        assert time.monotonic() < deadline, "no retry was scheduled"
+        time.sleep(0.02)
+    whm.set_faults(Faults())
+    # When the retry runs
+    events = wait_for_terminal(redis_client, {"amb-1"}, timeout=30)
+    # Then the command succeeded on the retry and the change exists once (WHM's suspend answers
+    # a plain OK when the account is already suspended, so `already` cannot be told here)
+    final = terminal_of(events, "amb-1")[0]
+    assert (final.status, final.attempt) == ("succeeded", 2)
+    retry = [e for e in events if e.status == "retrying"][0]
+    assert retry.error is not None and retry.error.kind == "timeout"
+    assert len(whm.app.ledger.changes()) == 1
+    # And both attempts are in the history, without the command's args
+    history = runtime.store.history("amb-1")
+    assert [(h["attempt"], h["result"]) for h in history] == [(1, "retrying"), (2, "succeeded")]
+    assert history[0]["error"]["kind"] == "timeout" and "example" not in str(history)

@@ -1,0 +1,132 @@
+"""Dead letters: browse, show (with every attempt), replay and purge.
+
+A dead-lettered command keeps its record (status ``dead_lettered``, its terminal event) and its
+attempt history, and its id sits in the dead-letter index (:meth:`Keys.dead_letters`, scored by
+time). Replay goes through the command's own record: it is queued again with the next
+generation and its attempt budget reset, and a second replay of the same id (or a replay of a
+command that is no longer dead-lettered) does nothing. Purge only drops ids from the index; the
+records stay until their idempotency TTL, so a producer's late retry is still a ``duplicate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from schemas.commands import Command
+from schemas.events import Event
+from workers.command_store import CommandStore, _script, now_ms
+from workers.ingest import GENERATION_OPTION, message_for
+
+#: Argument names whose values are never shown (sealed passwords and the like).
+SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered command, as listed."""
+
+    id: str
+    command: str
+    backend: str | None
+    at_ms: int
+    attempts: int
+    error_kind: str
+    error_message: str
+
+
+class DeadLetters:
+    """The dead-letter index and the operations on it."""
+
+    def __init__(self, client: redis.Redis, store: CommandStore) -> None:
+        self.client = client
+        self.store = store
+        self.keys = store.keys
+        self._replay = client.register_script(_script("replay"))
+
+    def ids(self) -> list[str]:
+        raw: Any = self.client.zrange(self.keys.dead_letters, 0, -1)
+        return [v.decode() for v in raw]
+
+    def list(self, *, backend: str | None = None, command: str | None = None) -> Iterator[DeadLetter]:
+        """Dead letters oldest first, optionally only one backend's or one command kind's."""
+        raw: Any = self.client.zrange(self.keys.dead_letters, 0, -1, withscores=True)
+        for member, score in raw:
+            letter = self._letter(member.decode(), int(score))
+            if letter is None:
+                continue
+            if backend is not None and letter.backend != backend:
+                continue
+            if command is not None and letter.command != command:
+                continue
+            yield letter
+
+    def show(self, command_id: str) -> dict[str, Any] | None:
+        """Everything about one command: record, outcome and every attempt (args redacted)."""
+        record = self.store.record(command_id)
+        if not record:
+            return None
+        stored = orjson.loads(record.pop("command", "{}") or "{}")
+        stored["args"] = redact(stored.get("args") or {})
+        outcome = record.pop("outcome", None)
+        record.pop("fp", None)
+        return {
+            "record": record,
+            "command": stored,
+            "outcome": orjson.loads(outcome) if outcome else None,
+            "attempts": self.store.history(command_id),
+        }
+
+    def replay(self, command_id: str) -> str:
+        """Queue a dead-lettered command again; returns ``replayed`` or why not (its status)."""
+        record = self.store.record(command_id)
+        if not record:
+            self.client.zrem(self.keys.dead_letters, command_id)
+            return "missing"
+        if record.get("status") != "dead_lettered":
+            return record.get("status", "unknown")
+        command = Command.model_validate_json(record["command"])
+        generation = int(record.get("gen", "1")) + 1
+        message = message_for(command)
+        message = message.copy(options={GENERATION_OPTION: generation})
+        ns = self.keys.dramatiq_namespace
+        event = Event(id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+                      status="accepted", batch=command.batch, details={"queue": message.queue_name, "replay": True})
+        entry = {"result": "replayed", "start": now_ms(), "end": now_ms(), "worker": "dlq"}
+        verdict = self._replay(
+            keys=[self.keys.command(command_id), self.keys.dead_letters, self.store.settings.events_stream,
+                  f"{ns}:{message.queue_name}", f"{ns}:{message.queue_name}.msgs", self.keys.command_history(command_id)],
+            args=[now_ms(), message.options["redis_message_id"], message.encode(), event.to_json(),
+                  self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s],
+        )
+        return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+
+    def purge(self, *, older_than_s: float | None = None) -> int:
+        """Drop ids from the index (all, or those dead-lettered before ``older_than_s`` ago)."""
+        if older_than_s is None:
+            return int(self.client.zremrangebyscore(self.keys.dead_letters, "-inf", "+inf"))
+        cutoff = int((time.time() - older_than_s) * 1000)
+        return int(self.client.zremrangebyscore(self.keys.dead_letters, "-inf", cutoff))
+
+    def _letter(self, command_id: str, at_ms: int) -> DeadLetter | None:
+        raw: Any = self.client.hmget(self.keys.command(command_id), "command", "outcome", "attempts")
+        stored, outcome, attempts = raw
+        if not stored or not outcome:
+            return None
+        data = orjson.loads(stored)
+        event = orjson.loads(outcome)
+        error = event.get("error") or {}
+        return DeadLetter(
+            id=command_id, command=str(data.get("command")), backend=data.get("backend"), at_ms=at_ms,
+            attempts=int(attempts or 0), error_kind=str(error.get("kind", "")), error_message=str(error.get("message", "")),
+        )
+
+
+def redact(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with every secret-looking value replaced by ``***``."""
+    return {k: ("***" if any(h in k.lower() for h in SECRET_HINTS) else v) for k, v in args.items()}

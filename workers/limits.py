@@ -1,0 +1,132 @@
+"""Per-backend limits held in Redis: a concurrency cap, a calls-per-second cap and a circuit breaker.
+
+Every worker process on every host takes a *lease* before it calls a panel and gives it back
+after, through two Lua scripts, so the caps hold across the whole fleet. A lease expires on its
+own (the call's timeouts plus :data:`~workers.constants.LEASE_MARGIN_MS`) if its holder dies.
+
+The breaker counts consecutive transient failures (:class:`~workers.errors.PanelUnavailable`);
+``breaker_failures`` of them open it. While it is open no call is made: the command is deferred
+(:class:`~workers.errors.Defer`, reason ``backend_down``), which re-runs it later *without*
+counting an attempt. After ``breaker_cooldown_ms`` one probe call goes through; an answer closes
+the breaker, another failure keeps it open for one more cooldown.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis
+
+from workers.constants import LEASE_MARGIN_MS
+from workers.errors import Defer, PanelError, PanelUnavailable
+from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Longest a worker thread waits in place for a full cap before deferring the command instead.
+BUSY_WAIT_MS = 2_000
+
+
+def _script(name: str) -> str:
+    return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class BackendLimits:
+    """Leases, rate and breaker for every configured backend, shared through Redis."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = settings.keys
+        self._acquire = client.register_script(_script("limits_acquire"))
+        self._release = client.register_script(_script("limits_release"))
+
+    def call(self, backend: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (one panel call) under ``backend``'s caps and breaker.
+
+        Raises :class:`Defer` when the breaker is open (or opens because of this call), or when a
+        cap stays full longer than :data:`BUSY_WAIT_MS`.
+        """
+        lease = self._take(backend)
+        try:
+            result = fn()
+        except PanelUnavailable as exc:
+            state = self._give_back(backend, lease, "down")
+            if state in ("open", "opened"):
+                if state == "opened":
+                    logger.warning("breaker of %s opened after repeated failures (%s)", backend, exc.kind)
+                raise Defer(self._cooldown_ms(), "backend_down", f"{backend} is down: {exc}") from exc
+            raise
+        except PanelError:
+            self._give_back(backend, lease, "answered")
+            raise
+        except BaseException:
+            self._give_back(backend, lease, "other")
+            raise
+        if self._give_back(backend, lease, "answered") == "reclosed":
+            logger.warning("breaker of %s closed: the backend answers again", backend)
+        return result
+
+    def breaker(self, backend: str) -> dict[str, str]:
+        """The breaker hash of ``backend`` (state, failures, opens, opened_at, closed_at)."""
+        raw: Any = self.client.hgetall(self.keys.breaker(backend))
+        data = {k.decode(): v.decode() for k, v in raw.items()}
+        data.setdefault("state", "closed")
+        return data
+
+    def in_flight(self, backend: str) -> int:
+        """Unexpired leases on ``backend`` now."""
+        key = self.keys.backend_inflight(backend)
+        return int(self.client.zcount(key, int(time.time() * 1000), "+inf"))
+
+    def _cooldown_ms(self) -> int:
+        return self.settings.breaker_cooldown_ms
+
+    def _lease_ttl_ms(self, backend: str) -> int:
+        config = self.settings.backends.get(backend)
+        if config is None:
+            return 60_000
+        return int((config.connect_timeout + config.read_timeout) * 1000) + LEASE_MARGIN_MS
+
+    def _take(self, backend: str) -> str:
+        config = self.settings.backends.get(backend)
+        cap = config.max_concurrency if config else 8
+        rate = config.max_rate if config else 0.0
+        lease = uuid.uuid4().hex
+        deadline = time.monotonic() + BUSY_WAIT_MS / 1000
+        keys = [
+            self.keys.backend_inflight(backend), self.keys.backend_rate(backend),
+            self.keys.breaker(backend), self.keys.breaker_probe(backend),
+        ]
+        while True:
+            verdict, wait_ms = self._acquire(
+                keys=keys, args=[int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]
+            )
+            verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+            if verdict in ("ok", "probe"):
+                return lease
+            if verdict == "open":
+                raise Defer(int(wait_ms) + random.randint(0, 250), "backend_down", f"{backend}: circuit breaker open")
+            if time.monotonic() + int(wait_ms) / 1000 > deadline:
+                raise Defer(int(wait_ms) + random.randint(50, 500), "backend_busy", f"{backend}: call caps full")
+            time.sleep(int(wait_ms) / 1000 + random.uniform(0, 0.02))
+
+    def _give_back(self, backend: str, lease: str, outcome: str) -> str:
+        keys = [self.keys.backend_inflight(backend), self.keys.breaker(backend), self.keys.breaker_probe(backend)]
+        args: list[str | int] = [lease, outcome, int(time.time() * 1000), self.settings.breaker_failures, self._cooldown_ms()]
+        for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
+            try:
+                state = self._release(keys=keys, args=args)
+                return state.decode() if isinstance(state, bytes) else str(state)
+            except (redis.ConnectionError, redis.TimeoutError):
+                # The lease expires on its own; keep trying briefly so the breaker learns the outcome.
+                time.sleep(delay)
+        return "unknown"
