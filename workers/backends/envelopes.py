@@ -62,10 +62,8 @@ BRAINYCP_CODES: dict[tuple[str, int], Outcome] = {
     ("offspf", 3): "already",        # SPF is already disabled for domain: <domen>
     ("ondkim", 3): "already",        # dkim is already enabled for domain: <domen>
     ("offdkim", 3): "already",       # dkim is already disabled for domain: <domen>
-    ("onspf", 2): "transient",       # Error enabling SPF record for domain <domen>
-    ("offspf", 2): "transient",
-    ("ondkim", 2): "transient",
-    ("offdkim", 2): "transient",
+    # onspf/offspf/ondkim/offdkim code 2 "Error enabling ... record for domain" is also what an
+    # unknown domain gets: permanent, so a typo is not retried for hours.
     ("*", 1000): "permanent",        # You do not have permission to administer this user
     ("*", 1001): "permanent",        # There is no such user in the ISP-panel
 }

@@ -1,16 +1,24 @@
-"""What a sandbox panel knows: accounts and their mail settings.
+"""What a sandbox panel knows: accounts, domains, mailboxes, forwarders and their mail settings.
 
-Every mutation goes through :meth:`PanelState.set`, which records a ledger entry only when the
-value actually changes, so "applied exactly once" is checkable from the ledger alone.
+Every mutation goes through :meth:`PanelState.set` (a field of an object), :meth:`PanelState.put`
+or :meth:`PanelState.remove` (an entry of a collection), which record a ledger entry only when
+something actually changes, so "applied exactly once" is checkable from the ledger alone.
+Passwords are kept (and recorded) only as a short SHA-256 fingerprint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from workers.sandbox.ledger import Change, Ledger
+
+
+def fingerprint(password: str) -> str:
+    """What the sandbox stores instead of a password: enough to compare, useless to log in."""
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -19,25 +27,81 @@ class Account:
 
     user: str
     domain: str
-    #: Account-level outgoing mail: ``active``, ``suspended`` or ``hold``.
+    #: Account-level outgoing mail: ``active`` or ``suspended``.
     outgoing: str = "active"
+    #: Account-level outgoing hold (mail queued, not delivered).
+    hold: bool = False
+    #: Account-level incoming mail: ``active`` or ``suspended``.
+    incoming: str = "active"
+    #: Where the account's own mail is forwarded (comma list; empty = not forwarded).
+    forward_to: str = ""
+    #: How many times its mailbox sessions were terminated.
+    sessions_terminated: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Domain:
+    """One mail domain and its owner."""
+
+    name: str
+    owner: str
+    spf: bool = False
+    dkim: bool = False
+
+
+@dataclass
+class Mailbox:
+    """One mailbox; ``password`` is a :func:`fingerprint`."""
+
+    address: str
+    password: str
+    quota: str = "0"
+    outgoing: str = "active"
+    hold: bool = False
+    incoming: str = "active"
+    login: str = "active"
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
 class PanelState:
-    """Accounts of one sandbox panel, guarded by one lock."""
+    """The data of one sandbox panel, guarded by one lock."""
 
     def __init__(self, panel: str, ledger: Ledger | None = None) -> None:
         self.panel = panel
         self.ledger = ledger or Ledger()
         self.lock = threading.RLock()
         self.accounts: dict[str, Account] = {}
+        self.domains: dict[str, Domain] = {}
+        self.mailboxes: dict[str, Mailbox] = {}
+        #: ``source=>destination`` -> ``fwd``.
+        self.forwarders: dict[str, str] = {}
 
     def add_account(self, user: str, domain: str | None = None) -> Account:
         with self.lock:
             account = Account(user=user, domain=domain or f"{user}.example")
             self.accounts[user] = account
+            self.domains[account.domain] = Domain(account.domain, user)
             return account
+
+    def add_mailbox(self, address: str, password: str = "seed-password", quota: str = "0") -> Mailbox:
+        """Seed a mailbox (not recorded in the ledger)."""
+        with self.lock:
+            mailbox = Mailbox(address.lower(), fingerprint(password), quota)
+            self.mailboxes[mailbox.address] = mailbox
+            return mailbox
+
+    def owner_of(self, domain: str) -> str | None:
+        with self.lock:
+            found = self.domains.get(domain.lower())
+            return found.owner if found else None
+
+    def forwarders_of(self, source: str) -> list[str]:
+        with self.lock:
+            return sorted(k.partition("=>")[2] for k in self.forwarders if k.partition("=>")[0] == source.lower())
 
     def set(self, obj: Any, attr: str, value: Any, *, target: str, function: str) -> bool:
         """Set ``obj.attr`` (or ``obj[attr]`` for dicts); record and return True if it changed."""
@@ -50,4 +114,22 @@ class PanelState:
             else:
                 setattr(obj, attr, value)
             self.ledger.record(Change(self.panel, target, attr, old, value, function))
+            return True
+
+    def put(self, mapping: dict[str, Any], key: str, value: Any, *, kind: str, function: str) -> bool:
+        """Add ``mapping[key]`` if absent; record ``kind`` going from absent to present."""
+        with self.lock:
+            if key in mapping:
+                return False
+            mapping[key] = value
+            self.ledger.record(Change(self.panel, key, kind, None, "present", function))
+            return True
+
+    def remove(self, mapping: dict[str, Any], key: str, *, kind: str, function: str) -> bool:
+        """Delete ``mapping[key]`` if present; record ``kind`` going from present to absent."""
+        with self.lock:
+            if key not in mapping:
+                return False
+            del mapping[key]
+            self.ledger.record(Change(self.panel, key, kind, "present", None, function))
             return True
