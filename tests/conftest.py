@@ -79,7 +79,10 @@ def settings_for(tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redi
             tables[name] = {"kind": kind, "url": server.url, "token_env": var, "read_timeout": 5.0, **extra.pop(name, {})}
         env["MAILOPS_CONFIG"] = str(write_config(tmp_path / "mailops.toml", tables))
         settings = Settings.from_env(env)
-        return settings.model_copy(update=extra) if extra else settings
+        # Suites that are not about producer signatures run with them explicitly off;
+        # tests/security/ passes require_signatures=True and its producers.
+        extra.setdefault("require_signatures", False)
+        return settings.model_copy(update=extra)
 
     return build
 
