@@ -42,7 +42,8 @@ SECRET_FIELDS: frozenset[str] = frozenset({"password"})
 QUERY_CHARACTERS = frozenset("&=?%#")
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN_PATTERN = rf"(?:{_LABEL}\.)+[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+#: Labels, then a top-level label of at least two characters that starts with a letter.
+_DOMAIN_PATTERN = rf"(?:{_LABEL}\.)+[A-Za-z][A-Za-z0-9-]{{0,61}}[A-Za-z0-9]"
 _MAILBOX_LOCAL = r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*"
 _FORWARD_LOCAL = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
 

@@ -20,6 +20,7 @@ signature / missing   no ``signature`` (signatures required)
 signature / mismatch  the signature is not the HMAC of the command under the producer's key
 id / required         a signed command without its own ``id`` (replays could not be told apart)
 issued_at / required  a signed command without ``issued_at`` (its age could not be checked)
+issued_at / rfc3339   ``issued_at`` given as a number instead of an RFC 3339 string
 issued_at / too_old   ``issued_at`` older than ``replay_window_s`` (default 15 min)
 issued_at / future    ``issued_at`` ahead of now by more than ``max_clock_skew_s``
 command / not_allowed the producer may not send this command
@@ -127,6 +128,8 @@ class AuthGate:
             raise CommandRejected("id", "required", "a signed command needs its own id (replays are told apart by it)")
         if raw.get("issued_at") is None:
             raise CommandRejected("issued_at", "required", "a signed command needs issued_at (its age is checked)")
+        if not isinstance(raw["issued_at"], str):
+            raise CommandRejected("issued_at", "rfc3339", "issued_at must be an RFC 3339 string with a zone, not a number")
         now = self.clock()
         if command.issued_at < now - timedelta(seconds=self.settings.replay_window_s):
             raise CommandRejected(
