@@ -1,0 +1,66 @@
+"""The bench's sandbox panels, served from their own process so they never share a GIL with the
+measurer or a worker.
+
+``python -m workers.bench.sandbox_proc --backends 2 --token T --users 16`` prints one JSON line
+(``{"urls": [...]}``) once every server listens, then serves until SIGTERM or stdin closes.
+Faults and statistics go through each server's ``/__sandbox__/`` control endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from workers.sandbox import SandboxServer
+from workers.sandbox.whm import WhmSandbox
+
+
+def bench_users(count: int) -> list[str]:
+    """The cPanel accounts every bench sandbox holds (commands pick among them)."""
+    return [f"user{i}" for i in range(count)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers.bench.sandbox_proc")
+    parser.add_argument("--backends", type=int, default=1)
+    parser.add_argument("--token", default="bench-whm-token")
+    parser.add_argument("--users", type=int, default=16)
+    args = parser.parse_args(argv)
+    servers = []
+    for index in range(args.backends):
+        app = WhmSandbox(token=args.token, name=f"whm{index + 1}")
+        for user in bench_users(args.users):
+            app.add_account(user)
+        server = SandboxServer(app).start()
+        # http.server writes the headers and the body of an answer in two sends; with Nagle on,
+        # the body waits for the client's delayed ACK (~40 ms on Linux) and every call would
+        # measure that stall instead of the worker. Real panels (nginx/cpsrvd) set TCP_NODELAY.
+        httpd: Any = server._httpd
+        httpd.RequestHandlerClass.disable_nagle_algorithm = True
+        servers.append(server)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    print(json.dumps({"urls": [s.url for s in servers]}), flush=True)
+    stop.wait()
+    for server in servers:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

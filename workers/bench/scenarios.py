@@ -1,0 +1,321 @@
+"""The bench's runs. Each phase gets its own key prefix and streams, and its own worker
+subprocesses; the sandbox process serves every phase.
+
+Throughputs are measured from the first to the last terminal event of commands queued before
+the workers start (Redis clock), so process start-up is never counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from workers.bench import baseline
+from workers.bench.harness import (
+    Phase,
+    SandboxProcess,
+    WorkerPool,
+    start_baseline,
+    start_mailops,
+    write_config,
+)
+from workers.bench.measure import EventWatcher, entry_ms, latency_summary_ms, used_memory
+from workers.bench.sandbox_proc import bench_users
+from workers.constants import Keys
+from workers.embedded_redis import EmbeddedRedis
+
+#: Accounts each bench sandbox holds; commands cycle through them.
+USERS = 16
+#: Seconds to wait for a phase's terminal events before giving up on it.
+PHASE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What one ``mailops bench`` run does."""
+
+    redis_url: str | None = None
+    commands: int = 3000
+    processes: int = 1
+    threads: int = 8
+    #: Fraction of the measured maximum rate the latency run is paced at.
+    load_fraction: float = 0.5
+    latency_duration_s: float = 8.0
+    bulk: int = 20_000
+    urgent: int = 40
+    backend_latency_s: float = 0.05
+    #: Per-backend cap of the utilisation run (two backends).
+    cap: int = 4
+    utilisation_commands: int = 1200
+    scaling_commands: int = 800
+    memory_commands: int = 5000
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchOptions:
+        values: dict[str, Any] = dict(commands=600, latency_duration_s=3.0, bulk=2000, urgent=15,
+                                      utilisation_commands=240, scaling_commands=240, memory_commands=500)
+        values.update(overrides)
+        return cls(**values)
+
+
+def command_body(command_id: str, user: str, *, backend: str = "whm1", priority: str | None = "default") -> bytes:
+    body: dict[str, Any] = {"id": command_id, "command": "suspend_outgoing", "backend": backend,
+                            "args": {"user": user}, "producer": "bench"}
+    if priority:
+        body["priority"] = priority
+    return orjson.dumps(body)
+
+
+def xadd_many(client: redis.Redis, stream: str, bodies: list[bytes], chunk: int = 500) -> None:
+    for start in range(0, len(bodies), chunk):
+        pipe = client.pipeline(transaction=False)
+        for body in bodies[start:start + chunk]:
+            pipe.xadd(stream, {"body": body})
+        pipe.execute()
+
+
+class Bench:
+    """One bench run: a Redis, the sandbox process, and the phases, each returning its figures."""
+
+    def __init__(self, options: BenchOptions, redis_url: str, sandbox: SandboxProcess, workdir: Path) -> None:
+        self.options = options
+        self.redis_url = redis_url
+        self.client = redis.Redis.from_url(redis_url)
+        self.sandbox = sandbox
+        self.workdir = workdir
+        self.run_id = f"bench{int(time.time())}"
+        self._phases = itertools.count()
+        self.prefixes: list[str] = []
+        self.peak_rss: dict[str, list[int]] = {}
+
+    def phase(self, name: str) -> Phase:
+        prefix = f"{self.run_id}-{next(self._phases)}-{name}"
+        self.prefixes.append(prefix)
+        return Phase(prefix)
+
+    def config(self, name: str, caps: dict[str, int]) -> Path:
+        backends = {backend: (self.sandbox.urls[i], cap) for i, (backend, cap) in enumerate(caps.items())}
+        return write_config(self.workdir / f"{name}.toml", backends)
+
+    def _finish(self, name: str, pool: WorkerPool, watcher: EventWatcher) -> None:
+        watcher.stop()
+        pool.stop()
+        self.peak_rss[name] = pool.peak_rss
+
+    def _queued_run(self, name: str, bodies: list[bytes], caps: dict[str, int], *, processes: int,
+                    threads: int) -> tuple[float, dict[str, int]]:
+        phase = self.phase(name)
+        xadd_many(self.client, phase.commands_stream, bodies)
+        pool = start_mailops(self.redis_url, self.config(name, caps), phase, processes=processes, threads=threads)
+        watcher = EventWatcher(self.client, phase.events_stream).start()
+        try:
+            if not watcher.wait_terminal(len(bodies), PHASE_TIMEOUT_S):
+                raise TimeoutError(f"{name}: {len(watcher.terminal)} of {len(bodies)} terminal events in time")
+            return watcher.rate(), watcher.statuses()
+        finally:
+            self._finish(name, pool, watcher)
+
+    def _bodies(self, count: int, tag: str, *, backends: int = 1, priority: str | None = "default") -> list[bytes]:
+        users = bench_users(USERS)
+        return [command_body(f"{tag}-{i}", users[i % USERS], backend=f"whm{i % backends + 1}", priority=priority)
+                for i in range(count)]
+
+    def throughput(self) -> dict[str, Any]:
+        o = self.options
+        self.sandbox.set_latency(0.0)
+        cap = {"whm1": max(o.threads, 8)}
+        base_rate = self.baseline_rate(o.commands)
+        rate, statuses = self._queued_run("throughput", self._bodies(o.commands, "tp"), cap,
+                                          processes=o.processes, threads=o.threads)
+        return {"commands": o.commands, "processes": o.processes, "threads": o.threads,
+                "mailops_cps": round(rate, 1), "baseline_cps": round(base_rate, 1),
+                "ratio": round(rate / base_rate, 3), "statuses": statuses}
+
+    def baseline_rate(self, count: int) -> float:
+        o = self.options
+        phase = self.phase("baseline")
+        namespace = Keys(phase.prefix).dramatiq_namespace
+        broker = baseline.build_broker(self.client, namespace)
+        broker.declare_queue(baseline.QUEUE_NAME)
+        users = bench_users(USERS)
+        baseline.enqueue(broker, [(f"base-{i}", users[i % USERS]) for i in range(count)])
+        pool = start_baseline(self.redis_url, namespace, phase, self.sandbox.urls[0],
+                              processes=o.processes, threads=o.threads)
+        watcher = EventWatcher(self.client, phase.events_stream).start()
+        try:
+            if not watcher.wait_terminal(count, PHASE_TIMEOUT_S):
+                raise TimeoutError(f"baseline: {len(watcher.terminal)} of {count} completions in time")
+            return watcher.rate()
+        finally:
+            self._finish("baseline", pool, watcher)
+
+    def latency(self, max_rate: float) -> dict[str, Any]:
+        o = self.options
+        self.sandbox.set_latency(0.0)
+        rate = max(1.0, max_rate * o.load_fraction)
+        phase = self.phase("latency")
+        pool = start_mailops(self.redis_url, self.config("latency", {"whm1": max(o.threads, 8)}), phase,
+                             processes=o.processes, threads=o.threads)
+        watcher = EventWatcher(self.client, phase.events_stream).start()
+        try:
+            sent = self._paced(phase, "lat", int(rate * o.latency_duration_s), rate)
+            watcher.wait_terminal(len(sent), PHASE_TIMEOUT_S)
+        finally:
+            self._finish("latency", pool, watcher)
+        return {"load_fraction": o.load_fraction, "rate_cps": round(rate, 1), **self._latencies(sent, watcher)}
+
+    def _paced(self, phase: Phase, tag: str, count: int, rate: float, *, priority: str | None = "default",
+               ) -> dict[str, tuple[float, int]]:
+        """XADD ``count`` commands at ``rate`` per second; id -> (perf_counter at XADD, entry ms)."""
+        users = bench_users(USERS)
+        sent: dict[str, tuple[float, int]] = {}
+        start = time.perf_counter()
+        for i in range(count):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            command_id = f"{tag}-{i}"
+            body = command_body(command_id, users[i % USERS], priority=priority)
+            before = time.perf_counter()
+            entry: Any = self.client.xadd(phase.commands_stream, {"body": body})
+            sent[command_id] = (before, entry_ms(entry))
+        return sent
+
+    @staticmethod
+    def _latencies(sent: dict[str, tuple[float, int]], watcher: EventWatcher) -> dict[str, Any]:
+        seen = [watcher.terminal[k].seen - t for k, (t, _ms) in sent.items() if k in watcher.terminal]
+        on_redis_clock = [(watcher.terminal[k].entry_ms - ms) / 1000 for k, (_t, ms) in sent.items()
+                          if k in watcher.terminal]
+        return {**latency_summary_ms(seen), "missing": len(sent) - len(seen),
+                "redis_clock": latency_summary_ms(on_redis_clock)}
+
+    def urgent_under_bulk(self) -> dict[str, Any]:
+        o = self.options
+        self.sandbox.set_latency(0.0)
+        phase = self.phase("urgent")
+        pool = start_mailops(self.redis_url, self.config("urgent", {"whm1": max(o.threads, 8)}), phase,
+                             processes=o.processes, threads=o.threads)
+        watcher = EventWatcher(self.client, phase.events_stream).start()
+        try:
+            started = time.monotonic()
+            xadd_many(self.client, phase.commands_stream, self._bodies(o.bulk, "bulk", priority="bulk"))
+            watcher.wait_accepted(o.bulk, PHASE_TIMEOUT_S)
+            ingest_s = time.monotonic() - started
+            waiting_before = o.bulk - len(watcher.terminal)
+            sent = self._paced(phase, "urgent", o.urgent, 10.0, priority="urgent")
+            deadline = time.monotonic() + 30
+            while not set(sent) <= set(watcher.terminal) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            waiting_after = o.bulk - sum(1 for k in watcher.terminal if k.startswith("bulk-"))
+        finally:
+            self._finish("urgent", pool, watcher)
+        return {"bulk": o.bulk, "bulk_ingest_s": round(ingest_s, 2), "bulk_waiting_at_start": waiting_before,
+                "bulk_waiting_at_end": waiting_after, **self._latencies(sent, watcher)}
+
+    def utilisation(self) -> dict[str, Any]:
+        o = self.options
+        self.sandbox.set_latency(o.backend_latency_s)
+        caps = {"whm1": o.cap, "whm2": o.cap}
+        processes = 2
+        threads = max(o.threads, o.cap * 2)
+        rate, statuses = self._queued_run("utilisation", self._bodies(o.utilisation_commands, "util", backends=2),
+                                          caps, processes=processes, threads=threads)
+        allowed = sum(caps.values()) / o.backend_latency_s
+        seen = {name: int(self.sandbox.stats(i)["max_in_flight"]) for i, name in enumerate(caps)}
+        return {"backend_latency_s": o.backend_latency_s, "caps": caps, "processes": processes,
+                "threads": threads, "allowed_cps": round(allowed, 1), "achieved_cps": round(rate, 1),
+                "share": round(rate / allowed, 3), "max_in_flight": seen,
+                "backends_over_cap": sorted(n for n, m in seen.items() if m > caps[n]), "statuses": statuses}
+
+    def scaling(self) -> dict[str, Any]:
+        o = self.options
+        self.sandbox.set_latency(o.backend_latency_s)
+        caps = {"whm1": 256}
+        rates = []
+        for processes in (1, 2):
+            rate, _ = self._queued_run(f"scaling{processes}", self._bodies(o.scaling_commands, f"sc{processes}"),
+                                       caps, processes=processes, threads=o.threads)
+            rates.append(rate)
+        return {"backend_latency_s": o.backend_latency_s, "threads": o.threads,
+                "one_process_cps": round(rates[0], 1), "two_process_cps": round(rates[1], 1),
+                "ratio": round(rates[1] / rates[0], 3),
+                "backend_bound_cps": [round(p * o.threads / o.backend_latency_s, 1) for p in (1, 2)]}
+
+    def memory(self) -> dict[str, Any]:
+        """Redis bytes per command admitted and queued (a worker that ingests but runs only urgent)."""
+        o = self.options
+        phase = self.phase("memory")
+        pool = start_mailops(self.redis_url, self.config("memory", {"whm1": 8}), phase, processes=1,
+                             threads=o.threads, queues="urgent")
+        watcher = EventWatcher(self.client, phase.events_stream).start()
+        try:
+            time.sleep(0.5)
+            before = used_memory(self.client)
+            xadd_many(self.client, phase.commands_stream, self._bodies(o.memory_commands, "mem", priority="bulk"))
+            watcher.wait_accepted(o.memory_commands, PHASE_TIMEOUT_S)
+            after = used_memory(self.client)
+            keys = Keys(phase.prefix)
+            parts = {
+                "record": self.client.memory_usage(keys.command("mem-0")) or 0,
+                "commands_stream": (self.client.memory_usage(phase.commands_stream, samples=0) or 0) / o.memory_commands,
+                "events_stream": (self.client.memory_usage(phase.events_stream, samples=0) or 0) / o.memory_commands,
+                "dramatiq_queue": ((self.client.memory_usage(f"{keys.dramatiq_namespace}:bulk", samples=0) or 0)
+                                   + (self.client.memory_usage(f"{keys.dramatiq_namespace}:bulk.msgs", samples=0) or 0))
+                / o.memory_commands,
+            }
+        finally:
+            self._finish("memory", pool, watcher)
+        return {"commands": o.memory_commands, "accepted": watcher.accepted,
+                "bytes_per_command": round((after - before) / o.memory_commands, 1),
+                "bytes_per_command_by_key": {k: round(v, 1) for k, v in parts.items()}}
+
+    def cleanup(self) -> None:
+        for prefix in self.prefixes:
+            for key in self.client.scan_iter(match=f"{prefix}*", count=1000):
+                self.client.unlink(key)
+        self.client.close()
+
+
+@contextlib.contextmanager
+def bench_environment(options: BenchOptions) -> Iterator[Bench]:
+    with contextlib.ExitStack() as stack:
+        url = options.redis_url
+        if url is None:
+            url = stack.enter_context(EmbeddedRedis()).url
+        sandbox = SandboxProcess(backends=2, users=USERS)
+        stack.callback(sandbox.stop)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailops-bench-")))
+        bench = Bench(options, url, sandbox, workdir)
+        stack.callback(bench.cleanup)
+        yield bench
+
+
+def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
+    """Run every phase; return all figures (see :mod:`workers.bench.report` for the targets)."""
+    figures: dict[str, Any] = {"options": asdict(options)}
+    with bench_environment(options) as bench:
+        progress("throughput: mailops and the plain-Dramatiq floor")
+        figures["throughput"] = bench.throughput()
+        max_rate = figures["throughput"]["mailops_cps"]
+        progress(f"latency at {options.load_fraction:.0%} of {max_rate} commands/s")
+        figures["latency"] = bench.latency(max_rate if math.isfinite(max_rate) else 10.0)
+        progress(f"urgent commands while {options.bulk} bulk commands are queued")
+        figures["urgent_under_bulk"] = bench.urgent_under_bulk()
+        progress("backend utilisation under caps")
+        figures["utilisation"] = bench.utilisation()
+        progress("scaling: 1 and 2 worker processes, backend-bound")
+        figures["scaling"] = bench.scaling()
+        progress("cost: Redis memory per queued command")
+        figures["memory"] = bench.memory()
+        figures["peak_rss_bytes"] = bench.peak_rss
+    return figures
