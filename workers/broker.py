@@ -29,6 +29,11 @@ class MailopsBroker(RedisBroker):
                     keys=[self.namespace],
                 )
 
+    def hand_back(self) -> None:
+        """Mark this process dead now, so the next reap (within a second) requeues whatever it
+        still holds; used when a drain ends with commands still running."""
+        self.client.zadd(f"{self.namespace}:__heartbeats__", {self.broker_id: 0})
+
     def _should_do_maintenance(self, command: str) -> int:
         # Maintenance runs deterministically from heartbeat_and_reap; never at random.
         return 0

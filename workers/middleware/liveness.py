@@ -35,8 +35,12 @@ class Liveness(Middleware):
         self._thread = threading.Thread(target=self._run, args=(broker,), name="mailops-liveness", daemon=True)
         self._thread.start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Heartbeat through the whole drain: stopping at the start of it would let other
+        # processes reap (and run a second time) the commands this process is still finishing.
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def _run(self, broker: Any) -> None:
         while not self._stop.wait(self.interval_s):

@@ -1,0 +1,33 @@
+"""A worker whose WHM backend kills its own process (os._exit) on account ``poison``.
+
+Test-only entry point: ``python -m tests.guarantees.crashing_worker worker -p 1``. The attempt
+cap of ``suspend_outgoing`` is lowered to :data:`MAX_ATTEMPTS` so the test stays short.
+"""
+
+from __future__ import annotations
+
+import os
+
+from schemas.commands import Command
+from workers import retry_policy
+from workers.backends import registry
+from workers.backends.base import PanelResult
+from workers.backends.whm import WhmBackend
+
+MAX_ATTEMPTS = 3
+
+
+class CrashingWhm(WhmBackend):
+    def execute(self, command: Command) -> PanelResult:
+        if command.args.get("user") == "poison":
+            os._exit(9)
+        return super().execute(command)
+
+
+registry.KINDS["whm"] = CrashingWhm
+retry_policy.POLICIES["suspend_outgoing"] = retry_policy.RetryPolicy(max_attempts=MAX_ATTEMPTS)
+
+if __name__ == "__main__":
+    from workers.cli.main import main
+
+    main()

@@ -1,0 +1,101 @@
+"""Real worker processes for the guarantee tests: start, kill -9, SIGTERM, restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_worker_config(path: Path, backends: dict[str, dict[str, Any]], **mailops: Any) -> Path:
+    """A backends file with a ``[mailops]`` table of settings (TOML shape of Settings.from_env)."""
+    lines = ["[mailops]"] + [f"{k} = {orjson.dumps(v).decode()}" for k, v in mailops.items()]
+    for name, table in backends.items():
+        lines.append(f"[backends.{name}]")
+        lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class WorkerProcess:
+    """One ``python -m workers worker -p 1`` subprocess (or another module's entry point)."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, module: str = "workers", threads: int = 8,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.log = log
+        self.args = [sys.executable, "-m", module, "worker", "-p", "1", "-t", str(threads), *extra]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> float:
+        """SIGKILL now; returns the wall time of the kill."""
+        assert self.proc is not None
+        at = time.time()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        return at
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def wait_all_terminal(client: Any, ids: set[str], *, timeout: float, poll_s: float = 0.5) -> list[Any]:
+    """Poll (gently: large streams) until every id has a terminal event; return all events."""
+    from tests.conftest import read_events
+
+    deadline = time.monotonic() + timeout
+    while True:
+        events = read_events(client)
+        done = {e.id for e in events if e.terminal}
+        if ids <= done:
+            return events
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(ids - done)} of {len(ids)} commands have no terminal event after {timeout}s")
+        time.sleep(poll_s)
+
+
+def suspend(id: str, user: str, *, backend: str = "whm1", priority: str | None = None,
+            command: str = "suspend_outgoing") -> dict[str, Any]:
+    body: dict[str, Any] = {"id": id, "command": command, "backend": backend, "args": {"user": user},
+                            "producer": "migration", "issued_at": "2026-11-22T10:00:00Z"}
+    if priority:
+        body["priority"] = priority
+    return body
+
+
+def add_many(client: Any, bodies: list[dict[str, Any]], stream: str = "mailops:commands") -> None:
+    pipe = client.pipeline(transaction=False)
+    for i, body in enumerate(bodies, 1):
+        pipe.xadd(stream, {"body": orjson.dumps(body)})
+        if i % 500 == 0:
+            pipe.execute()
+    pipe.execute()

@@ -1,0 +1,134 @@
+"""kill -9 of worker processes: nothing lost, nothing applied twice, poison commands dead-lettered."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from tests.guarantees.processes import (
+    WorkerProcess,
+    add_many,
+    suspend,
+    wait_all_terminal,
+    write_worker_config,
+)
+from workers.command_store import CommandStore
+from workers.embedded_redis import EmbeddedRedis
+from workers.sandbox import Faults, SandboxServer
+from workers.sandbox.whm import WhmSandbox
+from workers.settings import Settings
+
+TOKEN = "crash-test-token"
+HEARTBEAT_TIMEOUT_MS = 1500
+
+
+def worker_env(tmp_path: Path, redis_url: str, whm: SandboxServer, **mailops: object) -> dict[str, str]:
+    config = write_worker_config(
+        tmp_path / "workers.toml",
+        {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "connect_timeout": 1.0,
+                  "read_timeout": 3.0, "max_concurrency": 32}},
+        heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS, ingest_claim_idle_ms=1500, require_signatures=False, **mailops,
+    )
+    return {"MAILOPS_REDIS_URL": redis_url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
+
+
+def pid_of(worker_id: str) -> int:
+    return int(worker_id.rsplit("-", 2)[-2])
+
+
+def test_repeated_kill_9_during_2000_commands_loses_none_and_applies_each_change_once(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Given 2,000 accounts on a WHM sandbox and two worker processes
+    n = 2000
+    app = WhmSandbox(token=TOKEN)
+    for i in range(n):
+        app.add_account(f"u{i}")
+    with SandboxServer(app, faults=Faults(latency_s=0.03)) as whm:
+        env = worker_env(tmp_path, redis_server.url, whm)
+        procs = [WorkerProcess(env, tmp_path / f"w{i}.log").start() for i in range(2)]
+        kills: dict[int, float] = {}
+        try:
+            # When 2,000 commands arrive and a worker is killed with SIGKILL every 1.5 s, four times
+            ids = {f"k-{i}" for i in range(n)}
+            add_many(redis_client, [suspend(f"k-{i}", f"u{i}") for i in range(n)])
+            for round_ in range(4):
+                time.sleep(1.5)
+                slot = round_ % 2
+                kills[procs[slot].pid] = procs[slot].kill9()
+                procs[slot] = WorkerProcess(env, tmp_path / f"w{slot}-{round_}.log").start()
+            events = wait_all_terminal(redis_client, ids, timeout=200)
+        finally:
+            for proc in procs:
+                proc.stop()
+    # Then every command has exactly one terminal event, and it is `succeeded`
+    terminal = [e for e in events if e.terminal]
+    per_id = Counter(e.id for e in terminal)
+    assert set(per_id) == ids and set(per_id.values()) == {1}
+    assert Counter(e.status for e in terminal) == {"succeeded": n}
+    # And the panel's ledger shows each account suspended exactly once
+    changes = app.ledger.changes()
+    assert Counter(c.target for c in changes) == Counter({f"u{i}": 1 for i in range(n)})
+    assert all(c.new == "suspended" for c in changes)
+    # And the kills did hit running commands, which other workers ran again within the bound
+    store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
+    redelivery: list[float] = []
+    for command_id in ids:
+        history = store.history(command_id)
+        for lost, following in zip(history, history[1:], strict=False):
+            if lost["result"] == "worker_lost" and pid_of(lost["worker"]) in kills:
+                redelivery.append(following["start"] / 1000 - kills[pid_of(lost["worker"])])
+    assert redelivery, "no kill landed on a running command; the test proved nothing"
+    print(f"\ncrash redelivery: {len(redelivery)} commands, max {max(redelivery):.2f}s after kill -9 "
+          f"(heartbeat timeout {HEARTBEAT_TIMEOUT_MS} ms)")
+    assert max(redelivery) < HEARTBEAT_TIMEOUT_MS / 1000 + 20
+
+
+def test_a_command_that_kills_its_worker_every_time_is_dead_lettered_after_its_attempt_cap(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    from tests.guarantees.crashing_worker import MAX_ATTEMPTS
+
+    # Given a worker whose process dies whenever it runs a command for account `poison`,
+    # restarted by a supervisor each time it dies
+    app = WhmSandbox(token=TOKEN)
+    app.add_account("fine")
+    with SandboxServer(app) as whm:
+        env = worker_env(tmp_path, redis_server.url, whm)
+        spawn = lambda i: WorkerProcess(env, tmp_path / f"p{i}.log", module="tests.guarantees.crashing_worker", threads=2).start()  # noqa: E731
+        proc, deaths = spawn(0), []
+        try:
+            # When the poison command arrives
+            add_many(redis_client, [suspend("poison-1", "poison")])
+            deadline = time.monotonic() + 150
+            while not redis_client.hget("mailops:cmd:poison-1", "outcome"):
+                assert time.monotonic() < deadline, f"poison command never ended; {len(deaths)} deaths"
+                if not proc.alive():
+                    deaths.append(time.time())
+                    proc = spawn(len(deaths))
+                time.sleep(0.1)
+            # (an ordinary command after it still runs: the pool is not wedged. Commands running in
+            # the same process when it dies lose an attempt too; that is why caps are not tiny.)
+            add_many(redis_client, [suspend("fine-1", "fine")])
+            events = wait_all_terminal(redis_client, {"poison-1", "fine-1"}, timeout=60)
+        finally:
+            proc.stop()
+    # Then it ended dead_lettered after exactly its attempt cap, each crash counted as an attempt
+    final = {e.id: e for e in events if e.terminal}
+    assert final["poison-1"].status == "dead_lettered"
+    assert final["poison-1"].error is not None and final["poison-1"].error.kind == "attempts_exhausted"
+    assert len(deaths) == MAX_ATTEMPTS
+    assert final["fine-1"].status == "succeeded"
+    # And its history shows every lost attempt, and it is in the dead-letter index
+    store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
+    history = store.history("poison-1")
+    assert [h["result"] for h in history] == ["worker_lost"] * MAX_ATTEMPTS
+    assert [h["attempt"] for h in history] == list(range(1, MAX_ATTEMPTS + 1))
+    assert redis_client.zscore("mailops:dlq", "poison-1") is not None
+    # With an empty queue, the time from a death to the next attempt's start is the recovery time
+    gaps = [nxt["start"] / 1000 - died for died, nxt in zip(deaths, history[1:], strict=False)]
+    print(f"\nrecovery after worker death (idle queue, incl. worker restart): {[round(g, 2) for g in gaps]} s")
+    assert all(g < HEARTBEAT_TIMEOUT_MS / 1000 + 20 for g in gaps)
