@@ -1,11 +1,17 @@
-"""The demo: a private Redis, sandbox panels, a worker, and commands from three kinds of producer.
+"""The demo: a private Redis, the three sandbox panels, a worker, and commands from three kinds of producer.
 
-It prints each event as it arrives and returns once every command has its terminal event.
+Abuse detection suspends outgoing mail (a WHM account, a cPanel mailbox), billing webhooks
+unsuspend an account and create an ordered mailbox (and retry one webhook), a bulk migration
+creates mailboxes and forwarders on BrainyCP; one broken command is rejected and one fails with
+the panel's own reason. It prints each event as it arrives and returns once every command has its
+terminal event.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,32 +24,48 @@ from pydantic import SecretStr
 from schemas.events import Event
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
+from workers.sandbox.brainycp import BrainycpSandbox
+from workers.sandbox.cpanel import CpanelSandbox
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import BackendConfig, Settings
 
 DEMO_WHM_TOKEN = "demo-whm-token"
+DEMO_CPANEL_TOKEN = "demo-cpanel-token"
+DEMO_BRAINYCP_PASSWORD = "demo-brainy-pass"
 
 
 @dataclass(frozen=True)
 class DemoCommand:
     producer_kind: str
     body: dict[str, Any] | bytes
+    #: Sent only after this command id has its terminal event (a webhook retried after the first try).
+    after: str | None = None
 
 
 def demo_commands() -> list[DemoCommand]:
     at = "2026-11-22T10:00:00Z"
 
-    def cmd(id: str, command: str, args: dict[str, Any], producer: str, **extra: Any) -> dict[str, Any]:
-        return {"id": id, "command": command, "backend": "whm1", "args": args, "producer": producer,
+    def cmd(id: str, command: str, backend: str, args: dict[str, Any], producer: str, **extra: Any) -> dict[str, Any]:
+        return {"id": id, "command": command, "backend": backend, "args": args, "producer": producer,
                 "issued_at": at, **extra}
 
+    order = {"email": "orders@shop.example", "password": "Demo-order-pass-1", "quota": 500}
     return [
-        DemoCommand("abuse detection", cmd("demo-abuse-1", "suspend_outgoing", {"user": "spammer"}, "abuse-detector")),
-        DemoCommand("billing webhook", cmd("demo-billing-1", "unsuspend_outgoing", {"user": "paidup"}, "billing")),
-        DemoCommand("billing webhook", cmd("demo-billing-2", "suspend_outgoing", {"user": "ghost"}, "billing")),
-        DemoCommand("bulk migration", cmd("demo-migration-1", "suspend_outgoing", {"user": "moving"}, "migration",
-                                          priority="bulk")),
-        DemoCommand("billing webhook (retried)", cmd("demo-billing-1", "unsuspend_outgoing", {"user": "paidup"}, "billing")),
+        DemoCommand("abuse detection", cmd("demo-abuse-1", "suspend_outgoing", "whm1", {"user": "spammer"},
+                                           "abuse-detector")),
+        DemoCommand("abuse detection", cmd("demo-abuse-2", "suspend_outgoing", "cp1", {"email": "info@shop.example"},
+                                           "abuse-detector")),
+        DemoCommand("billing webhook", cmd("demo-billing-1", "unsuspend_outgoing", "whm1", {"user": "paidup"}, "billing")),
+        DemoCommand("billing webhook", cmd("demo-billing-2", "addmail", "cp1", order, "billing")),
+        DemoCommand("billing webhook", cmd("demo-billing-3", "suspend_outgoing", "whm1", {"user": "ghost"}, "billing")),
+        DemoCommand("bulk migration", cmd("demo-migration-1", "addmail", "brainy1",
+                                          {"email": "alice@host.example", "password": "Demo-alice-pass-1", "quota": 1024},
+                                          "migration", priority="bulk")),
+        DemoCommand("bulk migration", cmd("demo-migration-2", "addforward", "brainy1",
+                                          {"email": "alice@host.example", "destination": "alice@shop.example"},
+                                          "migration", priority="bulk")),
+        DemoCommand("billing webhook (retried)", cmd("demo-billing-1", "unsuspend_outgoing", "whm1", {"user": "paidup"},
+                                                     "billing"), after="demo-billing-1"),
         DemoCommand("broken producer", b'{"command": "suspend_outgoing", "backend": "whm1", "args": {"user": "a&user=root"}, '
                                         b'"producer": "billing"}'),
     ]
@@ -51,16 +73,30 @@ def demo_commands() -> list[DemoCommand]:
 
 @contextlib.contextmanager
 def demo_environment(settings: Settings) -> Iterator[tuple[Settings, dict[str, SandboxServer]]]:
-    """Sandboxes with demo accounts, and settings that point the worker at them."""
+    """Sandboxes of the three kinds with demo accounts, and settings that point the worker at them."""
     whm_app = WhmSandbox(token=DEMO_WHM_TOKEN)
-    for user in ("spammer", "paidup", "moving"):
+    for user in ("spammer", "paidup"):
         whm_app.add_account(user)
     whm_app.state.accounts["paidup"].outgoing = "suspended"
-    with SandboxServer(whm_app) as whm:
+    cpanel_app = CpanelSandbox()
+    cpanel_app.add_account("shop", "shop.example", token=DEMO_CPANEL_TOKEN)
+    cpanel_app.state.add_mailbox("info@shop.example")
+    brainy_app = BrainycpSandbox(password=DEMO_BRAINYCP_PASSWORD)
+    brainy_app.add_account("host", "host.example")
+    with SandboxServer(whm_app) as whm, SandboxServer(cpanel_app) as cpanel, SandboxServer(brainy_app) as brainy:
         backends = {
             "whm1": BackendConfig(name="whm1", kind="whm", url=whm.url, token=SecretStr(DEMO_WHM_TOKEN)),
+            "cp1": BackendConfig(name="cp1", kind="cpanel", url=cpanel.url, username="shop",
+                                 token=SecretStr(DEMO_CPANEL_TOKEN)),
+            "brainy1": BackendConfig(name="brainy1", kind="brainycp", url=brainy.url, username=brainy_app.username,
+                                     token=SecretStr(DEMO_BRAINYCP_PASSWORD)),
         }
-        yield settings.model_copy(update={"backends": backends}), {"whm1": whm}
+        # Mailbox passwords are sealed at ingest; the demo worker gets a throwaway key (64 bytes, base64).
+        # The demo's producers do not sign their commands (signing: workers/signing.py, workers/auth.py).
+        update: dict[str, Any] = {"backends": backends, "require_signatures": False}
+        if settings.sealing_key is None:
+            update["sealing_key"] = SecretStr(base64.b64encode(os.urandom(64)).decode())
+        yield settings.model_copy(update=update), {"whm1": whm, "cp1": cpanel, "brainy1": brainy}
 
 
 def run_demo(settings: Settings, echo: Callable[[Event, str], None], *, timeout_s: float = 60.0) -> bool:
@@ -69,26 +105,33 @@ def run_demo(settings: Settings, echo: Callable[[Event, str], None], *, timeout_
         client = redis.Redis.from_url(demo_settings.redis_url or "")
         runtime = Runtime(demo_settings, threads=4).start()
         try:
-            commands = demo_commands()
             entries: dict[str, str] = {}
-            for item in commands:
+
+            def send(item: DemoCommand) -> None:
                 body = item.body if isinstance(item.body, bytes) else orjson.dumps(item.body)
                 entry_id: Any = client.xadd(demo_settings.commands_stream, {"body": body})
-                entry = entry_id.decode()
-                entries[entry] = item.producer_kind
-                # The retried webhook is sent after the first copy has finished, as a real retry would be.
-                if item.producer_kind == "billing webhook":
-                    time.sleep(0.3)
-            return _follow(client, demo_settings.events_stream, entries, echo, timeout_s)
+                entries[entry_id.decode()] = item.producer_kind
+
+            commands = demo_commands()
+            for item in commands:
+                if item.after is None:
+                    send(item)
+            # A retried webhook is sent after the first copy has finished, as a real retry would be.
+            later = [item for item in commands if item.after is not None]
+            return _follow(client, demo_settings.events_stream, entries, echo, timeout_s, later=later, send=send)
         finally:
             runtime.stop(drain_timeout_ms=5000)
             client.close()
 
 
 def _follow(client: redis.Redis, stream: str, entries: dict[str, str], echo: Callable[[Event, str], None],
-            timeout_s: float) -> bool:
-    """Print events until each stream entry has been answered with a terminal event."""
+            timeout_s: float, *, later: list[DemoCommand], send: Callable[[DemoCommand], None]) -> bool:
+    """Print events until each stream entry has been answered with a terminal event.
+
+    Each command in ``later`` is sent once the command id it waits for has its terminal event.
+    """
     answered: set[str] = set()
+    finished_ids: set[str] = set()
     entry_of_id: dict[str, str] = {}
     last = "0-0"
     deadline = time.monotonic() + timeout_s
@@ -107,6 +150,10 @@ def _follow(client: redis.Redis, stream: str, entries: dict[str, str], echo: Cal
                 echo(event, entries.get(key, ""))
                 if event.terminal and key:
                     answered.add(key)
-        if answered >= set(entries):
+                    finished_ids.add(event.id or "")
+        for item in [item for item in later if item.after in finished_ids]:
+            later.remove(item)
+            send(item)
+        if not later and answered >= set(entries):
             return True
     return False

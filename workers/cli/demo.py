@@ -36,7 +36,8 @@ def demo(timeout: float) -> None:
                       f"[dim]{producer_kind}[/]{extra}")
 
     with settings_with_redis(announce=False) as settings:
-        console.print("[bold]mailops demo[/]: private Redis, WHM sandbox, one worker; events as they arrive:")
+        console.print("[bold]mailops demo[/]: private Redis, WHM + cPanel + BrainyCP sandboxes, one worker; "
+                      "events as they arrive:")
         ok = run_demo(settings, echo, timeout_s=timeout)
     if ok:
         console.print("[bold green]every command has its terminal event[/]")
