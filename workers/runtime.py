@@ -7,19 +7,26 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dramatiq
 
+from schemas.commands import Command
 from workers import constants
 from workers.actors import declare_actors
+from workers.auth import sealer_for, security_gates
 from workers.backends.registry import build_backends
 from workers.broker import MailopsBroker, build_broker
 from workers.command_store import CommandStore
 from workers.executor import Executor
 from workers.ingest import IngestGate, Ingestor
+from workers.limits import BackendLimits
+from workers.metrics import Metrics
 from workers.middleware import Lifecycle, Liveness
+from workers.middleware.metrics import CommandMetrics
+from workers.observability import SentryContext
 from workers.redis_client import connect
+from workers.routing import RoutingGate
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -35,7 +42,8 @@ class Runtime:
         threads: int = 8,
         queues: Sequence[str] = constants.QUEUES,
         ingest: bool = True,
-        gates: Sequence[IngestGate] = (),
+        gates: Sequence[IngestGate] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.threads = threads
@@ -44,14 +52,21 @@ class Runtime:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.client = connect(settings, max_connections=threads * 2 + 16)
         self.store = CommandStore(self.client, settings)
-        self.executor = Executor(build_backends(settings.backends))
+        self.limits = BackendLimits(self.client, settings)
+        self.executor = Executor(build_backends(settings.backends), limits=self.limits, opener=_opener(settings))
         self.liveness = Liveness()
         self.broker: MailopsBroker = build_broker(
-            self.client, settings, [Lifecycle(self.store, self.worker_id), self.liveness]
+            self.client, settings,
+            # CommandMetrics goes first: its after-hook runs last, once Lifecycle has decided.
+            [*([CommandMetrics(metrics, self.client, settings)] if metrics else []),
+             Lifecycle(self.store, self.worker_id), SentryContext(), self.liveness],
         )
         declare_actors(self.broker, self.executor)
         for queue in constants.QUEUES:
             self.broker.declare_queue(queue)
+        if gates is None:
+            # Default gates, in order: routing, then authentication, then sealing of secrets.
+            gates = [RoutingGate(self.client, settings), *security_gates(settings, self.client)]
         self.ingestor = Ingestor(self.client, settings, self.store, gates=gates, consumer=self.worker_id)
         self._worker: dramatiq.Worker | None = None
         self._ingest_thread: threading.Thread | None = None
@@ -72,6 +87,9 @@ class Runtime:
             self._ingest_thread.join(timeout=5)
         if self._worker is not None:
             self._worker.stop(timeout=drain_timeout_ms)
+            if any(thread.is_alive() for thread in self._worker.workers):
+                logger.warning("drain timed out with commands still running; handing them back")
+                self.broker.hand_back()
         self.executor.close()
         self.broker.close()
 
@@ -80,3 +98,8 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _opener(settings: Settings) -> Callable[[Command], Command] | None:
+    sealer = sealer_for(settings)
+    return sealer.open_command if sealer is not None else None

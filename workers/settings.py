@@ -16,6 +16,8 @@ Environment variables (all optional):
     Stream names; the defaults are part of the wire contract.
 ``MAILOPS_KEY_PREFIX``
     Prefix of every other Redis key (default ``mailops``).
+``MAILOPS_SENTRY_DSN``
+    Report worker errors to this Sentry DSN (secrets scrubbed).
 ``MAILOPS_SEALING_KEY``
     Base64 of the 64-byte key that seals passwords at rest (see :mod:`workers.sealing`); the
     file may name another variable (``sealing_key_env``) or a file (``sealing_key_file``).
@@ -114,6 +116,8 @@ class Settings(BaseModel):
     outage_tolerance_s: float = Field(default=constants.DEFAULT_OUTAGE_TOLERANCE_S, gt=0)
     #: Attempts kept per command for ``mailops dlq show``.
     history_max: int = Field(default=constants.DEFAULT_HISTORY_MAX, ge=1)
+    #: Sentry DSN; unset = no Sentry (``MAILOPS_SENTRY_DSN``).
+    sentry_dsn: str | None = None
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     #: Producers that may send commands, with their keys and allow-lists.
     producers: dict[str, ProducerConfig] = Field(default_factory=dict)
@@ -156,6 +160,7 @@ class Settings(BaseModel):
             "MAILOPS_COMMANDS_STREAM": "commands_stream",
             "MAILOPS_EVENTS_STREAM": "events_stream",
             "MAILOPS_KEY_PREFIX": "key_prefix",
+            "MAILOPS_SENTRY_DSN": "sentry_dsn",
         }
         for var, field in mapping.items():
             if env.get(var):

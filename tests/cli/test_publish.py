@@ -15,7 +15,7 @@ from workers.signing import verify
 def test_publish_with_wait_prints_the_success_and_exits_zero(redis_client: redis.Redis, whm, settings_for, runtime_for,
                                                               mailops: Invoke) -> None:
     # Given a worker
-    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    runtime_for(settings_for({"whm1": ("whm", whm)}, require_signatures=False))
     # When an operator publishes from flags and waits
     result = mailops("publish", "suspend_outgoing", "--arg", "user=example", "--backend", "whm1", "--id", "op-1", "--wait")
     # Then it prints the id and the terminal event, exits 0, and the panel changed
@@ -29,7 +29,7 @@ def test_publish_with_wait_prints_the_success_and_exits_zero(redis_client: redis
 
 def test_publish_with_wait_exits_one_when_the_panel_refuses(redis_client: redis.Redis, whm, settings_for, runtime_for,
                                                             mailops: Invoke) -> None:
-    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    runtime_for(settings_for({"whm1": ("whm", whm)}, require_signatures=False))
     result = mailops("publish", "--json", '{"command": "suspend_outgoing", "args": {"user": "ghost"}, "backend": "whm1"}',
                      "--wait")
     assert result.exit_code == RET_FAILED
@@ -38,7 +38,7 @@ def test_publish_with_wait_exits_one_when_the_panel_refuses(redis_client: redis.
 
 def test_publish_with_wait_exits_one_on_a_rejection_and_names_the_field(redis_client: redis.Redis, whm, settings_for,
                                                                          runtime_for, mailops: Invoke) -> None:
-    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    runtime_for(settings_for({"whm1": ("whm", whm)}, require_signatures=False))
     result = mailops("publish", "suspend_outgoing", "--arg", "user=Not Valid", "--backend", "whm1", "--wait")
     assert result.exit_code == RET_FAILED
     event = orjson.loads(result.stdout.splitlines()[-1])

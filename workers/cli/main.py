@@ -8,8 +8,18 @@ import sys
 import click
 
 from workers import __version__
+from workers.cli.backends import backends
+from workers.cli.batch import batch
+from workers.cli.bench import bench
+from workers.cli.bulk import bulk
+from workers.cli.config import config
 from workers.cli.demo import demo
+from workers.cli.dlq import dlq
+from workers.cli.events import events
+from workers.cli.publish import publish
+from workers.cli.routes import routes
 from workers.cli.sandbox import sandbox
+from workers.cli.serve import serve
 from workers.cli.worker import worker
 
 
@@ -31,8 +41,18 @@ def cli(log_level: str) -> None:
 
 
 cli.add_command(worker)
+cli.add_command(dlq)
 cli.add_command(demo)
 cli.add_command(sandbox)
+cli.add_command(routes)
+cli.add_command(publish)
+cli.add_command(events)
+cli.add_command(backends)
+cli.add_command(config)
+cli.add_command(bulk)
+cli.add_command(batch)
+cli.add_command(serve)
+cli.add_command(bench)
 
 
 def main() -> None:

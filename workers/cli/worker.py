@@ -14,11 +14,14 @@ import redis
 from workers import constants
 from workers.cli.environment import settings_with_redis
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
+from workers.cli.health import check_option
+from workers.observability import start_observability
 from workers.runtime import Runtime
 from workers.settings import Settings
 
 
-def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float) -> int:
+def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float,
+          metrics_port: int | None = None, json_logs: bool = False) -> int:
     """Run one worker process in the foreground until SIGTERM/SIGINT; return its exit code."""
     stop = threading.Event()
 
@@ -28,7 +31,8 @@ def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeo
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        runtime = Runtime(settings, threads=threads, queues=queues).start()
+        metrics = start_observability(settings, metrics_port=metrics_port, json_logs=json_logs)
+        runtime = Runtime(settings, threads=threads, queues=queues, metrics=metrics).start()
     except redis.ConnectionError as exc:
         click.echo(f"mailops worker: cannot reach Redis: {exc}", err=True)
         return RET_CONNECT
@@ -39,18 +43,24 @@ def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeo
     return RET_OK
 
 
-def _child(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float) -> None:
-    sys.exit(serve(settings, threads, queues, drain_timeout_s))
+def _child(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float,
+           metrics_port: int | None = None, json_logs: bool = False) -> None:
+    sys.exit(serve(settings, threads, queues, drain_timeout_s, metrics_port, json_logs))
 
 
 @click.command()
+@check_option
 @click.option("-p", "--processes", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
 @click.option("-t", "--threads", default=8, show_default=True, type=click.IntRange(1, 512), help="Threads per process.")
 @click.option("-q", "--queues", default=",".join(constants.QUEUES), show_default=True,
               help="Comma-separated queues to consume (urgent, default, bulk).")
 @click.option("--drain-timeout", default=30.0, show_default=True, type=float,
               help="Seconds SIGTERM waits for in-flight commands before handing them back.")
-def worker(processes: int, threads: int, queues: str, drain_timeout: float) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus /metrics on this port (process i of -p N uses port + i).")
+@click.option("--json-logs", is_flag=True, help="Log one JSON object per line, with the command id.")
+def worker(processes: int, threads: int, queues: str, drain_timeout: float, metrics_port: int | None,
+           json_logs: bool) -> None:
     """Run workers: ingest the commands stream and execute commands until SIGTERM."""
     names = tuple(q.strip() for q in queues.split(",") if q.strip())
     unknown = set(names) - set(constants.QUEUES)
@@ -58,9 +68,11 @@ def worker(processes: int, threads: int, queues: str, drain_timeout: float) -> N
         raise click.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {', '.join(constants.QUEUES)}")
     with settings_with_redis() as settings:
         if processes == 1:
-            sys.exit(serve(settings, threads, names, drain_timeout))
+            sys.exit(serve(settings, threads, names, drain_timeout, metrics_port, json_logs))
         ctx = multiprocessing.get_context("spawn")
-        children = [ctx.Process(target=_child, args=(settings, threads, names, drain_timeout)) for _ in range(processes)]
+        children = [ctx.Process(target=_child, args=(settings, threads, names, drain_timeout,
+                                                     metrics_port + i if metrics_port else None, json_logs))
+                    for i in range(processes)]
         for child in children:
             child.start()
 
