@@ -1,0 +1,262 @@
+"""Per-target ordering: stale commands never reach the panel, one command per target+aspect in flight.
+
+Every command gets an :class:`OrderStamp` ``(issued_at, seq, admission entry, id)``, compared in
+that order:
+
+1. ``issued_at`` of the producer (milliseconds), **clamped** to the command's admission time plus
+   ``max_skew_ms`` (default 5 minutes). The admission time is the Redis stream entry id, i.e. the
+   Redis server's clock, so the clamp is the same on every retry. A producer whose clock runs
+   ahead therefore cannot pin a target for longer than the skew: its command is ordered as if
+   issued at admission + skew. Commands are clamped, not rejected, because a rejected suspend
+   is a lost decision.
+2. ``seq``, the producer's own sequence number (absent = 0): breaks ties of one producer.
+3. The commands-stream entry id (admission order): breaks every remaining tie deterministically.
+4. The command id, for commands that were not admitted through the stream (tests, tools).
+
+The per target+aspect record (:meth:`Keys.order`) holds the last applied stamp and a lease.
+:meth:`TargetGuard.take` atomically refuses a stale command (:class:`Superseded`) or a busy
+target (:class:`TargetBusy`) and otherwise takes the lease; :meth:`TargetGuard.commit` stores
+the stamp together with the hold change and frees the lease; :meth:`TargetGuard.release` frees it
+after a failed call without committing. For suspend/unsuspend the "last applied" register is kept
+per hold reason (see :mod:`workers.holds`): a billing unsuspend must not make an older abuse
+suspend stale, since applying the two in issue order would still leave the abuse hold on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import redis
+
+from schemas.commands import Command
+from workers.backends.base import PanelResult
+from workers.constants import Keys
+from workers.errors import Superseded, TargetBusy
+from workers.holds import HoldPlan, plan_for
+
+#: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
+DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
+#: Milliseconds a target+aspect lease lives if its holder dies (longer than any panel call).
+DEFAULT_LEASE_TTL_MS = 60_000
+#: Base milliseconds a command waits before trying a busy target again (jitter is added).
+BUSY_DELAY_MS = 200
+
+_COMPARE = """
+local function parse(s)
+  local a, b, c, d, id = string.match(s, "^(%d+)|(%d+)|(%d+)|(%d+)|(.*)$")
+  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), id}
+end
+local function older(x, y)
+  local p, q = parse(x), parse(y)
+  for i = 1, 4 do
+    if p[i] ~= q[i] then return p[i] < q[i] end
+  end
+  return p[5] < q[5]
+end
+local function now_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+#: KEYS: 1 order record.  ARGV: 1 lease token, 2 stamp, 3 register field, 4 lease ttl (ms)
+#: Returns {"ok", last stamp or ""} | {"busy", holder} | {"superseded", last stamp}.
+TAKE_LUA = _COMPARE + """
+local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3])
+local now = now_ms()
+if rec[1] and rec[1] ~= ARGV[1] and tonumber(rec[2] or "0") > now then
+  return {"busy", rec[1]}
+end
+if rec[3] and older(ARGV[2], rec[3]) then
+  return {"superseded", rec[3]}
+end
+redis.call("HSET", KEYS[1], "lease", ARGV[1], "lease_until", now + tonumber(ARGV[4]))
+return {"ok", rec[3] or ""}
+"""
+
+#: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
+#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON.
+#: Returns {"committed"|"stale", reasons holding after}. A stamp older than the register (the
+#: lease expired and a newer command committed meanwhile) is not stored.
+COMMIT_LUA = _COMPARE + """
+local last = redis.call("HGET", KEYS[1], ARGV[3])
+local verdict = "committed"
+if last and older(ARGV[2], last) then
+  verdict = "stale"
+else
+  redis.call("HSET", KEYS[1], ARGV[3], ARGV[2])
+  if ARGV[4] == "add" then
+    redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
+  elseif ARGV[4] == "remove" then
+    redis.call("HDEL", KEYS[2], ARGV[5])
+  end
+end
+if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
+  redis.call("HDEL", KEYS[1], "lease", "lease_until")
+end
+return {verdict, redis.call("HKEYS", KEYS[2])}
+"""
+
+#: KEYS: 1 order record.  ARGV: 1 lease token.  Frees the lease if this token still holds it.
+RELEASE_LUA = """
+if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
+  redis.call("HDEL", KEYS[1], "lease", "lease_until")
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, order=True)
+class OrderStamp:
+    """Where a command stands in its target+aspect's order; compares as documented above."""
+
+    issued_ms: int
+    seq: int
+    entry_ms: int
+    entry_seq: int
+    command_id: str
+
+    def encode(self) -> str:
+        return f"{self.issued_ms}|{self.seq}|{self.entry_ms}|{self.entry_seq}|{self.command_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> OrderStamp:
+        a, b, c, d, command_id = text.split("|", 4)
+        return cls(int(a), int(b), int(c), int(d), command_id)
+
+
+def stamp_for(command: Command, entry: str | None, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+              now_ms: int | None = None) -> OrderStamp:
+    """The command's stamp; ``entry`` is its commands-stream entry id (``<ms>-<n>``) if admitted."""
+    issued = int(command.issued_at.timestamp() * 1000)
+    if entry:
+        ms_text, _, n_text = entry.partition("-")
+        entry_ms, entry_seq = int(ms_text), int(n_text or 0)
+        admitted = entry_ms
+    else:
+        entry_ms, entry_seq = 0, 0
+        admitted = now_ms if now_ms is not None else int(time.time() * 1000)
+    return OrderStamp(min(issued, admitted + max_skew_ms), command.seq or 0, entry_ms, entry_seq, command.id)
+
+
+def register_for(command: Command) -> str:
+    """The order record field whose stamp this command must not be older than."""
+    plan = plan_for(command)
+    return f"last:{plan.reason}" if plan is not None else "last"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A taken target+aspect lease: this command may call the panel now."""
+
+    command: Command
+    stamp: OrderStamp
+    token: str
+    order_key: str
+    holds_key: str
+    register: str
+    #: Reasons holding this target+aspect when the turn was taken.
+    holding: tuple[str, ...]
+
+
+class TargetGuard:
+    """The ordering gate around a panel call, shared by every worker through Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+                 lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+        self.client = client
+        self.keys = keys
+        self.max_skew_ms = max_skew_ms
+        self.lease_ttl_ms = lease_ttl_ms
+        self._take = client.register_script(TAKE_LUA)
+        self._commit = client.register_script(COMMIT_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+
+    def entry_of(self, command: Command) -> str | None:
+        """The commands-stream entry id recorded at admission (the tie-breaker), if any."""
+        raw = self.client.hget(self.keys.command(command.id), "entry")
+        return _text(raw) if raw else None
+
+    def take(self, command: Command, entry: str | None = None) -> Turn:
+        """Take the command's target+aspect turn; raise :class:`Superseded` or :class:`TargetBusy`."""
+        stamp = stamp_for(command, entry, max_skew_ms=self.max_skew_ms)
+        target, aspect = command.target, command.spec.aspect
+        order_key, holds_key = self.keys.order(target, aspect), self.keys.holds(target, aspect)
+        register = register_for(command)
+        token = f"{command.id}:{uuid.uuid4().hex[:12]}"
+        verdict, detail = self._take(keys=[order_key], args=[token, stamp.encode(), register, self.lease_ttl_ms])
+        verdict, detail = _text(verdict), _text(detail)
+        if verdict == "busy":
+            raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
+                             f"another command for {aspect} of {target} is in flight")
+        if verdict == "superseded":
+            newer = OrderStamp.decode(detail)
+            raise Superseded(
+                f"a newer command ({newer.command_id}, issued {_iso(newer.issued_ms)}) for {aspect} of {target} "
+                f"was already applied"
+            )
+        holding = tuple(sorted(_text(r) for r in self.client.hkeys(holds_key)))
+        return Turn(command, stamp, token, order_key, holds_key, register, holding)
+
+    def commit(self, turn: Turn, plan: HoldPlan | None) -> tuple[str, tuple[str, ...]]:
+        """Store the stamp and the hold change, free the lease; returns (verdict, reasons holding)."""
+        op, reason, record = ("none", "", b"")
+        if plan is not None:
+            op, reason = plan.op, plan.reason
+            record = orjson.dumps(plan.record(turn.command))
+        verdict, holding = self._commit(
+            keys=[turn.order_key, turn.holds_key], args=[turn.token, turn.stamp.encode(), turn.register, op, reason, record]
+        )
+        return _text(verdict), tuple(sorted(_text(r) for r in holding))
+
+    def release(self, turn: Turn) -> None:
+        """Free the lease after a failed call; nothing is committed."""
+        self._release(keys=[turn.order_key], args=[turn.token])
+
+    def run(self, command: Command, call: Callable[[Command], PanelResult], *, entry: str | None = None) -> PanelResult:
+        """Take the turn, apply hold logic, make the panel call if needed, commit; release on failure."""
+        turn = self.take(command, entry if entry is not None else self.entry_of(command))
+        return self.complete(turn, call)
+
+    def complete(self, turn: Turn, call: Callable[[Command], PanelResult]) -> PanelResult:
+        """The rest of :meth:`run` once the turn is taken."""
+        command = turn.command
+        plan = plan_for(command)
+        try:
+            if plan is None:
+                result = call(command)
+            else:
+                after = plan.after(turn.holding)
+                if plan.calls_panel(after):
+                    result = call(command)
+                else:
+                    result = PanelResult(already=False, message="kept suspended: other holds remain")
+        except BaseException:
+            self.release(turn)
+            raise
+        verdict, holding = self.commit(turn, plan)
+        if plan is None:
+            return result
+        details: dict[str, Any] = dict(result.details)
+        details["holds"] = plan.describe(turn.holding, holding, called=plan.calls_panel(plan.after(turn.holding)))
+        if verdict == "stale":
+            details["holds"]["note"] = "lease expired during the call; a newer command had already committed"
+        return PanelResult(already=result.already, message=result.message, details=details)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
