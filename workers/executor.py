@@ -8,6 +8,7 @@ from schemas.commands import Command
 from workers.backends.base import Backend, PanelResult
 from workers.errors import UnknownBackend, UnsupportedCommand
 from workers.limits import BackendLimits
+from workers.ordering import TargetGuard
 from workers.scrubbing import opened, scrub_exception
 
 
@@ -18,12 +19,16 @@ class Executor:
     backend's circuit breaker (see :mod:`workers.limits`).
     """
 
-    def __init__(self, backends: Mapping[str, Backend], *, limits: BackendLimits | None = None, opener: Callable[[Command], Command] | None = None) -> None:
+    def __init__(self, backends: Mapping[str, Backend], *, limits: BackendLimits | None = None,
+                 ordering: TargetGuard | None = None, opener: Callable[[Command], Command] | None = None) -> None:
         self.backends = dict(backends)
         #: Opens sealed secrets into an in-memory copy of the command, handed only to the
         #: backend (:meth:`workers.sealing.Sealer.open_command`).
         self.opener = opener
         self.limits = limits
+        #: With ``ordering``, each call holds its target+aspect turn: stale commands end
+        #: ``superseded`` and suspensions follow the holds (see :mod:`workers.ordering`).
+        self.ordering = ordering
 
     def backend_for(self, command: Command) -> Backend:
         if command.backend is None:
@@ -37,7 +42,9 @@ class Executor:
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
-        return self._call(backend, command)
+        if self.ordering is None:
+            return self._call(backend, command)
+        return self.ordering.run(command, lambda c: self._call(backend, c))
 
     def _call(self, backend: Backend, command: Command) -> PanelResult:
         if self.limits is None:
