@@ -33,6 +33,8 @@ T = TypeVar("T")
 
 #: Longest a worker thread waits in place for a full cap before deferring the command instead.
 BUSY_WAIT_MS = 2_000
+#: Seconds a call waits for Redis to come back before it fails (and is retried as an attempt).
+REDIS_WAIT_S = 30.0
 
 
 def _script(name: str) -> str:
@@ -107,9 +109,16 @@ class BackendLimits:
             self.keys.breaker(backend), self.keys.breaker_probe(backend),
         ]
         while True:
-            verdict, wait_ms = self._acquire(
-                keys=keys, args=[int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]
-            )
+            try:
+                verdict, wait_ms = self._acquire(
+                    keys=keys, args=[int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]
+                )
+            except (redis.ConnectionError, redis.TimeoutError):
+                # Redis restarting: no call was made yet, so waiting costs nothing but time.
+                if time.monotonic() > deadline + REDIS_WAIT_S:
+                    raise
+                time.sleep(0.25)
+                continue
             verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
             if verdict in ("ok", "probe"):
                 return lease

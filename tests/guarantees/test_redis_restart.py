@@ -1,0 +1,63 @@
+"""Redis killed and restarted mid-run (append-only file on): workers reconnect, nothing accepted is lost."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from tests.guarantees.processes import (
+    WorkerProcess,
+    add_many,
+    suspend,
+    wait_all_terminal,
+    write_worker_config,
+)
+from workers.embedded_redis import EmbeddedRedis
+from workers.sandbox import Faults, SandboxServer
+from workers.sandbox.whm import WhmSandbox
+
+TOKEN = "restart-test-token"
+
+
+def test_redis_killed_and_restarted_mid_run_loses_no_accepted_command(tmp_path: Path) -> None:
+    # Given a private Redis with appendonly (fsync always), a WHM sandbox and two worker processes
+    n = 600
+    app = WhmSandbox(token=TOKEN)
+    for i in range(n):
+        app.add_account(f"u{i}")
+    with EmbeddedRedis(appendonly=True) as server, SandboxServer(app, faults=Faults(latency_s=0.03)) as whm:
+        client = redis.Redis.from_url(server.url)
+        config = write_worker_config(
+            tmp_path / "workers.toml",
+            {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 3.0, "max_concurrency": 32}},
+            heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500, require_signatures=False,
+        )
+        env = {"MAILOPS_REDIS_URL": server.url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
+        procs = [WorkerProcess(env, tmp_path / f"w{i}.log").start() for i in range(2)]
+        try:
+            ids = {f"r-{i}" for i in range(n)}
+            add_many(client, [suspend(f"r-{i}", f"u{i}") for i in range(n)])
+            # When Redis is SIGKILLed while commands run, and comes back 1 s later
+            deadline = time.monotonic() + 60
+            while len(app.ledger) < 50:
+                assert time.monotonic() < deadline, "workers never started applying"
+                time.sleep(0.05)
+            server.kill()
+            assert len(app.ledger) < n, "the run ended before Redis was killed; the test proved nothing"
+            time.sleep(1.0)
+            server.start()
+            client = redis.Redis.from_url(server.url)
+            events = wait_all_terminal(client, ids, timeout=150)
+            # Then the worker processes are still the same ones (they reconnected, none died)
+            assert all(p.alive() for p in procs)
+        finally:
+            for proc in procs:
+                proc.stop()
+    # And every command has exactly one terminal event, `succeeded`, each change applied once
+    terminal = [e for e in events if e.terminal]
+    assert Counter(e.id for e in terminal) == Counter({i: 1 for i in ids})
+    assert {e.status for e in terminal} == {"succeeded"}
+    assert Counter(c.target for c in app.ledger.changes()) == Counter({f"u{i}": 1 for i in range(n)})

@@ -1,0 +1,81 @@
+"""Dead letters: full history, browse, show, replay through idempotency, purge (and the CLI)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import redis
+from click.testing import CliRunner
+
+from tests.conftest import add_command, read_events, wait_for_terminal
+from tests.guarantees.processes import suspend
+from workers import retry_policy
+from workers.cli.main import cli
+from workers.sandbox import Faults, SandboxServer
+
+
+@pytest.fixture
+def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch):
+    """A worker, and command `dl-1` dead-lettered after 2 attempts against a panel answering HTTP 500."""
+    monkeypatch.setitem(retry_policy.POLICIES, "unsuspend_outgoing",
+                        retry_policy.RetryPolicy(max_attempts=2, min_backoff_ms=50, max_backoff_ms=100))
+    settings = settings_for({"whm1": ("whm", whm)}, require_signatures=False)
+    runtime = runtime_for(settings)
+    whm.set_faults(Faults(error_rate=1.0))
+    add_command(redis_client, suspend("dl-1", "example", command="unsuspend_outgoing"))
+    events = wait_for_terminal(redis_client, {"dl-1"}, timeout=30)
+    assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered"]
+    whm.set_faults(Faults())
+    monkeypatch.setenv("MAILOPS_REDIS_URL", settings.redis_url or "")
+    return runtime
+
+
+def test_a_dead_letter_is_listed_and_shown_with_every_attempt_and_its_error(dead_lettered) -> None:
+    # Given a dead-lettered command; When an operator lists and shows it
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["dlq", "list", "--json"])
+    shown = runner.invoke(cli, ["dlq", "show", "dl-1"])
+    # Then it is listed with its attempts and last error
+    assert listed.exit_code == 0, listed.output
+    rows = [orjson.loads(line) for line in listed.output.splitlines() if line.startswith("{")]
+    assert [(r["id"], r["command"], r["backend"], r["attempts"]) for r in rows] == [("dl-1", "unsuspend_outgoing", "whm1", 2)]
+    assert rows[0]["error_kind"] == "panel_unavailable"
+    # And show gives every attempt with its timing, worker and error
+    assert shown.exit_code == 0, shown.output
+    data = orjson.loads(shown.output)
+    attempts = data["attempts"]
+    assert [(a["attempt"], a["result"]) for a in attempts] == [(1, "retrying"), (2, "dead_lettered")]
+    assert all(a["end"] >= a["start"] > 0 and a["worker"] and a["error"]["kind"] == "panel_unavailable" for a in attempts)
+    assert data["outcome"]["status"] == "dead_lettered"
+    # And filters by backend or command leave it out when they do not match
+    assert "dl-1" not in runner.invoke(cli, ["dlq", "list", "--backend", "nope"]).output
+
+
+def test_replay_runs_a_dead_letter_again_once_and_a_second_replay_does_nothing(redis_client: redis.Redis, whm: SandboxServer, dead_lettered) -> None:
+    # Given a dead-lettered command and a panel that works again
+    runner = CliRunner()
+    # When it is replayed (with --all and a matching filter)
+    first = runner.invoke(cli, ["dlq", "replay", "--all", "--command", "unsuspend_outgoing"])
+    assert first.exit_code == 0 and "dl-1\treplayed" in first.output
+    events = wait_for_terminal(redis_client, count=2, timeout=30)
+    # Then it ran again and succeeded, once, and left the dead-letter index
+    assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered", "succeeded"]
+    assert redis_client.zcard("mailops:dlq") == 0
+    # And replaying it again by id does nothing (it is no longer dead-lettered)
+    second = runner.invoke(cli, ["dlq", "replay", "dl-1"])
+    assert second.exit_code == 1 and "dl-1\tsucceeded" in second.output
+    assert [e.status for e in read_events(redis_client) if e.id == "dl-1" and e.terminal] == ["dead_lettered", "succeeded"]
+    # And the history keeps the dead-lettered attempts, the replay and the new attempt
+    history = dead_lettered.store.history("dl-1")
+    assert [h["result"] for h in history] == ["retrying", "dead_lettered", "replayed", "succeeded"]
+
+
+def test_purge_empties_the_index_but_the_id_is_still_remembered(redis_client: redis.Redis, dead_lettered) -> None:
+    # Given a dead letter; When it is purged
+    result = CliRunner().invoke(cli, ["dlq", "purge", "--yes"])
+    # Then the index is empty, and the same id sent again is a duplicate, not a new run
+    assert result.exit_code == 0 and "purged 1" in result.output
+    assert redis_client.zcard("mailops:dlq") == 0
+    add_command(redis_client, suspend("dl-1", "example", command="unsuspend_outgoing"))
+    events = wait_for_terminal(redis_client, count=2, timeout=30)
+    assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered", "duplicate"]
