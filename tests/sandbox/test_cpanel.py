@@ -1,0 +1,84 @@
+"""The cPanel UAPI sandbox over real HTTP: request forms, credentials, flat UAPI results."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.sandbox.conftest import CPANEL_AUTH
+from workers.sandbox import SandboxServer
+from workers.sandbox.cpanel import CpanelSandbox
+
+
+def app_of(server: SandboxServer) -> CpanelSandbox:
+    assert isinstance(server.app, CpanelSandbox)
+    return server.app
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_cpanel_accepts_a_uapi_call_as_a_query_string_or_a_posted_form(
+        cpanel_server: SandboxServer, http: httpx.Client, method: str) -> None:
+    # Given mailbox info@shop.example with outgoing mail active
+    url = f"{cpanel_server.url}/execute/Email/suspend_outgoing"
+    params = {"email": "info@shop.example"}
+    # When Email::suspend_outgoing is called as GET ?query or as a POSTed form
+    if method == "GET":
+        response = http.get(url, params=params, headers=CPANEL_AUTH)
+    else:
+        response = http.post(url, data=params, headers=CPANEL_AUTH)
+    # Then the flat UAPI result says status 1 (empty lists as null) and the mailbox is suspended once
+    assert response.status_code == 200
+    assert response.json() == {"status": 1, "data": 1, "errors": None, "messages": None, "warnings": None,
+                               "metadata": {}}
+    assert app_of(cpanel_server).state.mailboxes["info@shop.example"].outgoing == "suspended"
+    changes = app_of(cpanel_server).ledger.changes()
+    assert [(c.target, c.field, c.new) for c in changes] == [("info@shop.example", "outgoing", "suspended")]
+
+
+@pytest.mark.parametrize("authorization", ["cpanel shop:wrong", "cpanel other:sandbox-cpanel-token",
+                                           "whm shop:sandbox-cpanel-token", ""])
+def test_cpanel_answers_bad_credentials_with_403_access_denied(
+        cpanel_server: SandboxServer, http: httpx.Client, authorization: str) -> None:
+    # Given a wrong token, an unknown user, the WHM scheme, or no header at all
+    headers = {"Authorization": authorization} if authorization else {}
+    # When a UAPI function is called
+    response = http.post(f"{cpanel_server.url}/execute/Email/suspend_outgoing", data={"email": "info@shop.example"},
+                         headers=headers)
+    # Then it is refused with 403 and the cpanelresult "Access denied" body; nothing changes
+    assert response.status_code == 403
+    assert response.json()["cpanelresult"]["error"] == "Access denied"
+    assert len(app_of(cpanel_server).ledger) == 0
+
+
+def test_a_token_only_reaches_uapi_paths(cpanel_server: SandboxServer, http: httpx.Client) -> None:
+    # When a valid token is used outside /execute/
+    response = http.get(f"{cpanel_server.url}/json-api/listaccts", headers=CPANEL_AUTH)
+    # Then the server says tokens allow UAPI or API 2 only
+    assert response.status_code == 403
+    assert response.text == "Token authentication allows access to UAPI or API 2 calls only."
+
+
+def test_a_missing_mailbox_fails_with_status_0_and_the_error_text_in_curly_quotes(
+        cpanel_server: SandboxServer, http: httpx.Client) -> None:
+    # When a mailbox the account does not have is suspended
+    body = http.post(f"{cpanel_server.url}/execute/Email/suspend_login", data={"email": "ghost@shop.example"},
+                     headers=CPANEL_AUTH).json()
+    # Then UAPI says status 0 with the real text (UAPI texts carry no XID)
+    assert body["status"] == 0
+    assert body["errors"] == ["You do not have an email account named “ghost@shop.example”."]
+
+
+def test_adding_an_existing_mailbox_fails_with_already_exists(cpanel_server: SandboxServer, http: httpx.Client) -> None:
+    # When add_pop asks for info@shop.example, which exists
+    body = http.post(f"{cpanel_server.url}/execute/Email/add_pop",
+                     data={"email": "info", "domain": "shop.example", "password": "Pass-word-1"},
+                     headers=CPANEL_AUTH).json()
+    # Then the answer is status 0 "already exists" and the ledger is empty
+    assert (body["status"], body["errors"]) == (0, ["The account “info@shop.example” already exists!"])
+    assert len(app_of(cpanel_server).ledger) == 0
+
+
+def test_an_unknown_function_names_module_and_function(cpanel_server: SandboxServer, http: httpx.Client) -> None:
+    body = http.get(f"{cpanel_server.url}/execute/Email/no_such_thing", headers=CPANEL_AUTH).json()
+    assert body["status"] == 0
+    assert body["errors"] == ["The system could not find the function “no_such_thing” in the module “Email”."]
