@@ -22,6 +22,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.commands import Priority, validate_command
 from schemas.events import ErrorInfo
@@ -95,6 +96,12 @@ def create_app(settings: Settings, client: redis.Redis) -> FastAPI:
         field = ".".join(loc[1:]) or where
         status = 422 if where == "body" and err.get("type") not in {"json_invalid", "model_attributes_type"} else 400
         return problem(status, field, str(err.get("type", "invalid")), str(err.get("msg", "invalid")))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reply = problem(exc.status_code, "body" if exc.status_code == 400 else "request", "http", str(exc.detail))
+        reply.headers.update(exc.headers or {})
+        return reply
 
     @app.post("/v1/commands", status_code=202, response_model=Submitted, responses=PROBLEMS)
     def submit(body: CommandIn, idempotency_key: str = Header(

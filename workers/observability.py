@@ -35,7 +35,6 @@ def init_sentry(dsn: str, *, environment: str | None = None, transport: Any = No
         release=f"mailops@{__version__}",
         integrations=[DramatiqIntegration()],
         before_send=before_send,  # type: ignore[arg-type]  # sentry types events as a TypedDict
-        send_default_pii=False,
         transport=transport,
     )
 

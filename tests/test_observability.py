@@ -1,0 +1,72 @@
+"""Sentry gets panel errors tagged with the command, without secrets; logs are JSON with the command id."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import sentry_sdk
+from sentry_sdk.envelope import Envelope
+from sentry_sdk.transport import Transport
+
+from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from workers.observability import JsonFormatter, init_sentry
+
+
+class RecordingTransport(Transport):
+    """A local Sentry transport that keeps every envelope."""
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.envelopes: list[Envelope] = []
+
+    def capture_envelope(self, envelope: Envelope) -> None:
+        self.envelopes.append(envelope)
+
+
+@pytest.fixture
+def sentry() -> Iterator[RecordingTransport]:
+    transport = RecordingTransport()
+    init_sentry("http://public@127.0.0.1:9/1", transport=transport)
+    yield transport
+    sentry_sdk.init()
+
+
+def test_a_panel_error_reaches_sentry_with_its_tags_and_no_secret(redis_client: redis.Redis, whm, settings_for,
+                                                                  runtime_for, sentry: RecordingTransport) -> None:
+    # Given Sentry on and a worker
+    runtime_for(settings_for({"whm1": ("whm", whm)}, require_signatures=False))
+    # When a panel call raises (unknown user)
+    add_command(redis_client, {"id": "s-1", "command": "suspend_outgoing", "backend": "whm1",
+                               "args": {"user": "ghost"}, "producer": "abuse"})
+    wait_for_terminal(redis_client, {"s-1"})
+    sentry_sdk.flush(timeout=5)
+    # Then one event carries the command's tags and the panel's reason, and the token is nowhere
+    events = [item.payload.json for env in sentry.envelopes for item in env.items if item.type == "event"]
+    assert events, "no Sentry event"
+    event = events[0]
+    assert event["tags"]["command_id"] == "s-1"
+    assert (event["tags"]["command"], event["tags"]["backend"]) == ("suspend_outgoing", "whm1")
+    assert event["exception"]["values"][-1]["type"] == "PanelRefused"
+    raw = b"".join(env.serialize() for env in sentry.envelopes)
+    assert WHM_TOKEN.encode() not in raw
+
+
+def test_json_log_lines_carry_the_fields_of_the_record() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("mailops.test.json")
+    log.addHandler(handler)
+    try:
+        log.warning("panel %s slow", "whm1")
+    finally:
+        log.removeHandler(handler)
+    line = orjson.loads(stream.getvalue())
+    assert (line["level"], line["message"], line["logger"]) == ("WARNING", "panel whm1 slow", "mailops.test.json")
+    assert "command_id" not in line
