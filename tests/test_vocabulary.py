@@ -45,11 +45,17 @@ def reset(state: PanelState, user: str, domain: str) -> None:
         state.add_mailbox(f"info@{domain}")
 
 
+#: One expected ledger entry: (target, field, new value).
+Change = tuple[str, str, Any]
+
+
 @dataclass(frozen=True)
 class Case:
     args: Callable[[str, str], dict[str, Any]]
     check: Callable[[PanelState, str, str], bool]
     given: Callable[[PanelState, str, str], None] = lambda s, u, d: None
+    #: (kind, user, domain) -> the ledger entries the command must leave, each exactly once.
+    changes: Callable[[str, str, str], list[Change]] = lambda k, u, d: []
 
 
 def box(s: PanelState, d: str) -> Any:
@@ -69,16 +75,25 @@ def _is(attr: str, value: Any, *, account: bool) -> Callable[[PanelState, str, s
 
 def suspension(attr: str, on: Any, off: Any, *, undo: bool, account: bool) -> Case:
     args: Callable[[str, str], dict[str, Any]] = (lambda u, d: {"user": u}) if account else (lambda u, d: {"email": f"info@{d}"})
+
+    def changes(k: str, u: str, d: str) -> list[Change]:
+        return [(u if account else f"info@{d}", attr, off if undo else on)]
+
     if undo:
-        return Case(args, _is(attr, off, account=account), _set(attr, on, account=account))
-    return Case(args, _is(attr, on, account=account))
+        return Case(args, _is(attr, off, account=account), _set(attr, on, account=account), changes)
+    return Case(args, _is(attr, on, account=account), changes=changes)
 
 
 def domain_flag(attr: str, value: bool) -> Case:
     def given(s: PanelState, u: str, d: str) -> None:
         setattr(s.domains[d], attr, not value)
 
-    return Case(lambda u, d: {"domain": d}, lambda s, u, d: getattr(s.domains[d], attr) is value, given)
+    def changes(k: str, u: str, d: str) -> list[Change]:
+        # WHM sets the flag through modifyacct, which also stores HASSPF/HASDKIM on the account.
+        setting = [(u, f"HAS{attr.upper()}", "1" if value else "0")] if k == "whm" else []
+        return [(d, attr, value), *setting]
+
+    return Case(lambda u, d: {"domain": d}, lambda s, u, d: getattr(s.domains[d], attr) is value, given, changes)
 
 
 def _forwarder(s: PanelState, u: str, d: str) -> None:
@@ -98,27 +113,35 @@ for _scope, _account in (("account", True), ("mailbox", False)):
     CASES[("hold_outgoing", _scope)] = suspension("hold", True, False, undo=False, account=_account)
     CASES[("release_outgoing", _scope)] = suspension("hold", True, False, undo=True, account=_account)
 CASES |= {
-    ("terminate_sessions", "account"): Case(lambda u, d: {"user": u}, _is("sessions_terminated", 1, account=True)),
+    ("terminate_sessions", "account"): Case(lambda u, d: {"user": u}, _is("sessions_terminated", 1, account=True),
+                                            changes=lambda k, u, d: [(u, "sessions_terminated", 1)]),
     ("set_forward_destination", "account"): Case(
         lambda u, d: {"user": u, "forward_to": ["ops@elsewhere.example"]},
-        _is("forward_to", "ops@elsewhere.example", account=True)),
+        _is("forward_to", "ops@elsewhere.example", account=True),
+        changes=lambda k, u, d: [(u, "forward_to", "ops@elsewhere.example")]),
     ("addmail", "mailbox"): Case(
         lambda u, d: {"email": f"new@{d}", "password": NEW_PASSWORD, "quota": 250},
-        lambda s, u, d: getattr(s.mailboxes.get(f"new@{d}"), "password", None) == fingerprint(NEW_PASSWORD)),
-    ("delmail", "mailbox"): Case(lambda u, d: {"email": f"info@{d}"}, lambda s, u, d: box(s, d) is None),
+        lambda s, u, d: getattr(s.mailboxes.get(f"new@{d}"), "password", None) == fingerprint(NEW_PASSWORD),
+        changes=lambda k, u, d: [(f"new@{d}", "mailbox", "present")]),
+    ("delmail", "mailbox"): Case(lambda u, d: {"email": f"info@{d}"}, lambda s, u, d: box(s, d) is None,
+                                 changes=lambda k, u, d: [(f"info@{d}", "mailbox", None)]),
     ("passwd", "mailbox"): Case(lambda u, d: {"email": f"info@{d}", "password": NEW_PASSWORD},
-                                lambda s, u, d: box(s, d).password == fingerprint(NEW_PASSWORD)),
+                                lambda s, u, d: box(s, d).password == fingerprint(NEW_PASSWORD),
+                                changes=lambda k, u, d: [(f"info@{d}", "password", fingerprint(NEW_PASSWORD))]),
     ("addforward", "mailbox"): Case(lambda u, d: {"email": f"info@{d}", **FORWARD},
-                                    lambda s, u, d: s.forwarders_of(f"info@{d}") == ["ops@elsewhere.example"]),
+                                    lambda s, u, d: s.forwarders_of(f"info@{d}") == ["ops@elsewhere.example"],
+                                    changes=lambda k, u, d: [(f"info@{d}=>ops@elsewhere.example", "forwarder", "present")]),
     ("delforward", "mailbox"): Case(lambda u, d: {"email": f"info@{d}", **FORWARD},
-                                    lambda s, u, d: s.forwarders_of(f"info@{d}") == [], _forwarder),
+                                    lambda s, u, d: s.forwarders_of(f"info@{d}") == [], _forwarder,
+                                    changes=lambda k, u, d: [(f"info@{d}=>ops@elsewhere.example", "forwarder", None)]),
     ("onspf", "domain"): domain_flag("spf", True),
     ("offspf", "domain"): domain_flag("spf", False),
     ("ondkim", "domain"): domain_flag("dkim", True),
     ("offdkim", "domain"): domain_flag("dkim", False),
     ("modifyacct", "account"): Case(lambda u, d: {"user": u, "MAXPOP": "unlimited", "MAX_EMAIL_PER_HOUR": 500},
                                     lambda s, u, d: s.accounts[u].settings == {"MAXPOP": "unlimited",
-                                                                               "MAX_EMAIL_PER_HOUR": "500"}),
+                                                                               "MAX_EMAIL_PER_HOUR": "500"},
+                                    changes=lambda k, u, d: [(u, "MAXPOP", "unlimited"), (u, "MAX_EMAIL_PER_HOUR", "500")]),
 }
 
 CELLS = [(kind, command, scope) for kind, table in tables().items() for command, calls in table.items() for scope in calls]
@@ -205,10 +228,12 @@ def test_each_supported_cell_runs_end_to_end_and_changes_the_panel(world: World,
     assert not case.check(state, user, domain)
     # When the command is added to the stream
     final = world.run(kind, command, case.args(user, domain))
-    # Then it succeeds and the panel shows the asked-for state, changed by exactly one ledger entry
+    # Then it succeeds, the panel shows the asked-for state, and the ledger holds exactly the expected
+    # change(s), each applied once
     assert (final.status, final.already) == ("succeeded", False), final.error
     assert case.check(state, user, domain)
-    assert len(state.ledger) >= 1
+    applied = sorted(((c.target, c.field, c.new) for c in state.ledger.changes()), key=lambda c: (c[0], c[1]))
+    assert applied == sorted(case.changes(kind, user, domain), key=lambda c: (c[0], c[1]))
 
 
 UNSUPPORTED = [(kind, command) for kind, table in tables().items() for command in CASES_COMMANDS
