@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,11 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.commands import Command, validate_command
+from schemas.events import Event
+from tests.conftest import add_command, read_events, wait_for_terminal
 from workers.backends.base import Backend, PanelResult
 from workers.backends.registry import build_backends
 from workers.errors import PanelError, Superseded, TargetBusy
 from workers.holds import holds_of
 from workers.ordering import OrderStamp, TargetGuard, Turn, stamp_for
+from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.server import Faults
 from workers.sandbox.whm import WhmSandbox
@@ -237,3 +241,71 @@ def test_any_interleaving_of_suspends_and_unsuspends_ends_with_the_panel_as_the_
 
     check()
     assert interleavings >= 1000
+
+
+def ordered(runtime: Runtime) -> Runtime:
+    """Turn the ordering gate on in a started runtime (Runtime does not build it yet)."""
+    runtime.executor.ordering = TargetGuard(runtime.client, runtime.settings.keys)
+    return runtime
+
+
+def wire(body: dict[str, object], at: datetime) -> dict[str, object]:
+    return {**body, "issued_at": at.isoformat().replace("+00:00", "Z")}
+
+
+def test_a_stale_suspend_retried_after_a_newer_unsuspend_ends_superseded_without_reaching_the_panel(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    whm: SandboxServer,
+) -> None:
+    # given: abuse detection suspends at "10:00" (7 minutes ago) and the panel answers 429 Retry-After 3 s
+    nodelay(whm)
+    ten = datetime.now(UTC) - timedelta(minutes=7)
+    ordered(runtime_for(settings_for({"whm1": ("whm", whm)})))
+    whm.set_faults(Faults(rate_limit_rate=1.0, retry_after_s=3.0))
+    add_command(redis_client, wire({"id": "abuse-1000", "command": "suspend_outgoing", "backend": "whm1",
+                                    "args": {"user": "example"}, "producer": "abuse-detector", "reason": "abuse"}, ten))
+    wait_for(redis_client, lambda events: any(e.id == "abuse-1000" and e.status == "retrying" for e in events))
+    # when: at "10:05" an operator clears the abuse suspension, and it succeeds while the suspend waits
+    whm.set_faults(Faults())
+    add_command(redis_client, wire({"id": "clear-1005", "command": "unsuspend_outgoing", "backend": "whm1",
+                                    "args": {"user": "example"}, "producer": "operator", "reason": "abuse"},
+                                   ten + timedelta(minutes=5)))
+    events = wait_for_terminal(redis_client, {"clear-1005", "abuse-1000"}, timeout=30)
+    # then: the old suspend's retry ended superseded, and the panel was never suspended
+    final = {e.id: e for e in events if e.terminal}
+    assert final["clear-1005"].status == "succeeded"
+    assert final["abuse-1000"].status == "superseded"
+    assert final["abuse-1000"].error is not None and "clear-1005" in final["abuse-1000"].error.message
+    app = whm.app
+    assert isinstance(app, WhmSandbox)
+    assert app.state.accounts["example"].outgoing == "active"
+    assert all(change.new != "suspended" for change in app.ledger.changes())
+
+
+def test_commands_for_different_targets_run_concurrently(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+) -> None:
+    # given: a sandbox with twelve accounts that answers after 300 ms, and a worker with 8 threads
+    app = WhmSandbox(token="sandbox-whm-token")
+    users = [f"user{i}" for i in range(12)]
+    for user in users:
+        app.add_account(user)
+    with SandboxServer(app, faults=Faults(latency_s=0.3)) as server:
+        nodelay(server)
+        ordered(runtime_for(settings_for({"whm1": ("whm", server)}), threads=8))
+        # when: one suspend per account is sent
+        now = datetime.now(UTC)
+        for user in users:
+            add_command(redis_client, wire({"id": f"s-{user}", "command": "suspend_outgoing", "backend": "whm1",
+                                            "args": {"user": user}, "producer": "abuse-detector"}, now))
+        events = wait_for_terminal(redis_client, {f"s-{u}" for u in users}, timeout=60)
+        # then: all succeeded and the panel saw several calls in flight at once
+        assert {e.status for e in events if e.terminal} == {"succeeded"}
+        assert server.stats()["max_in_flight"] > 1
+
+
+def wait_for(client: redis.Redis, predicate: Callable[[list[Event]], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate(read_events(client)):
+        assert time.monotonic() < deadline, f"timed out; events: {read_events(client)[-3:]}"
+        time.sleep(0.02)

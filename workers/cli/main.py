@@ -16,6 +16,7 @@ from workers.cli.config import config
 from workers.cli.demo import demo
 from workers.cli.dlq import dlq
 from workers.cli.events import events
+from workers.cli.holds import holds
 from workers.cli.publish import publish
 from workers.cli.routes import routes
 from workers.cli.sandbox import sandbox
@@ -53,6 +54,7 @@ cli.add_command(bulk)
 cli.add_command(batch)
 cli.add_command(serve)
 cli.add_command(bench)
+cli.add_command(holds)
 
 
 def main() -> None:
