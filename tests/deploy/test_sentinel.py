@@ -93,21 +93,21 @@ class SentinelSetup:
         old = redis.Redis(host="127.0.0.1", port=self.master.port, decode_responses=True)
         new = redis.Redis(host="127.0.0.1", port=self.replica.port, decode_responses=True)
         try:
-            old.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+            old.client_pause(60_000, all=False)  # CLIENT PAUSE 60000 WRITE
             offset = old.info("replication")["master_repl_offset"]
             self.wait_until(lambda: new.info("replication").get("slave_repl_offset", -1) >= offset,
                             "the replica to catch up")
             with self.sentinel_client() as sentinel:
-                sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+                sentinel.sentinel_failover(MASTER_NAME)
             self.wait_until(lambda: self.master_port() == self.replica.port, "Sentinel to promote the replica")
             # The old master is still a master that stale connections could write to. Sentinel
             # demotes it only some seconds later (and not while it is write-paused), so the
             # demotion Sentinel would send is sent here, before the pause is lifted: the paused
             # writes then fail with READONLY, and the client retries them on the new master.
-            old.execute_command("REPLICAOF", "127.0.0.1", self.replica.port)
+            old.replicaof("127.0.0.1", self.replica.port)
             assert old.info("replication")["role"] == "slave"
         finally:
-            old.execute_command("CLIENT", "UNPAUSE")
+            old.client_unpause()
             old.close()
             new.close()
 
@@ -180,7 +180,7 @@ def test_a_worker_configured_through_sentinel_loses_no_accepted_command_across_a
         assert sentinel_setup.master_port() == sentinel_setup.replica.port
         deadline = time.monotonic() + 40
         while True:
-            terminal = [e.id for e in read_events(producer) if e.terminal]
+            terminal = [e.id for e in read_events(producer) if e.terminal and e.id]
             if set(accepted) <= set(terminal) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
