@@ -82,7 +82,7 @@ return {"ok", rec[3] or ""}
 """
 
 #: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON.
+#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON, 7 backend, 8 args JSON (kept for reconcile).
 #: Returns {"committed"|"stale", reasons holding after}. A stamp older than the register (the
 #: lease expired and a newer command committed meanwhile) is not stored.
 COMMIT_LUA = _COMPARE + """
@@ -92,6 +92,9 @@ if last and older(ARGV[2], last) then
   verdict = "stale"
 else
   redis.call("HSET", KEYS[1], ARGV[3], ARGV[2])
+  if ARGV[8] ~= "" then
+    redis.call("HSET", KEYS[1], "backend", ARGV[7], "args", ARGV[8])
+  end
   if ARGV[4] == "add" then
     redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
   elseif ARGV[4] == "remove" then
@@ -208,12 +211,14 @@ class TargetGuard:
 
     def commit(self, turn: Turn, plan: HoldPlan | None) -> tuple[str, tuple[str, ...]]:
         """Store the stamp and the hold change, free the lease; returns (verdict, reasons holding)."""
-        op, reason, record = ("none", "", b"")
-        if plan is not None:
+        op, reason, record, args = ("none", "", b"", b"")
+        if plan is not None:  # suspensions only: other commands' args may hold (sealed) secrets
             op, reason = plan.op, plan.reason
             record = orjson.dumps(plan.record(turn.command))
+            args = orjson.dumps(turn.command.args)
         verdict, holding = self._commit(
-            keys=[turn.order_key, turn.holds_key], args=[turn.token, turn.stamp.encode(), turn.register, op, reason, record]
+            keys=[turn.order_key, turn.holds_key],
+            args=[turn.token, turn.stamp.encode(), turn.register, op, reason, record, turn.command.backend or "", args],
         )
         return _text(verdict), tuple(sorted(_text(r) for r in holding))
 

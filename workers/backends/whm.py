@@ -166,5 +166,19 @@ class WhmBackend:
     def check(self) -> PanelResult:
         return self.call("version", {})
 
+    def suspension_state(self, target: str, aspect: str) -> bool | None:
+        """Whether ``aspect`` of a cPanel account is suspended now (``accountsummary``).
+
+        ``None`` when this backend cannot read it (mailbox targets, other aspects). Added for
+        ``mailops reconcile``; read-only.
+        """
+        if aspect != "outgoing" or "@" in target:
+            return None
+        data = self.call("accountsummary", {"user": target}).details.get("data")
+        accounts = data.get("acct") if isinstance(data, dict) else None
+        if not isinstance(accounts, list) or not accounts or not isinstance(accounts[0], dict):
+            return None
+        return bool(int(accounts[0].get("outgoing_mail_suspended") or 0))
+
     def close(self) -> None:
         self._http.close()

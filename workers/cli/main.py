@@ -18,6 +18,7 @@ from workers.cli.dlq import dlq
 from workers.cli.events import events
 from workers.cli.holds import holds
 from workers.cli.publish import publish
+from workers.cli.reconcile import reconcile
 from workers.cli.routes import routes
 from workers.cli.sandbox import sandbox
 from workers.cli.serve import serve
@@ -55,6 +56,7 @@ cli.add_command(batch)
 cli.add_command(serve)
 cli.add_command(bench)
 cli.add_command(holds)
+cli.add_command(reconcile)
 
 
 def main() -> None:

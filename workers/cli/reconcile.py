@@ -1,0 +1,52 @@
+"""``mailops reconcile``: do the panels show what the holds say? With ``--apply``, converge them."""
+
+from __future__ import annotations
+
+import click
+import orjson
+import redis
+
+from workers.backends.registry import build_backends
+from workers.cli.environment import load_settings
+from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
+from workers.reconcile import apply, check
+from workers.redis_client import connect
+
+
+@click.command()
+@click.option("--backend", "only", default=None, help="Check only targets on this configured backend.")
+@click.option("--apply", "do_apply", is_flag=True, help="Issue the commands that converge each difference.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per target+aspect.")
+def reconcile(only: str | None, do_apply: bool, as_json: bool) -> None:
+    """Compare the panels' actual suspension state with the holds and report differences.
+
+    Exit 0 when everything matches (or --apply issued the fixes), 1 when differences remain.
+    """
+    settings = load_settings()
+    client = connect(settings, max_connections=2)
+    backends = build_backends(settings.backends)
+    try:
+        findings = check(client, settings.keys, backends, only=only)
+        issued = apply(client, settings.commands_stream, findings) if do_apply else []
+    except redis.RedisError as exc:
+        click.echo(f"mailops reconcile: Redis unreachable: {type(exc).__name__}", err=True)
+        raise SystemExit(RET_CONNECT) from None
+    finally:
+        client.close()
+        for backend in backends.values():
+            backend.close()
+    for finding in findings:
+        if as_json:
+            click.echo(orjson.dumps(finding.as_dict()).decode())
+            continue
+        row = finding.as_dict()
+        held = ", ".join(row["held_by"]) or "no hold"
+        click.echo(f"{row['state']:7} {finding.target} {finding.aspect} on {finding.backend}: holds say "
+                   f"{row['expected']} ({held}), panel says {row['panel'] or 'unknown'}"
+                   + (f" - {finding.note}" if finding.note else ""))
+    for body in issued:
+        click.echo(f"issued {body['command']} {body['id']} (reason {body['reason']})")
+    drift = sum(f.state == "drift" for f in findings)
+    click.echo(f"{len(findings)} checked, {drift} differ" + (f", {len(issued)} command(s) issued" if do_apply else ""),
+               err=True)
+    raise SystemExit(RET_OK if drift == 0 or do_apply else RET_FAILED)

@@ -1,0 +1,143 @@
+"""Drift check: compare the panels' actual suspension state with the holds, and converge them.
+
+The targets checked are those mailops has applied a suspend/unsuspend to (every such commit
+leaves an order record, :meth:`Keys.order`, with the backend and arguments). For each, the
+expected state is "suspended" when any hold remains and "active" otherwise; the actual state is
+read from the panel through a backend's ``suspension_state(target, aspect)`` (backends without
+it, or targets it cannot read, are reported ``unknown``).
+
+Converging never writes holds or panels directly: it adds ordinary commands to the commands
+stream, so they pass the ordering gate like any other.
+
+* held but active on the panel -> ``suspend_<aspect>`` for the oldest holding reason, issued 1 ms
+  after that hold's own command: it re-applies the hold and loses to any later release of it;
+* not held but suspended on the panel -> ``unsuspend_<aspect>`` with reason ``reconcile``, issued
+  now: it removes no hold and reaches the panel only if still no hold remains.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import orjson
+import redis
+
+from workers.backends.base import Backend
+from workers.constants import BODY_FIELD, Keys
+from workers.errors import MailopsError
+from workers.holds import hold_aspects, holds_of
+
+#: Producer (and, for releases, reason) of the commands a reconcile issues.
+RECONCILE_PRODUCER = "reconcile"
+
+State = Literal["ok", "drift", "unknown"]
+
+
+@runtime_checkable
+class SuspensionReader(Protocol):
+    """A backend that can read a target's suspension state from its panel."""
+
+    def suspension_state(self, target: str, aspect: str) -> bool | None: ...
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One target+aspect: what the holds say and what the panel says."""
+
+    target: str
+    aspect: str
+    backend: str
+    args: dict[str, Any]
+    holds: dict[str, dict[str, Any]]
+    #: True = suspended on the panel, False = active, None = could not be read.
+    panel: bool | None
+    note: str = ""
+
+    @property
+    def expected(self) -> bool:
+        return bool(self.holds)
+
+    @property
+    def state(self) -> State:
+        if self.panel is None:
+            return "unknown"
+        return "ok" if self.panel == self.expected else "drift"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "aspect": self.aspect, "backend": self.backend, "state": self.state,
+                "held_by": sorted(self.holds), "expected": "suspended" if self.expected else "active",
+                "panel": None if self.panel is None else ("suspended" if self.panel else "active"), "note": self.note}
+
+
+def known_targets(client: redis.Redis, keys: Keys) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(target, aspect, backend, args) of every target+aspect a suspension was applied to."""
+    prefix = keys.order("", "").rstrip(":")
+    aspects = set(hold_aspects())
+    found = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=500):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        aspect, _, target = name[len(prefix) + 1:].partition(":")
+        if aspect not in aspects:
+            continue
+        backend, args = client.hmget(name, "backend", "args")
+        if backend and args:
+            found.append((target, aspect, _text(backend), orjson.loads(args)))
+    return sorted(found)
+
+
+def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, only: str | None = None) -> list[Finding]:
+    """Read every known target's panel state and compare it with its holds."""
+    findings = []
+    for target, aspect, backend_name, args in known_targets(client, keys):
+        if only is not None and backend_name != only:
+            continue
+        holds = holds_of(client, keys, target, aspect)
+        backend = backends.get(backend_name)
+        panel: bool | None = None
+        note = ""
+        if backend is None:
+            note = f"backend {backend_name} is not configured"
+        elif not isinstance(backend, SuspensionReader):
+            note = f"backend kind {backend.kind} cannot read suspension state"
+        else:
+            try:
+                panel = backend.suspension_state(target, aspect)
+                note = "" if panel is not None else f"{backend.kind} cannot read {aspect} of {target}"
+            except MailopsError as exc:
+                note = f"panel read failed: {exc}"
+        findings.append(Finding(target, aspect, backend_name, args, holds, panel, note))
+    return findings
+
+
+def converging_command(finding: Finding, *, now: datetime | None = None) -> dict[str, Any] | None:
+    """The command body that brings the panel to what the holds say (``None`` if nothing to do)."""
+    if finding.state != "drift":
+        return None
+    stamp = int(time.time() * 1000)
+    body: dict[str, Any] = {"backend": finding.backend, "args": finding.args, "producer": RECONCILE_PRODUCER}
+    if finding.expected:
+        reason, hold = min(finding.holds.items(), key=lambda item: str(item[1].get("issued_at")))
+        issued = datetime.fromisoformat(str(hold["issued_at"])) + timedelta(milliseconds=1)
+        body.update(command=f"suspend_{finding.aspect}", reason=reason)
+    else:
+        issued = now or datetime.now(UTC)
+        body.update(command=f"unsuspend_{finding.aspect}", reason=RECONCILE_PRODUCER)
+    body["id"] = f"reconcile-{body['command']}-{finding.target}-{stamp}"
+    body["issued_at"] = issued.isoformat().replace("+00:00", "Z")
+    return body
+
+
+def apply(client: redis.Redis, commands_stream: str, findings: list[Finding]) -> list[dict[str, Any]]:
+    """Add the converging commands of every drift to the commands stream; returns them."""
+    bodies = [body for finding in findings if (body := converging_command(finding)) is not None]
+    for body in bodies:
+        client.xadd(commands_stream, {BODY_FIELD: orjson.dumps(body)})
+    return bodies
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
