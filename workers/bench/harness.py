@@ -26,6 +26,9 @@ from workers.bench.measure import vm_hwm_bytes
 
 #: Token the bench sandboxes accept (loopback only).
 BENCH_TOKEN = "bench-whm-token"
+#: The producer the bench signs its commands as, and its HMAC key (a bench-only secret).
+BENCH_PRODUCER = "bench"
+BENCH_PRODUCER_KEY = "bench-producer-key"
 #: ``mailops worker`` as a subprocess: the same click command, loaded without the rest of the CLI
 #: group so that one broken subcommand module cannot stop the bench.
 WORKER_COMMAND = (sys.executable, "-c", "from workers.cli.worker import worker; worker(prog_name='mailops worker')")
@@ -147,11 +150,13 @@ class WorkerPool:
 
 
 def write_config(path: Path, backends: Mapping[str, tuple[str, int]]) -> Path:
-    """The backends file (TOML), like ``tests/conftest.py`` writes it; name -> (url, max_concurrency)."""
+    """The backends and producers file (TOML), like ``tests/conftest.py`` writes it; name -> (url, max_concurrency)."""
     lines = []
     for name, (url, cap) in backends.items():
         lines += [f"[backends.{name}]", 'kind = "whm"', f'url = "{url}"', 'token_env = "MAILOPS_BENCH_TOKEN"',
                   "read_timeout = 10.0", f"max_concurrency = {cap}", ""]
+    lines += [f"[producers.{BENCH_PRODUCER}]", 'key_env = "MAILOPS_BENCH_PRODUCER_KEY"', 'commands = ["*"]',
+              'backends = ["*"]', ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -163,6 +168,7 @@ def start_mailops(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILOPS_")}
     env.update({
         "MAILOPS_REDIS_URL": redis_url, "MAILOPS_CONFIG": str(config), "MAILOPS_BENCH_TOKEN": BENCH_TOKEN,
+        "MAILOPS_BENCH_PRODUCER_KEY": BENCH_PRODUCER_KEY,
         "MAILOPS_KEY_PREFIX": phase.prefix, "MAILOPS_COMMANDS_STREAM": phase.commands_stream,
         "MAILOPS_EVENTS_STREAM": phase.events_stream,
     })

@@ -92,6 +92,8 @@ def render(figures: dict[str, Any]) -> str:
     lines.append(f"memory: {mem['bytes_per_command']} B per queued command over {mem['commands']} "
                  f"(by key: {mem['bytes_per_command_by_key']})")
     rss = {name: [round(b / MIB, 1) for b in pool] for name, pool in figures["peak_rss_bytes"].items()}
+    outcomes = {run: figures[run]["statuses"] for run in ("throughput", "utilisation") if "statuses" in figures[run]}
+    lines.append(f"terminal statuses (all should be succeeded): {outcomes}")
     lines.append(f"peak RSS per worker process (MiB) by run: {rss}")
     lines.append("")
     lines.append(f"{'target':<36} {'measured':>14} {'goal':>12}  verdict")

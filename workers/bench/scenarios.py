@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import redis
 
 from workers.bench import baseline
 from workers.bench.harness import (
+    BENCH_PRODUCER,
+    BENCH_PRODUCER_KEY,
     Phase,
     SandboxProcess,
     WorkerPool,
@@ -33,6 +36,7 @@ from workers.bench.measure import EventWatcher, entry_ms, latency_summary_ms, us
 from workers.bench.sandbox_proc import bench_users
 from workers.constants import Keys
 from workers.embedded_redis import EmbeddedRedis
+from workers.signing import sign
 
 #: Accounts each bench sandbox holds; commands cycle through them.
 USERS = 16
@@ -69,10 +73,13 @@ class BenchOptions:
 
 
 def command_body(command_id: str, user: str, *, backend: str = "whm1", priority: str | None = "default") -> bytes:
+    """A signed command, as a configured producer sends it (signatures are one of the guarantees)."""
     body: dict[str, Any] = {"id": command_id, "command": "suspend_outgoing", "backend": backend,
-                            "args": {"user": user}, "producer": "bench"}
+                            "args": {"user": user}, "producer": BENCH_PRODUCER,
+                            "issued_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     if priority:
         body["priority"] = priority
+    body["signature"] = sign(body, BENCH_PRODUCER_KEY.encode())
     return orjson.dumps(body)
 
 
@@ -209,7 +216,8 @@ class Bench:
         try:
             started = time.monotonic()
             xadd_many(self.client, phase.commands_stream, self._bodies(o.bulk, "bulk", priority="bulk"))
-            watcher.wait_accepted(o.bulk, PHASE_TIMEOUT_S)
+            if not watcher.wait_accepted(o.bulk, PHASE_TIMEOUT_S):
+                raise TimeoutError(f"urgent: {watcher.accepted} of {o.bulk} bulk commands accepted in time")
             ingest_s = time.monotonic() - started
             waiting_before = o.bulk - len(watcher.terminal)
             sent = self._paced(phase, "urgent", o.urgent, 10.0, priority="urgent")
@@ -262,7 +270,8 @@ class Bench:
             time.sleep(0.5)
             before = used_memory(self.client)
             xadd_many(self.client, phase.commands_stream, self._bodies(o.memory_commands, "mem", priority="bulk"))
-            watcher.wait_accepted(o.memory_commands, PHASE_TIMEOUT_S)
+            if not watcher.wait_accepted(o.memory_commands, PHASE_TIMEOUT_S):
+                raise TimeoutError(f"memory: {watcher.accepted} of {o.memory_commands} commands accepted in time")
             after = used_memory(self.client)
             keys = Keys(phase.prefix)
             parts = {
