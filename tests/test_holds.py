@@ -92,7 +92,11 @@ def test_an_operator_forced_release_removes_only_the_named_hold_and_is_audited(
     # then: only the forced one issued an unsuspend; it removed abuse's hold and billing's remains
     assert refused.exit_code == 2
     assert released.exit_code == 0, released.output
-    wait_for_terminal(redis_client, count=3)
+    events = wait_for_terminal(redis_client, count=3)
+    release = next(e for e in events if e.terminal and str(e.id).startswith("release-"))
+    assert (release.status, release.producer) == ("succeeded", "operator")
+    assert release.details["holds"]["removed"] == "abuse"
+    assert release.details["holds"]["after"] == ["billing"]
     assert set(holds_of(redis_client, settings.keys, "example", "outgoing")) == {"billing"}
     app = whm.app
     assert isinstance(app, WhmSandbox)

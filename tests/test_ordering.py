@@ -309,3 +309,28 @@ def wait_for(client: redis.Redis, predicate: Callable[[list[Event]], bool], time
     while not predicate(read_events(client)):
         assert time.monotonic() < deadline, f"timed out; events: {read_events(client)[-3:]}"
         time.sleep(0.02)
+
+
+def test_commands_for_one_target_never_reach_the_panel_at_the_same_time_and_the_newest_decides(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    whm: SandboxServer,
+) -> None:
+    # given: a slow panel and a worker with 8 threads
+    nodelay(whm)
+    whm.set_faults(Faults(latency_s=0.3))
+    ordered(runtime_for(settings_for({"whm1": ("whm", whm)}), threads=8))
+    # when: three decisions of abuse detection for one account arrive together, newest last issued
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    for i, name in enumerate(("suspend_outgoing", "unsuspend_outgoing", "suspend_outgoing")):
+        add_command(redis_client, wire({"id": f"d{i}", "command": name, "backend": "whm1", "args": {"user": "example"},
+                                        "producer": "abuse-detector"}, now + timedelta(seconds=i)))
+    events = wait_for_terminal(redis_client, {"d0", "d1", "d2"}, timeout=60)
+    # then: the panel never had two calls at once, the others waited, and the newest decision stands
+    assert whm.stats()["max_in_flight"] == 1
+    assert any(e.status == "waiting" and e.error is not None and e.error.kind == "target_busy" for e in events)
+    final = {e.id: e.status for e in events if e.terminal}
+    assert final["d2"] == "succeeded"
+    assert set(final.values()) <= {"succeeded", "superseded"}
+    app = whm.app
+    assert isinstance(app, WhmSandbox)
+    assert app.state.accounts["example"].outgoing == "suspended"
