@@ -1,0 +1,44 @@
+"""A small smoke run of ``mailops bench``: every figure is produced (no timing assertions)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from workers.bench.report import TARGETS
+from workers.cli.bench import bench
+from workers.embedded_redis import EmbeddedRedis
+
+
+def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Given a quick run with a few hundred commands on the session's Redis
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        bench, ["--quick", "--commands", "200", "--bulk", "300", "--redis-url", redis_server.url, "--json", str(out)]
+    )
+
+    # I expect it to finish, print the targets table and write every figure
+    assert result.exit_code == 0, result.output
+    figures = orjson.loads(out.read_bytes())
+    for run, names in {
+        "throughput": ("mailops_cps", "baseline_cps", "ratio"),
+        "latency": ("rate_cps", "p50_ms", "p95_ms", "p99_ms"),
+        "urgent_under_bulk": ("bulk", "p50_ms", "p95_ms", "p99_ms"),
+        "utilisation": ("allowed_cps", "achieved_cps", "share", "max_in_flight", "backends_over_cap"),
+        "scaling": ("one_process_cps", "two_process_cps", "ratio"),
+        "memory": ("bytes_per_command", "bytes_per_command_by_key"),
+    }.items():
+        for name in names:
+            assert name in figures[run], f"{run}.{name} missing"
+    assert figures["throughput"]["statuses"] == {"succeeded": 200}
+    assert figures["latency"]["missing"] == 0 and figures["urgent_under_bulk"]["missing"] == 0
+    assert all(pool and all(rss > 0 for rss in pool) for pool in figures["peak_rss_bytes"].values())
+    assert [row["name"] for row in figures["targets"]] == [t.name for t in TARGETS]
+    assert all(math.isfinite(row["value"]) for row in figures["targets"])
+    assert all(name in result.output for name in (t.name for t in TARGETS))
+    assert "PASS" in result.output or "MISS" in result.output
