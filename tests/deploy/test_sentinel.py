@@ -23,7 +23,8 @@ import redis
 
 from tests.conftest import add_command, read_events, write_config
 from workers.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
-from workers.redis_client import connect
+from workers.errors import ConfigError
+from workers.redis_client import connect, parse_sentinel_url
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
@@ -193,3 +194,29 @@ def test_a_worker_configured_through_sentinel_loses_no_accepted_command_across_a
         thread.join(timeout=10)
         runtime.stop(drain_timeout_ms=2000)
         producer.close()
+
+
+def test_the_sentinel_url_names_the_sentinels_the_master_the_database_and_the_password() -> None:
+    address = parse_sentinel_url("redis+sentinel://:s%40cret@10.0.0.1:26379,[::1]:26380/mymaster/2")
+    assert address.sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+    assert (address.master, address.db, address.username, address.password) == ("mymaster", 2, None, "s@cret")
+
+
+@pytest.mark.parametrize("url", [
+    "redis+sentinel://10.0.0.1:26379",             # no master name
+    "redis+sentinel:///mymaster/0",                # no Sentinel
+    "redis+sentinel://10.0.0.1/mymaster/0",        # no port
+    "redis+sentinel://10.0.0.1:26379/mymaster/x",  # database not a number
+])
+def test_a_malformed_sentinel_url_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_sentinel_url(url)
+
+
+def test_the_sentinel_variables_mean_the_same_as_the_url_and_exclude_a_plain_redis_url() -> None:
+    env = {"MAILOPS_REDIS_SENTINELS": "a:26379, b:26379", "MAILOPS_REDIS_SENTINEL_MASTER": "mymaster"}
+    assert Settings.from_env(env).redis_url == "redis+sentinel://a:26379,b:26379/mymaster/0"
+    with pytest.raises(ConfigError):
+        Settings.from_env({**env, "MAILOPS_REDIS_URL": "redis://a:6379/0"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"MAILOPS_REDIS_SENTINELS": "a:26379"})

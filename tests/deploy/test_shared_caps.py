@@ -69,7 +69,7 @@ def test_two_worker_processes_on_separate_connections_never_exceed_a_backends_co
         assert whm.stats()["max_in_flight"] == CAP
 
 
-def _pid_of(history_entry: bytes) -> int:
+def _pid_of(history_entry: bytes | str) -> int:
     worker_id = str(orjson.loads(history_entry)["worker"])  # "<host>-<pid>-<random>"
     return int(worker_id.rsplit("-", 2)[1])
 
