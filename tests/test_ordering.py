@@ -27,7 +27,7 @@ from tests.conftest import add_command, read_events, wait_for_terminal
 from workers.backends.base import Backend, PanelResult
 from workers.backends.registry import build_backends
 from workers.errors import PanelError, Superseded, TargetBusy
-from workers.holds import holds_of
+from workers.holds import holds_of, plan_for
 from workers.ordering import OrderStamp, TargetGuard, Turn, stamp_for
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -87,6 +87,23 @@ def test_a_second_command_for_the_same_target_and_aspect_waits_while_another_tar
     guard.release(first)
     guard.release(other)
     assert guard.take(command("unsuspend_outgoing", "alpha", at=T0 + timedelta(minutes=1)), "2-0").register == "last:abuse-detector"
+
+
+def test_a_dead_holders_lease_expires_and_its_late_commit_cannot_overwrite_a_newer_decision(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], whm_app: SandboxServer,
+) -> None:
+    # given: a worker took alpha's turn for a suspend with a 50 ms lease and then stalled
+    keys = settings_for({"whm1": ("whm", whm_app)}).keys
+    guard = TargetGuard(redis_client, keys, lease_ttl_ms=50)
+    stalled = guard.take(command("suspend_outgoing", "alpha", at=T0, reason="abuse"), "1-0")
+    time.sleep(0.2)
+    # when: a newer unsuspend of the same reason takes the expired turn and commits, then the stalled one commits
+    newer = guard.take(command("unsuspend_outgoing", "alpha", at=T0 + timedelta(minutes=1), reason="abuse"), "2-0")
+    assert guard.commit(newer, plan_for(newer.command)) == ("committed", ())
+    verdict = guard.commit(stalled, plan_for(stalled.command))
+    # then: the late commit is refused and no abuse hold comes back
+    assert verdict == ("stale", ())
+    assert holds_of(redis_client, keys, "alpha", "outgoing") == {}
 
 
 @pytest.fixture
