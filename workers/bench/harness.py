@@ -164,7 +164,7 @@ def write_config(path: Path, backends: Mapping[str, tuple[str, int]]) -> Path:
 def start_mailops(
     redis_url: str, config: Path, phase: Phase, *, processes: int, threads: int, queues: str = "urgent,default,bulk",
 ) -> WorkerPool:
-    """``processes`` separate ``python -m workers worker -p 1`` processes (so each PID is a worker)."""
+    """``processes`` separate ``mailops worker -p 1`` subprocesses (so each PID is a worker)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILOPS_")}
     env.update({
         "MAILOPS_REDIS_URL": redis_url, "MAILOPS_CONFIG": str(config), "MAILOPS_BENCH_TOKEN": BENCH_TOKEN,
