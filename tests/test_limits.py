@@ -37,6 +37,25 @@ def test_the_concurrency_cap_holds_across_two_worker_runtimes(redis_client: redi
         assert whm.stats()["max_in_flight"] <= 3
 
 
+def test_the_calls_per_second_cap_holds_across_two_worker_runtimes(redis_client: redis.Redis, settings_for, runtime_for) -> None:
+    # Given a backend capped at 5 calls per second and two runtimes
+    with SandboxServer(sandbox(15)) as whm:
+        settings = settings_for({"whm1": ("whm", whm)}, whm1={"max_rate": 5.0}, require_signatures=False)
+        runtime_for(settings)
+        runtime_for(settings)
+        # When 15 commands arrive at once
+        for i in range(15):
+            add_command(redis_client, suspend(f"rate-{i}", f"u{i}"))
+        events = wait_for_terminal(redis_client, {f"rate-{i}" for i in range(15)}, timeout=120)
+    # Then all succeeded, and no 1-second window saw more than twice the cap of changes
+    # (uncapped, all 15 land within a fraction of a second)
+    assert {e.status for e in events if e.terminal} == {"succeeded"}
+    times = sorted(c.at for c in whm.app.ledger.changes())
+    assert len(times) == 15
+    assert max(sum(1 for t in times if start <= t < start + 1.0) for start in times) <= 10
+    assert times[-1] - times[0] >= 1.0
+
+
 def test_a_backend_refusing_connections_opens_its_breaker_and_nothing_is_dead_lettered_after_recovery(
     redis_client: redis.Redis, settings_for, runtime_for
 ) -> None:

@@ -116,11 +116,12 @@ class CommandStore:
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,
-        attempt: dict[str, Any], uncount: bool = False,
+        attempt: dict[str, Any], uncount: bool = False, publish: bool = True,
     ) -> bool:
         """Atomically: mark the command ``event.status`` (retrying/waiting) at ``generation``, put
         ``message`` on its delay queue for ``delay_ms``, append ``attempt`` to the history and
-        publish ``event``. ``uncount`` gives the attempt back (waiting is not an attempt)."""
+        publish ``event`` (unless not ``publish``: then no event and no history entry). ``uncount`` gives the attempt back (waiting is
+        not an attempt)."""
         assert event.id is not None
         ns = self.keys.dramatiq_namespace
         delayed = message.copy(
@@ -135,9 +136,9 @@ class CommandStore:
                     self.keys.command_history(event.id),
                 ],
                 args=[
-                    generation, event.to_json(), self.settings.events_maxlen, now_ms(),
+                    generation, event.to_json() if publish else b"", self.settings.events_maxlen, now_ms(),
                     delayed.options["redis_message_id"], delayed.encode(), event.status, "1" if uncount else "0",
-                    orjson.dumps(attempt), self.settings.history_max, self.settings.idempotency_ttl_s,
+                    orjson.dumps(attempt) if publish else b"", self.settings.history_max, self.settings.idempotency_ttl_s,
                 ],
             )
         )

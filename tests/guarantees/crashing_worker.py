@@ -24,10 +24,14 @@ class CrashingWhm(WhmBackend):
         return super().execute(command)
 
 
-registry.KINDS["whm"] = CrashingWhm
-retry_policy.POLICIES["suspend_outgoing"] = retry_policy.RetryPolicy(max_attempts=MAX_ATTEMPTS)
+def install() -> None:
+    """Patch this process only (never the test process that imports MAX_ATTEMPTS)."""
+    registry.KINDS["whm"] = CrashingWhm
+    retry_policy.POLICIES["suspend_outgoing"] = retry_policy.RetryPolicy(max_attempts=MAX_ATTEMPTS)
+
 
 if __name__ == "__main__":
     from workers.cli.main import main
 
+    install()
     main()

@@ -183,7 +183,7 @@ class Lifecycle(Middleware):
         entry = self._entry(execution, "waiting", error)
         _retry_redis(lambda: self.store.schedule_retry(
             event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay,
-            attempt=entry, uncount=True))
+            attempt=entry, uncount=True, publish=_worth_publishing(waits)))
 
     def _entry(self, execution: Execution, result: str, error: ErrorInfo | None = None) -> dict[str, Any]:
         """One attempt for the command's history (never its args: they may hold sealed secrets)."""
@@ -205,6 +205,12 @@ class Lifecycle(Middleware):
             details=details or {},
         )
         _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history))
+
+
+def _worth_publishing(waits: int) -> bool:
+    """Publish the 1st, 2nd, 4th, 8th, … ``waiting`` event of a streak: a command waiting out an
+    hour-long outage says so about a dozen times, not on every re-check."""
+    return waits & (waits - 1) == 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,9 +2,9 @@
 -- delayed Dramatiq message, so a crash can neither lose the command nor leave two live copies.
 -- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 delay queue list,
 --       5 delay queue messages hash, 6 attempt history list
--- ARGV: 1 new generation, 2 event JSON, 3 events maxlen, 4 now (ms), 5 redis message id,
+-- ARGV: 1 new generation, 2 event JSON ("" = publish nothing), 3 events maxlen, 4 now (ms), 5 redis message id,
 --       6 message data, 7 status ("retrying" | "waiting"), 8 "1" to un-count this attempt,
---       9 history entry JSON, 10 history max, 11 record ttl (s)
+--       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s)
 -- Returns 1 if scheduled, 0 if the command had already ended.
 if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
   return 0
@@ -16,11 +16,15 @@ if ARGV[8] == "1" then
 end
 redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
 redis.call("RPUSH", KEYS[4], ARGV[5])
-redis.call("RPUSH", KEYS[6], ARGV[9])
-redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
-redis.call("EXPIRE", KEYS[6], ARGV[11])
-redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[3], "*", "body", ARGV[2])
-if KEYS[3] ~= "" then
-  redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[3], "*", "body", ARGV[2])
+if ARGV[9] ~= "" then
+  redis.call("RPUSH", KEYS[6], ARGV[9])
+  redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
+  redis.call("EXPIRE", KEYS[6], ARGV[11])
+end
+if ARGV[2] ~= "" then
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[3], "*", "body", ARGV[2])
+  if KEYS[3] ~= "" then
+    redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[3], "*", "body", ARGV[2])
+  end
 end
 return 1
