@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
 
 from workers.settings import Settings
 
 
+def _script(name: str) -> str:
+    return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
 class MailopsBroker(RedisBroker):
     """Dramatiq's Redis broker, plus :meth:`heartbeat_and_reap` run on a fixed period."""
 
-    def heartbeat_and_reap(self) -> None:
-        """Refresh this process's heartbeat and requeue the messages of dead processes, now."""
-        dispatch = self.scripts["dispatch"]
-        for queue in sorted(self.queues):
-            for name in (queue, dq_name(queue)):
-                dispatch(
-                    args=[
-                        "qsize", current_millis(), name, self.broker_id, self.heartbeat_timeout,
-                        self.dead_message_ttl, 1, self._max_unpack_size(),  # type: ignore[no-untyped-call]
-                    ],
-                    keys=[self.namespace],
-                )
+    _reap: Any = None
+
+    def heartbeat_and_reap(self) -> int:
+        """Refresh this process's heartbeat and requeue the messages of dead processes, now.
+
+        Dead processes' unacknowledged messages go back to the *head* of their queues, so a
+        crashed command runs again about ``heartbeat_timeout`` + one period after the crash,
+        not after the backlog. Returns how many messages were requeued.
+        """
+        if self._reap is None:
+            self._reap = self.client.register_script(_script("reap"))
+        queues = sorted({q for q in self.queues if not q.endswith(".DQ")})
+        requeued = self._reap(
+            keys=[self.namespace],
+            args=[current_millis(), self.broker_id, self.heartbeat_timeout, self.dead_message_ttl, *queues],
+        )
+        return int(requeued)
 
     def hand_back(self) -> None:
         """Mark this process dead now, so the next reap (within a second) requeues whatever it

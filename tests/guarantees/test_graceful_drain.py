@@ -25,12 +25,12 @@ TOKEN = "drain-test-token"
 def test_sigterm_during_a_run_exits_0_and_loses_or_repeats_no_command(
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    # Given two worker processes on a slow panel (0.3 s a call): one drains fully, one must hand back
-    n = 300
+    # Given two worker processes on a slow panel (1.5 s a call): one drains fully, one must hand back
+    n = 150
     app = WhmSandbox(token=TOKEN)
     for i in range(n):
         app.add_account(f"u{i}")
-    with SandboxServer(app, faults=Faults(latency_s=0.3)) as whm:
+    with SandboxServer(app, faults=Faults(latency_s=1.5)) as whm:
         config = write_worker_config(
             tmp_path / "workers.toml",
             {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 3.0, "max_concurrency": 32}},
@@ -47,10 +47,10 @@ def test_sigterm_during_a_run_exits_0_and_loses_or_repeats_no_command(
             while len(app.ledger) < 20:
                 assert time.monotonic() < deadline, "workers never started applying"
                 time.sleep(0.05)
-            # When both get SIGTERM mid-run (one with a 20 s drain, one with 50 ms), and a spare takes over
+            # When both get SIGTERM mid-run (the 50 ms one first, then the 20 s one), and a spare takes over
+            hasty_code = hasty.terminate(timeout=60)
             spare.start()
             patient_code = patient.terminate(timeout=60)
-            hasty_code = hasty.terminate(timeout=60)
             assert len(app.ledger) < n, "the run ended before SIGTERM; the test proved nothing"
             events = wait_all_terminal(redis_client, ids, timeout=150)
         finally:
