@@ -285,6 +285,9 @@ def validate_command(data: Mapping[str, Any], *, now: datetime | None = None) ->
         generated = True
     if values.get("issued_at") is None:
         values["issued_at"] = now or datetime.now(UTC)
+    elif not isinstance(values["issued_at"], str | datetime):
+        # pydantic would read a number as epoch seconds; the contract is an RFC 3339 string.
+        raise CommandRejected("issued_at", "rfc3339", "issued_at must be an RFC 3339 string with a zone, not a number")
     name = values.get("command")
     if isinstance(name, str) and name not in COMMANDS:
         raise CommandRejected("command", "unknown_command", f"unknown command {name!r}; known: {', '.join(sorted(COMMANDS))}")

@@ -31,6 +31,8 @@ def test_a_missing_id_is_generated_and_marked() -> None:
         (b'{"command":"suspend_outgoing","args":{"user":"a"}}', "producer", "missing"),
         (b'{"command":"suspend_outgoing","args":{"user":"a","x":1},"producer":"p"}', "args.x", "extra_forbidden"),
         (b'{"command":"suspend_outgoing","args":{"user":"a"},"producer":"p","issued_at":"2026-11-22T10:00:00"}', "issued_at", "timezone"),
+        (b'{"command":"suspend_outgoing","args":{"user":"a"},"producer":"p","issued_at":1795315200}', "issued_at", "rfc3339"),
+        (b'{"command":"suspend_outgoing","args":{"user":"a"},"producer":"p","issued_at":1795315200.5}', "issued_at", "rfc3339"),
         (b"x" * 20000, "body", "max_size"),
     ],
 )
