@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from sentry_sdk.transport import Transport
 
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
 from workers.observability import JsonFormatter, init_sentry
+from workers.sandbox.server import Faults
 
 
 class RecordingTransport(Transport):
@@ -70,3 +72,33 @@ def test_json_log_lines_carry_the_fields_of_the_record() -> None:
     line = orjson.loads(stream.getvalue())
     assert (line["level"], line["message"], line["logger"]) == ("WARNING", "panel whm1 slow", "mailops.test.json")
     assert "command_id" not in line
+
+
+def test_a_json_log_line_written_while_a_command_runs_carries_its_command_id(
+        redis_client: redis.Redis, whm, settings_for, runtime_for) -> None:
+    # Given JSON logs on the root logger and a WHM panel answering every call with HTTP 500,
+    # with the breaker opening on the first failure (the worker logs a warning inside the command)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    whm.set_faults(Faults(error_rate=1.0))
+    try:
+        runtime_for(settings_for({"whm1": ("whm", whm)}, breaker_failures=1))
+        # When a command runs against it
+        add_command(redis_client, {"id": "log-1", "command": "suspend_outgoing", "backend": "whm1",
+                                   "args": {"user": "example"}, "producer": "abuse"})
+        deadline = time.monotonic() + 30
+        while "breaker of whm1 opened" not in stream.getvalue():
+            assert time.monotonic() < deadline, stream.getvalue()
+            time.sleep(0.05)
+    finally:
+        root.removeHandler(handler)
+    # Then that warning is one JSON object naming the command it happened in
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    (warning,) = [line for line in lines if line["message"].startswith("breaker of whm1 opened")]
+    assert (warning["level"], warning["logger"]) == ("WARNING", "workers.limits")
+    assert (warning["command_id"], warning["command"], warning["backend"], warning["attempt"]) == \
+        ("log-1", "suspend_outgoing", "whm1", 1)
