@@ -82,14 +82,16 @@ class Runtime:
 
     def stop(self, *, drain_timeout_ms: int = 30_000) -> None:
         """Stop taking work, let in-flight commands finish (or hand them back), release everything."""
+        # Ingest and execution stop together: the drain time is the commands' own, not spent
+        # waiting for the ingest thread's blocking read to return.
         self.ingestor.stop()
-        if self._ingest_thread is not None:
-            self._ingest_thread.join(timeout=5)
         if self._worker is not None:
             self._worker.stop(timeout=drain_timeout_ms)
             if any(thread.is_alive() for thread in self._worker.workers):
                 logger.warning("drain timed out with commands still running; handing them back")
                 self.broker.hand_back()
+        if self._ingest_thread is not None:
+            self._ingest_thread.join(timeout=5)
         self.executor.close()
         self.broker.close()
 

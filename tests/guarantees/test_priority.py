@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from tests.conftest import add_command, read_events
@@ -14,6 +15,8 @@ from workers.sandbox.whm import WhmSandbox
 TOKEN = "sandbox-whm-token"
 #: The bound stated in the README: an urgent command behind 5,000 bulk ones ends within this.
 URGENT_BOUND_S = 15.0
+
+pytestmark = pytest.mark.slow
 
 
 def test_an_urgent_command_after_5000_queued_bulk_commands_finishes_long_before_the_bulk(

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.guarantees.processes import (
@@ -20,6 +21,8 @@ from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
 
 TOKEN = "restart-test-token"
+
+pytestmark = pytest.mark.slow
 
 
 def test_redis_killed_and_restarted_mid_run_loses_no_accepted_command(tmp_path: Path) -> None:

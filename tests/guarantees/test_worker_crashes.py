@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.guarantees.processes import (
@@ -23,6 +24,8 @@ from workers.settings import Settings
 
 TOKEN = "crash-test-token"
 HEARTBEAT_TIMEOUT_MS = 1500
+
+pytestmark = pytest.mark.slow
 
 
 def worker_env(tmp_path: Path, redis_url: str, whm: SandboxServer, **mailops: object) -> dict[str, str]:
