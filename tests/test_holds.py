@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from click.testing import CliRunner
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
 from workers.cli.holds import holds as holds_cli
 from workers.holds import holds_of
-from workers.ordering import TargetGuard
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -22,11 +20,7 @@ from workers.settings import Settings
 
 
 def start(runtime_for: Callable[..., Runtime], settings: Settings, server: SandboxServer) -> Runtime:
-    assert server._httpd is not None  # no Nagle delay: the sandbox writes headers and body apart
-    server._httpd.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    runtime = runtime_for(settings)
-    runtime.executor.ordering = TargetGuard(runtime.client, settings.keys)  # Runtime does not build it yet
-    return runtime
+    return runtime_for(settings)
 
 
 def suspension(cid: str, name: str, producer: str, at: datetime, reason: str | None = None) -> dict[str, object]:

@@ -26,10 +26,13 @@ def test_a_scrape_after_a_run_shows_the_counts_of_the_events(redis_client: redis
     server = metrics.serve(port, addr="127.0.0.1")
     try:
         runtime_for(settings, metrics=metrics)
-        # When three commands succeed and two fail
+        # When three commands succeed (on three accounts: commands for one account are ordered, and
+        # an older one applied after a newer would end superseded) and two fail
+        whm.app.add_account("third")
+        users = ["example", "other", "third", "ghost", "ghost"]
         ids = {f"m-{i}" for i in range(5)}
-        for i in range(5):
-            add_command(redis_client, _cmd(f"m-{i}", "example" if i < 3 else "ghost"))
+        for i, user in enumerate(users):
+            add_command(redis_client, _cmd(f"m-{i}", user))
         events = wait_for_terminal(redis_client, ids)
         redis_client.zadd(settings.keys.dead_letters, {"old-1": 1})
         # Then the scraped counters equal the terminal events by status

@@ -10,7 +10,6 @@ under ``SCHEDULES_PER_EXAMPLE`` different random schedules; the test asserts tha
 from __future__ import annotations
 
 import random
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -112,15 +111,7 @@ def whm_app() -> Iterator[SandboxServer]:
     for user in TARGETS:
         app.add_account(user)
     with SandboxServer(app) as server:
-        nodelay(server)
         yield server
-
-
-def nodelay(server: SandboxServer) -> None:
-    """Send answers without Nagle's delay (the sandbox writes headers and body separately, which
-    costs a 40 ms delayed ACK per call); accepted sockets inherit the option on Linux."""
-    assert server._httpd is not None
-    server._httpd.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 @dataclass
@@ -262,7 +253,6 @@ def test_any_interleaving_of_suspends_and_unsuspends_ends_with_the_panel_as_the_
 
 def ordered(runtime: Runtime) -> Runtime:
     """Turn the ordering gate on in a started runtime (Runtime does not build it yet)."""
-    runtime.executor.ordering = TargetGuard(runtime.client, runtime.settings.keys)
     return runtime
 
 
@@ -275,7 +265,6 @@ def test_a_stale_suspend_retried_after_a_newer_unsuspend_ends_superseded_without
     whm: SandboxServer,
 ) -> None:
     # given: abuse detection suspends at "10:00" (7 minutes ago) and the panel answers 429 Retry-After 3 s
-    nodelay(whm)
     ten = datetime.now(UTC) - timedelta(minutes=7)
     ordered(runtime_for(settings_for({"whm1": ("whm", whm)})))
     whm.set_faults(Faults(rate_limit_rate=1.0, retry_after_s=3.0))
@@ -308,7 +297,6 @@ def test_commands_for_different_targets_run_concurrently(
     for user in users:
         app.add_account(user)
     with SandboxServer(app, faults=Faults(latency_s=0.3)) as server:
-        nodelay(server)
         ordered(runtime_for(settings_for({"whm1": ("whm", server)}), threads=8))
         # when: one suspend per account is sent
         now = datetime.now(UTC)
@@ -333,7 +321,6 @@ def test_commands_for_one_target_never_reach_the_panel_at_the_same_time_and_the_
     whm: SandboxServer,
 ) -> None:
     # given: a slow panel and a worker with 8 threads
-    nodelay(whm)
     whm.set_faults(Faults(latency_s=0.3))
     ordered(runtime_for(settings_for({"whm1": ("whm", whm)}), threads=8))
     # when: three decisions of abuse detection for one account arrive together, newest last issued

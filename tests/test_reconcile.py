@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +14,6 @@ from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
 from workers.backends.registry import build_backends
 from workers.cli.reconcile import reconcile as reconcile_cli
 from workers.holds import holds_of
-from workers.ordering import TargetGuard
 from workers.reconcile import check
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -45,12 +43,10 @@ def test_reconcile_reports_panels_that_differ_from_the_holds_and_apply_converges
 ) -> None:
     # given: abuse holds ``example`` suspended and ``other`` was suspended then released
     app = whm.app
-    assert isinstance(app, WhmSandbox) and whm._httpd is not None
-    whm._httpd.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    assert isinstance(app, WhmSandbox)
     with_account_summary(app)
     settings = settings_for({"whm1": ("whm", whm)})
-    runtime = runtime_for(settings)
-    runtime.executor.ordering = TargetGuard(runtime.client, settings.keys)  # Runtime does not build it yet
+    runtime_for(settings)
     at = datetime.now(UTC) - timedelta(minutes=5)
     add_command(redis_client, suspension("a1", "suspend_outgoing", "example", at, "abuse"))
     add_command(redis_client, suspension("a2", "suspend_outgoing", "other", at, "abuse"))

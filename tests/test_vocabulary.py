@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ class World:
     def run(self, kind: str, command: str, args: dict[str, Any], **extra: Any) -> Any:
         id = f"v-{command}-{uuid.uuid4().hex[:8]}"
         body = {"id": id, "command": command, "backend": ACCOUNTS[kind][0], "args": args, "producer": "vocabulary-test",
-                "issued_at": "2026-11-22T10:00:00Z", **extra}
+                "issued_at": datetime.now(UTC).isoformat(), **extra}
         add_command(self.client, body)
         events = wait_for_terminal(self.client, {id})
         return next(e for e in events if e.id == id and e.terminal)

@@ -52,7 +52,7 @@ from schemas.commands import Command
 from schemas.fields import SECRET_FIELDS, SYSTEM_ACCOUNTS, hostile_character, walk_strings
 from workers.errors import CommandRejected
 from workers.ingest import Entry, IngestGate
-from workers.sealing import Sealer, SealingGate, decode_key, is_sealed
+from workers.sealing import Sealer, SealingGate, decode_key
 from workers.settings import ProducerConfig, Settings
 from workers.signing import verify
 
@@ -91,10 +91,8 @@ class AuthGate:
         try:
             self.check(command, raw)
         except CommandRejected as exc:
+            # (The entry, and any secret in it, is deleted when the rejection is answered.)
             self.audit(command, entry, exc)
-            if any(isinstance(v, str) and not is_sealed(v) for k, v in command.args.items() if k in SECRET_FIELDS):
-                # A refused command's plaintext secret must not rest in the commands stream either.
-                self.client.xdel(self.settings.commands_stream, entry.id)
             raise
         return command
 
@@ -178,4 +176,4 @@ def sealer_for(settings: Settings) -> Sealer | None:
 
 def security_gates(settings: Settings, client: redis.Redis) -> list[IngestGate]:
     """Authentication first, then sealing (the routing gate goes before both)."""
-    return [AuthGate(settings, client), SealingGate(sealer_for(settings), client, settings.commands_stream)]
+    return [AuthGate(settings, client), SealingGate(sealer_for(settings))]

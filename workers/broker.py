@@ -1,27 +1,91 @@
-"""The Dramatiq broker mailops runs on: Dramatiq's Redis broker with deterministic recovery."""
+"""The Dramatiq broker mailops runs on: Dramatiq's Redis broker with deterministic recovery,
+consumers that wake when work arrives, and acknowledgements folded into the terminal step."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import redis
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff, current_millis
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
+from workers.lua import lua_script
 from workers.settings import Settings
 
+#: Message option set once the terminal step (``finish.lua``) has acknowledged the message itself.
+ACKED_OPTION = "mailops_acked"
 
-def _script(name: str) -> str:
-    return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+def doorbell_key(namespace: str, queue: str) -> str:
+    """List that ingest pushes a token to for each command it enqueues on ``queue``."""
+    return f"{namespace}:{queue}.bell"
+
+
+def ack_keys(namespace: str, broker_id: str, queue: str) -> tuple[str, str]:
+    """Dramatiq's ack set of this process for ``queue`` and the queue's message hash."""
+    return f"{namespace}:__acks__.{broker_id}.{queue}", f"{namespace}:{queue}.msgs"
+
+
+class WakingConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, with two changes.
+
+    * An idle consumer waits on its queue's doorbell (BLPOP) instead of sleeping, so a command is
+      fetched as soon as ingest enqueues it, not after a poll interval of up to ``worker_timeout``.
+    * A message the terminal step already acknowledged (:data:`ACKED_OPTION`) costs no second
+      round trip.
+    """
+
+    def ack(self, message: MessageProxy) -> None:
+        if message.options.get(ACKED_OPTION):
+            self.queued_message_ids.discard(message.message_id)
+            return
+        super().ack(message)  # type: ignore[no-untyped-call]
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self.message_cache:
+                    data = self.message_cache.pop(0)
+                    if data is None:
+                        continue
+                    self.misses = 0
+                    message = Message.decode(data)
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                messages = []
+                if self.outstanding_message_count < self.prefetch:
+                    self.message_cache = messages = self.broker.do_fetch(
+                        self.queue_name, self.prefetch - self.outstanding_message_count
+                    )
+                if not messages:
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    self._wait(backoff_ms, wake=self.outstanding_message_count < self.prefetch)
+                    return None
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+
+    def _wait(self, backoff_ms: int, *, wake: bool) -> None:
+        # Delay queues hold messages until their ETA, and a full prefetch cannot take more: sleep.
+        if not wake or self.queue_name.endswith(".DQ"):
+            time.sleep(backoff_ms / 1000)
+            return
+        self.broker.client.blpop([doorbell_key(self.broker.namespace, self.queue_name)], timeout=max(backoff_ms, 10) / 1000)
 
 
 class MailopsBroker(RedisBroker):
     """Dramatiq's Redis broker, plus :meth:`heartbeat_and_reap` run on a fixed period."""
 
     _reap: Any = None
+
+    @property
+    def consumer_class(self) -> type[WakingConsumer]:
+        return WakingConsumer
 
     def heartbeat_and_reap(self) -> int:
         """Refresh this process's heartbeat and requeue the messages of dead processes, now.
@@ -31,7 +95,7 @@ class MailopsBroker(RedisBroker):
         not after the backlog. Returns how many messages were requeued.
         """
         if self._reap is None:
-            self._reap = self.client.register_script(_script("reap"))
+            self._reap = self.client.register_script(lua_script("reap"))
         queues = sorted({q for q in self.queues if not q.endswith(".DQ")})
         requeued = self._reap(
             keys=[self.namespace],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -21,11 +20,9 @@ from dramatiq.common import dq_name
 
 from schemas.commands import Command
 from schemas.events import Event
+from workers.broker import doorbell_key
+from workers.lua import lua_script
 from workers.settings import Settings
-
-
-def _script(name: str) -> str:
-    return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 
 def now_ms() -> int:
@@ -39,6 +36,10 @@ class Attempt:
     state: str
     number: int
     command: Command | None = None
+    #: The previous attempt's worker died mid-command (its leases may be taken over).
+    recovered: bool = False
+    #: The commands-stream entry that admitted the command (the ordering tie-breaker).
+    entry: str | None = None
 
     @property
     def should_run(self) -> bool:
@@ -52,10 +53,10 @@ class CommandStore:
         self.client = client
         self.settings = settings
         self.keys = settings.keys
-        self._admit = client.register_script(_script("admit"))
-        self._begin = client.register_script(_script("begin"))
-        self._finish = client.register_script(_script("finish"))
-        self._retry = client.register_script(_script("retry"))
+        self._admit = client.register_script(lua_script("admit"))
+        self._begin = client.register_script(lua_script("begin"))
+        self._finish = client.register_script(lua_script("finish"))
+        self._retry = client.register_script(lua_script("retry"))
 
     def admit_keys_args(
         self, command: Command, *, fingerprint: str, entry: str, message: Message[Any], stored: bytes
@@ -79,6 +80,7 @@ class CommandStore:
             f"{ns}:{message.queue_name}",
             f"{ns}:{message.queue_name}.msgs",
             command.reply_to or "",
+            doorbell_key(ns, message.queue_name),
         ]
         args = [
             fingerprint,
@@ -95,24 +97,36 @@ class CommandStore:
         ]
         return keys, args
 
-    def admit_many(self, calls: list[tuple[list[str], list[Any]]]) -> list[str]:
-        """Run a batch of admit calls in one pipeline; returns each verdict."""
+    def admit_many(self, calls: list[tuple[list[str], list[Any]]]) -> list[str | redis.ResponseError]:
+        """Run a batch of admit calls in one pipeline; returns each verdict, or the error of a call
+        Redis refused (connection errors still raise: the entries stay pending and are reclaimed)."""
         if not calls:
             return []
         pipe = self.client.pipeline(transaction=False)
         for keys, args in calls:
             self._admit(keys=keys, args=args, client=pipe)
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in pipe.execute()]
+        results: list[str | redis.ResponseError] = []
+        for value in pipe.execute(raise_on_error=False):
+            if isinstance(value, redis.ConnectionError | redis.TimeoutError):
+                raise value
+            if isinstance(value, redis.ResponseError):
+                results.append(value)
+            else:
+                results.append(value.decode() if isinstance(value, bytes) else str(value))
+        return results
 
     def begin(self, command_id: str, worker_id: str, generation: int) -> Attempt:
         """Count an attempt and load the command, unless it ended or a newer copy exists."""
-        state, number, stored = self._begin(
+        state, number, stored, *rest = self._begin(
             keys=[self.keys.command(command_id), self.keys.command_history(command_id)],
             args=[now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s],
         )
         state = state.decode() if isinstance(state, bytes) else str(state)
-        command = Command.model_validate_json(stored) if state == "run" else None
-        return Attempt(state, int(number), command)
+        if state != "run":
+            return Attempt(state, int(number))
+        lost, entry = rest
+        return Attempt(state, int(number), Command.model_validate_json(stored), recovered=bool(int(lost)),
+                       entry=entry.decode() if isinstance(entry, bytes) else str(entry) or None)
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,
@@ -143,17 +157,23 @@ class CommandStore:
             )
         )
 
-    def finish(self, event: Event, *, reply_to: str | None, attempt: dict[str, Any] | None = None) -> bool:
-        """Publish the terminal event and store it as the command's outcome, once."""
+    def finish(self, event: Event, *, reply_to: str | None, attempt: dict[str, Any] | None = None,
+               ack: tuple[str, str, str] | None = None) -> bool:
+        """Publish the terminal event and store it as the command's outcome, once.
+
+        ``ack`` = (ack set, message hash, redis message id) acknowledges the Dramatiq message in
+        the same step (see :func:`workers.broker.ack_keys`).
+        """
         assert event.id is not None and event.terminal
+        ack_set, messages, redis_message_id = ack or ("", "", "")
         ended = self._finish(
             keys=[
                 self.keys.command(event.id), self.settings.events_stream, reply_to or "", self.keys.dead_letters,
-                self.keys.command_history(event.id),
+                self.keys.command_history(event.id), ack_set, messages,
             ],
             args=[
                 event.status, event.to_json(), self.settings.idempotency_ttl_s, self.settings.events_maxlen, now_ms(),
-                orjson.dumps(attempt) if attempt else "", self.settings.history_max,
+                orjson.dumps(attempt) if attempt else "", self.settings.history_max, redis_message_id,
             ],
         )
         return bool(ended)
@@ -173,13 +193,14 @@ class CommandStore:
         pipe.execute()
 
     def respond_and_ack(self, event: Event, *, entry: str, reply_to: str | None = None) -> None:
-        """Publish an answer to a stream entry and acknowledge the entry in one transaction."""
+        """Publish an answer to a stream entry, acknowledge and delete the entry, in one transaction."""
         body = event.to_json()
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(self.settings.events_stream, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
         if reply_to:
             pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
         pipe.xack(self.settings.commands_stream, _group(), entry)
+        pipe.xdel(self.settings.commands_stream, entry)
         pipe.execute()
 
     def record(self, command_id: str) -> dict[str, str]:

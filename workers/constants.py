@@ -70,6 +70,10 @@ class Keys:
         """Sorted set of in-flight call leases on one backend, scored by expiry (ms)."""
         return f"{self.prefix}:backend:{backend}:inflight"
 
+    def backend_freed(self, backend: str) -> str:
+        """List a token is pushed to whenever a call slot on one backend is given back (wakes a waiter)."""
+        return f"{self.prefix}:backend:{backend}:freed"
+
     def backend_rate(self, backend: str) -> str:
         """Sorted set of recent call start times on one backend (sliding window)."""
         return f"{self.prefix}:backend:{backend}:rate"

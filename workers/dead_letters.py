@@ -20,8 +20,9 @@ import redis
 
 from schemas.commands import Command
 from schemas.events import Event
-from workers.command_store import CommandStore, _script, now_ms
+from workers.command_store import CommandStore, now_ms
 from workers.ingest import GENERATION_OPTION, message_for
+from workers.lua import lua_script
 
 #: Argument names whose values are never shown (sealed passwords and the like).
 SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
@@ -47,7 +48,7 @@ class DeadLetters:
         self.client = client
         self.store = store
         self.keys = store.keys
-        self._replay = client.register_script(_script("replay"))
+        self._replay = client.register_script(lua_script("replay"))
 
     def ids(self) -> list[str]:
         raw: Any = self.client.zrange(self.keys.dead_letters, 0, -1)

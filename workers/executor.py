@@ -38,13 +38,15 @@ class Executor:
         except KeyError:
             raise UnknownBackend(f"no backend named {command.backend!r} is configured") from None
 
-    def run(self, command: Command) -> PanelResult:
+    def run(self, command: Command, *, entry: str | None = None, recovered: bool = False) -> PanelResult:
+        """Run ``command`` on its backend; ``entry`` is its admission entry (the ordering tie-breaker)
+        and ``recovered`` says its previous attempt's worker died (its target lease may be taken over)."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
         if self.ordering is None:
             return self._call(backend, command)
-        return self.ordering.run(command, lambda c: self._call(backend, c))
+        return self.ordering.run(command, lambda c: self._call(backend, c), entry=entry, takeover=recovered)
 
     def _call(self, backend: Backend, command: Command) -> PanelResult:
         if self.limits is None:

@@ -187,6 +187,7 @@ class Ingestor:
     def process(self, entries: Sequence[Entry]) -> None:
         """Validate and admit a batch of entries (one pipeline for all the valid ones)."""
         calls = []
+        admitted: list[tuple[Entry, Command]] = []
         for entry in entries:
             raw: dict[str, Any] | None = None
             try:
@@ -201,6 +202,7 @@ class Ingestor:
                 command = parse_command(body)
                 for gate in self.gates:
                     command = gate(command, entry)
+                self._check_reply_to(command)
                 stored = command.to_json()
                 message = message_for(command)
                 calls.append(
@@ -208,11 +210,25 @@ class Ingestor:
                         command, fingerprint=fingerprint(command), entry=entry.id, message=message, stored=stored
                     )
                 )
+                admitted.append((entry, command))
             except CommandError as exc:
                 reply_to = raw.get("reply_to") if raw and isinstance(raw.get("reply_to"), str) else None
                 self.store.respond_and_ack(rejection_event(exc, entry, raw), entry=entry.id, reply_to=_safe_stream(reply_to))
-        self.store.admit_many(calls)
+        for (entry, command), verdict in zip(admitted, self.store.admit_many(calls), strict=True):
+            if isinstance(verdict, redis.ResponseError):
+                # Redis refused this one entry (e.g. a key of the wrong type); answer it rather
+                # than leave it pending to fail again on every reclaim.
+                logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
+                error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
+                self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}),
+                                           entry=entry.id)
         self.handled += len(entries)
+
+    def _check_reply_to(self, command: Command) -> None:
+        """``reply_to`` must not name one of mailops's own keys (or the commands stream)."""
+        name = command.reply_to
+        if name and (name.startswith(f"{self.settings.key_prefix}:") or name in (self.stream, self.settings.events_stream)):
+            raise CommandRejected("reply_to", "reserved", f"{name!r} is reserved for mailops's own keys")
 
     def run(self) -> None:
         """Loop until :meth:`stop`; Redis outages are waited out, never fatal."""

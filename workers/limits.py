@@ -18,13 +18,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from importlib import resources
 from typing import Any, TypeVar
 
 import redis
 
 from workers.constants import LEASE_MARGIN_MS
 from workers.errors import Defer, PanelError, PanelUnavailable
+from workers.lua import lua_script
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,9 +37,6 @@ BUSY_WAIT_MS = 2_000
 REDIS_WAIT_S = 30.0
 
 
-def _script(name: str) -> str:
-    return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
-
 
 class BackendLimits:
     """Leases, rate and breaker for every configured backend, shared through Redis."""
@@ -48,8 +45,8 @@ class BackendLimits:
         self.client = client
         self.settings = settings
         self.keys = settings.keys
-        self._acquire = client.register_script(_script("limits_acquire"))
-        self._release = client.register_script(_script("limits_release"))
+        self._acquire = client.register_script(lua_script("limits_acquire"))
+        self._release = client.register_script(lua_script("limits_release"))
 
     def call(self, backend: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` (one panel call) under ``backend``'s caps and breaker.
@@ -126,10 +123,15 @@ class BackendLimits:
                 raise Defer(int(wait_ms) + random.randint(0, 250), "backend_down", f"{backend}: circuit breaker open")
             if time.monotonic() + int(wait_ms) / 1000 > deadline:
                 raise Defer(int(wait_ms) + random.randint(50, 500), "backend_busy", f"{backend}: call caps full")
-            time.sleep(int(wait_ms) / 1000 + random.uniform(0, 0.02))
+            if verdict == "full":
+                # Woken as soon as any holder gives a slot back (limits_release.lua), not by polling.
+                self.client.blpop([self.keys.backend_freed(backend)], timeout=int(wait_ms) / 1000)
+            else:
+                time.sleep(int(wait_ms) / 1000 + random.uniform(0, 0.02))
 
     def _give_back(self, backend: str, lease: str, outcome: str) -> str:
-        keys = [self.keys.backend_inflight(backend), self.keys.breaker(backend), self.keys.breaker_probe(backend)]
+        keys = [self.keys.backend_inflight(backend), self.keys.breaker(backend), self.keys.breaker_probe(backend),
+                self.keys.backend_freed(backend)]
         args: list[str | int] = [lease, outcome, int(time.time() * 1000), self.settings.breaker_failures, self._cooldown_ms()]
         for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
             try:

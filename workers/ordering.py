@@ -66,19 +66,24 @@ local function now_ms()
 end
 """
 
-#: KEYS: 1 order record.  ARGV: 1 lease token, 2 stamp, 3 register field, 4 lease ttl (ms)
-#: Returns {"ok", last stamp or ""} | {"busy", holder} | {"superseded", last stamp}.
+#: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
+#: 4 lease ttl (ms), 5 recovering (1: may take over a lease of the same command's dead attempt).
+#: Returns {"ok", last stamp or "", reasons holding} | {"busy", holder} | {"superseded", last stamp}.
 TAKE_LUA = _COMPARE + """
 local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3])
 local now = now_ms()
-if rec[1] and rec[1] ~= ARGV[1] and tonumber(rec[2] or "0") > now then
+-- Tokens are "<command id>:<12 hex>". When the attempt is a recovery (ARGV[5] = "1": begin found
+-- the previous attempt's worker dead), a lease held by that same command is taken over.
+local function owner(token) return string.sub(token, 1, #token - 13) end
+local recovering = ARGV[5] == "1" and rec[1] and owner(rec[1]) == owner(ARGV[1])
+if rec[1] and not recovering and tonumber(rec[2] or "0") > now then
   return {"busy", rec[1]}
 end
 if rec[3] and older(ARGV[2], rec[3]) then
   return {"superseded", rec[3]}
 end
 redis.call("HSET", KEYS[1], "lease", ARGV[1], "lease_until", now + tonumber(ARGV[4]))
-return {"ok", rec[3] or ""}
+return {"ok", rec[3] or "", redis.call("HKEYS", KEYS[2])}
 """
 
 #: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
@@ -188,14 +193,16 @@ class TargetGuard:
         raw = self.client.hget(self.keys.command(command.id), "entry")
         return _text(raw) if raw else None
 
-    def take(self, command: Command, entry: str | None = None) -> Turn:
+    def take(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> Turn:
         """Take the command's target+aspect turn; raise :class:`Superseded` or :class:`TargetBusy`."""
         stamp = stamp_for(command, entry, max_skew_ms=self.max_skew_ms)
         target, aspect = command.target, command.spec.aspect
         order_key, holds_key = self.keys.order(target, aspect), self.keys.holds(target, aspect)
         register = register_for(command)
         token = f"{command.id}:{uuid.uuid4().hex[:12]}"
-        verdict, detail = self._take(keys=[order_key], args=[token, stamp.encode(), register, self.lease_ttl_ms])
+        verdict, detail, *rest = self._take(
+            keys=[order_key, holds_key], args=[token, stamp.encode(), register, self.lease_ttl_ms, int(takeover)]
+        )
         verdict, detail = _text(verdict), _text(detail)
         if verdict == "busy":
             raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
@@ -206,7 +213,7 @@ class TargetGuard:
                 f"a newer command ({newer.command_id}, issued {_iso(newer.issued_ms)}) for {aspect} of {target} "
                 f"was already applied"
             )
-        holding = tuple(sorted(_text(r) for r in self.client.hkeys(holds_key)))
+        holding = tuple(sorted(_text(r) for r in rest[0]))
         return Turn(command, stamp, token, order_key, holds_key, register, holding)
 
     def commit(self, turn: Turn, plan: HoldPlan | None) -> tuple[str, tuple[str, ...]]:
@@ -226,9 +233,10 @@ class TargetGuard:
         """Free the lease after a failed call; nothing is committed."""
         self._release(keys=[turn.order_key], args=[turn.token])
 
-    def run(self, command: Command, call: Callable[[Command], PanelResult], *, entry: str | None = None) -> PanelResult:
+    def run(self, command: Command, call: Callable[[Command], PanelResult], *, entry: str | None = None,
+            takeover: bool = False) -> PanelResult:
         """Take the turn, apply hold logic, make the panel call if needed, commit; release on failure."""
-        turn = self.take(command, entry if entry is not None else self.entry_of(command))
+        turn = self.take(command, entry if entry is not None else self.entry_of(command), takeover=takeover)
         return self.complete(turn, call)
 
     def complete(self, turn: Turn, call: Callable[[Command], PanelResult]) -> PanelResult:

@@ -25,6 +25,7 @@ from workers.metrics import Metrics
 from workers.middleware import Lifecycle, Liveness
 from workers.middleware.metrics import CommandMetrics
 from workers.observability import SentryContext
+from workers.ordering import TargetGuard
 from workers.redis_client import connect
 from workers.routing import RoutingGate
 from workers.settings import Settings
@@ -53,12 +54,17 @@ class Runtime:
         self.client = connect(settings, max_connections=threads * 2 + 16)
         self.store = CommandStore(self.client, settings)
         self.limits = BackendLimits(self.client, settings)
-        self.executor = Executor(build_backends(settings.backends), limits=self.limits, opener=_opener(settings))
+        self.executor = Executor(
+            build_backends(settings.backends),
+            limits=self.limits,
+            ordering=TargetGuard(self.client, settings.keys),
+            opener=_opener(settings),
+        )
         self.liveness = Liveness()
         self.broker: MailopsBroker = build_broker(
             self.client, settings,
             # CommandMetrics goes first: its after-hook runs last, once Lifecycle has decided.
-            [*([CommandMetrics(metrics, self.client, settings)] if metrics else []),
+            [*([CommandMetrics(metrics)] if metrics else []),
              Lifecycle(self.store, self.worker_id), SentryContext(), self.liveness],
         )
         declare_actors(self.broker, self.executor)

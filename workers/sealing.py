@@ -22,7 +22,6 @@ import binascii
 import logging
 from typing import Any
 
-import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
@@ -127,29 +126,20 @@ class Sealer:
 
 
 class SealingGate:
-    """Ingest gate: seals secret args; an entry that carried plain text is deleted from the stream.
+    """Ingest gate: seals secret args before the command is recorded or queued.
 
-    The commands stream is append-only history; a plaintext password left in it would rest in
-    Redis for as long as the stream keeps entries. The entry is deleted (XDEL) once its command
-    is sealed (or refused). Without a sealing key, commands that carry secrets are refused. If the worker dies between this and admission, the entry is gone and the
-    command is lost (the producer sees no event); a producer that seals itself avoids both.
+    The stream entry that carried a plain-text secret is deleted in the same atomic step that
+    admits (or rejects) its command (see ``scripts/admit.lua``), so it never outlives ingest and a
+    crash in between loses nothing. Without a sealing key, commands that carry secrets are refused.
     """
 
-    def __init__(self, sealer: Sealer | None, client: redis.Redis, stream: str) -> None:
+    def __init__(self, sealer: Sealer | None) -> None:
         self.sealer = sealer
-        self.client = client
-        self.stream = stream
 
     def __call__(self, command: Command, entry: Any) -> Command:
         if self.sealer is None:
             for field in SECRET_FIELDS & command.args.keys():
-                if not is_sealed(command.args[field]):
-                    self.client.xdel(self.stream, entry.id)
                 raise CommandRejected(f"args.{field}", "sealing_unavailable", "this worker has no sealing key; "
                                       "it does not accept secrets")
             return command
-        try:
-            return self.sealer.seal_command(command)[0]
-        finally:
-            if any(not is_sealed(command.args[f]) for f in SECRET_FIELDS & command.args.keys()):
-                self.client.xdel(self.stream, entry.id)
+        return self.sealer.seal_command(command)[0]

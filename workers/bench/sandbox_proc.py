@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any
 
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -37,11 +36,6 @@ def main(argv: list[str] | None = None) -> None:
         for user in bench_users(args.users):
             app.add_account(user)
         server = SandboxServer(app).start()
-        # http.server writes the headers and the body of an answer in two sends; with Nagle on,
-        # the body waits for the client's delayed ACK (~40 ms on Linux) and every call would
-        # measure that stall instead of the worker. Real panels (nginx/cpsrvd) set TCP_NODELAY.
-        httpd: Any = server._httpd
-        httpd.RequestHandlerClass.disable_nagle_algorithm = True
         servers.append(server)
     stop = threading.Event()
 

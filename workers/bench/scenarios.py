@@ -38,8 +38,10 @@ from workers.constants import Keys
 from workers.embedded_redis import EmbeddedRedis
 from workers.signing import sign
 
-#: Accounts each bench sandbox holds; commands cycle through them.
-USERS = 16
+#: Accounts each bench sandbox holds; commands cycle through them. Enough that no two commands in
+#: flight touch the same account: commands for one target+aspect are serialised by design (the
+#: ordering guarantee), so a bench over a handful of accounts would measure that queue instead.
+USERS = 25_000
 #: Seconds to wait for a phase's terminal events before giving up on it.
 PHASE_TIMEOUT_S = 120.0
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import sys
+from types import FrameType
+
 import click
 import uvicorn
 
 from workers.cli.config import connected_settings
+from workers.cli.exit_codes import RET_OK
 from workers.http_ingress import create_app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising SIGTERM/SIGINT after a graceful shutdown, so that a
+    stop asked for by a signal ends with exit code 0 (as the process managers expect)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 @click.command()
@@ -16,6 +29,7 @@ def serve(host: str, port: int) -> None:
     """Serve POST /v1/commands, GET /v1/commands/{id}, /healthz and /openapi.json until Ctrl-C."""
     settings, client = connected_settings()
     try:
-        uvicorn.run(create_app(settings, client), host=host, port=port, log_level="warning")
+        _Server(uvicorn.Config(create_app(settings, client), host=host, port=port, log_level="warning")).run()
     finally:
         client.close()
+    sys.exit(RET_OK)

@@ -40,6 +40,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from schemas.commands import Command
 from schemas.events import ErrorInfo, Event, EventStatus
 from workers.backends.base import PanelResult
+from workers.broker import ACKED_OPTION, MailopsBroker, ack_keys
 from workers.command_store import CommandStore, now_ms
 from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
 from workers.ingest import GENERATION_OPTION
@@ -68,9 +69,20 @@ class Execution:
     result: PanelResult | None = None
     #: The expected (mailops) error the panel call raised, set by the actor.
     error: MailopsError | None = None
+    #: The previous attempt's worker died mid-command.
+    recovered: bool = False
+    #: The commands-stream entry that admitted the command.
+    entry: str | None = None
 
 
 _local = threading.local()
+
+
+def last_outcome() -> tuple[str, Command] | None:
+    """The status Lifecycle gave the message this thread just processed, and its command (for
+    middleware placed before Lifecycle, whose after-hooks run after Lifecycle's)."""
+    outcome: tuple[str, Command] | None = getattr(_local, "outcome", None)
+    return outcome
 
 
 def current_execution() -> Execution:
@@ -89,6 +101,11 @@ class Lifecycle(Middleware):
         self.worker_id = worker_id
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        _local.message = message
+        assert isinstance(broker, MailopsBroker)
+        _local.ack = ack_keys(broker.namespace, broker.broker_id, message.queue_name) + (
+            str(message.options.get("redis_message_id", "")),
+        )
         command_id = str(message.args[0])
         generation = int(message.options.get(GENERATION_OPTION, 1))
         attempt = _retry_redis(lambda: self.store.begin(command_id, self.worker_id, generation))
@@ -102,10 +119,11 @@ class Lifecycle(Middleware):
                               message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)")
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
-        _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms())
+        _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
+                                     recovered=attempt.recovered, entry=attempt.entry)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        _local.execution = None
+        _local.execution = _local.ack = _local.message = None
 
     def after_process_message(
         self,
@@ -116,9 +134,16 @@ class Lifecycle(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         execution: Execution | None = getattr(_local, "execution", None)
-        _local.execution = None
-        if execution is None:
-            return
+        _local.execution = _local.outcome = None
+        try:
+            if execution is not None:
+                self._conclude(broker, message, execution, exception)
+        finally:
+            _local.ack = _local.message = None
+
+    def _conclude(
+        self, broker: dramatiq.Broker, message: MessageProxy, execution: Execution, exception: BaseException | None
+    ) -> None:
         command, attempt = execution.command, execution.attempt
         exception = exception or execution.error
         if exception is None:
@@ -153,6 +178,7 @@ class Lifecycle(Middleware):
             next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
         )
         entry = self._entry(execution, "retrying", error)
+        _local.outcome = ("retrying", command)
         _retry_redis(lambda: self.store.schedule_retry(
             event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay, attempt=entry))
 
@@ -181,6 +207,7 @@ class Lifecycle(Middleware):
             details={"reason": signal.reason, "waited_s": round(waited_s, 1)},
         )
         entry = self._entry(execution, "waiting", error)
+        _local.outcome = ("waiting", command)
         _retry_redis(lambda: self.store.schedule_retry(
             event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay,
             attempt=entry, uncount=True, publish=_worth_publishing(waits)))
@@ -204,7 +231,12 @@ class Lifecycle(Middleware):
             terminal=True, attempt=attempt, already=already, error=error, batch=command.batch,
             details=details or {},
         )
-        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history))
+        _local.outcome = (status, command)
+        ack: tuple[str, str, str] | None = getattr(_local, "ack", None)
+        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack))
+        if ack is not None:
+            # finish.lua acknowledged the message; Dramatiq's own ack becomes a no-op.
+            _local.message.options[ACKED_OPTION] = True
 
 
 def _worth_publishing(waits: int) -> bool:

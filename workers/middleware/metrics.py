@@ -1,35 +1,30 @@
 """Metrics middleware: counts every processed attempt by command, backend and resulting status.
 
 It sits *before* :class:`~workers.middleware.lifecycle.Lifecycle` in the middleware list, so its
-``after_process_message`` runs after Lifecycle decided the outcome; it then reads the command
-record's ``status`` (one ``HMGET``) instead of repeating Lifecycle's decision.
+``after_process_message`` runs after Lifecycle decided the outcome, which it reads from
+:func:`~workers.middleware.lifecycle.last_outcome` (no Redis round trip). The duration histogram
+observes attempts that reached a result; a ``waiting`` attempt made no panel call and is only counted.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
 
 import dramatiq
-import orjson
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from workers.metrics import Metrics
-from workers.settings import Settings
-
-logger = logging.getLogger(__name__)
+from workers.middleware.lifecycle import last_outcome
 
 
 class CommandMetrics(Middleware):
     """Feeds ``mailops_commands_total`` and ``mailops_command_duration_seconds``."""
 
-    def __init__(self, metrics: Metrics, client: Any, settings: Settings) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.client = client
-        self.keys = settings.keys
         self._local = threading.local()
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
@@ -45,14 +40,11 @@ class CommandMetrics(Middleware):
         if started is None:
             return
         elapsed = time.monotonic() - started
-        try:
-            status, stored = self.client.hmget(self.keys.command(str(message.args[0])), "status", "command")
-        except Exception:  # metrics never break processing
-            logger.debug("metrics: cannot read the command record", exc_info=True)
+        outcome = last_outcome()
+        if outcome is None:
             return
-        if status is None or stored is None:
-            return
-        command = orjson.loads(stored)
-        labels = (str(command.get("command", "")), str(command.get("backend") or ""))
-        self.metrics.commands.labels(*labels, status.decode()).inc()
-        self.metrics.latency.labels(*labels).observe(elapsed)
+        status, command = outcome
+        labels = (command.command, command.backend or "")
+        self.metrics.commands.labels(*labels, status).inc()
+        if status != "waiting":
+            self.metrics.latency.labels(*labels).observe(elapsed)

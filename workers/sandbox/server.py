@@ -182,6 +182,9 @@ def _free_port(host: str) -> int:
 def _handler_for(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Real panels (cpsrvd, nginx) set TCP_NODELAY; without it the headers and body written
+        # apart meet the client's delayed ACK and every call stalls ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

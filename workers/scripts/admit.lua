@@ -3,9 +3,10 @@
 --   same id, same fingerprint, finished -> publish `duplicate` repeating the stored outcome, XACK
 --   same id, same fingerprint, running  -> publish `in_flight`, XACK
 --   same id, other fingerprint          -> publish `conflict`, XACK
+-- and in every case the stream entry is deleted once acknowledged.
 --
 -- KEYS: 1 command record, 2 events stream, 3 commands stream, 4 dramatiq queue list,
---       5 dramatiq queue messages hash, 6 reply_to stream (or "")
+--       5 dramatiq queue messages hash, 6 reply_to stream (or ""), 7 the queue's doorbell list
 -- ARGV: 1 fingerprint, 2 stream entry id, 3 now (ms), 4 record ttl (s), 5 events maxlen,
 --       6 group, 7 base event JSON (no status), 8 stored command JSON,
 --       9 dramatiq redis message id, 10 dramatiq message data, 11 queue name
@@ -26,6 +27,10 @@ if not rec[1] then
   redis.call("EXPIRE", KEYS[1], ARGV[4])
   redis.call("HSET", KEYS[5], ARGV[9], ARGV[10])
   redis.call("RPUSH", KEYS[4], ARGV[9])
+  -- Wake one idle consumer of the queue (see WakingConsumer); a few tokens are enough.
+  redis.call("RPUSH", KEYS[7], "1")
+  redis.call("LTRIM", KEYS[7], -16, -1)
+  redis.call("PEXPIRE", KEYS[7], 60000)
   base["status"] = "accepted"
   publish(base)
   verdict = "accepted"
@@ -51,4 +56,7 @@ else
   verdict = "in_flight"
 end
 redis.call("XACK", KEYS[3], ARGV[6], ARGV[2])
+-- The entry has done its job: its command lives in the record. Deleting it frees the stream's
+-- memory and means a secret the producer sent in plain text never rests in the stream.
+redis.call("XDEL", KEYS[3], ARGV[2])
 return verdict

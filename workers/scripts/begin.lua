@@ -1,11 +1,13 @@
 -- Start one attempt of a command: count it (a crash counts too) and mark it running.
 -- KEYS: 1 command record, 2 attempt history list
 -- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s)
--- Returns {state, attempts, command JSON}: state "run"; "stale" when a newer copy of the
+-- Returns {state, attempts, command JSON, previous attempt lost (0|1), stream entry id}:
+-- state "run"; "stale" when a newer copy of the
 -- message was scheduled; the terminal status if the command already ended; "missing".
 -- A record still "running" here means the previous attempt's worker died: that attempt is
 -- written to the history as `worker_lost` before the new one starts.
-local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "command", "worker", "started")
+local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "command", "worker", "started",
+                       "entry")
 if not rec[1] then
   return {"missing", 0, ""}
 end
@@ -16,7 +18,9 @@ local gen = tonumber(ARGV[3])
 if gen < tonumber(rec[2] or "1") then
   return {"stale", tonumber(rec[4]), ""}
 end
+local lost = 0
 if rec[1] == "running" then
+  lost = 1
   local lost = {attempt = tonumber(rec[4]), start = tonumber(rec[7] or "0"), ["end"] = tonumber(ARGV[1]),
                 worker = rec[6] or "", result = "worker_lost",
                 error = {kind = "worker_lost", message = "the worker running this attempt died before it ended"}}
@@ -26,4 +30,4 @@ if rec[1] == "running" then
 end
 local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 redis.call("HSET", KEYS[1], "status", "running", "updated", ARGV[1], "started", ARGV[1], "worker", ARGV[2], "gen", gen)
-return {"run", attempts, rec[5]}
+return {"run", attempts, rec[5], lost, rec[8] or ""}

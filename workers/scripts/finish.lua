@@ -1,9 +1,16 @@
 -- End a command with its terminal event, exactly once.
 -- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 dead-letter set,
---       5 attempt history list
+--       5 attempt history list, 6 Dramatiq ack set of the running process (or ""),
+--       7 Dramatiq message hash of the queue
 -- ARGV: 1 status, 2 terminal event JSON, 3 record ttl (s), 4 events maxlen, 5 now (ms),
---       6 history entry JSON (or ""), 7 history max
+--       6 history entry JSON (or ""), 7 history max, 8 Dramatiq redis message id
 -- Returns 1 if this call ended the command, 0 if it had already ended.
+-- With KEYS[6], the Dramatiq message is acknowledged here too (what Dramatiq's ack would do),
+-- saving the worker a round trip per command.
+if KEYS[6] ~= "" then
+  redis.call("SREM", KEYS[6], ARGV[8])
+  redis.call("HDEL", KEYS[7], ARGV[8])
+end
 if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
   return 0
 end

@@ -3,7 +3,8 @@
 --       4 probe key
 -- ARGV: 1 now (ms), 2 lease id, 3 lease ttl (ms), 4 concurrency cap, 5 calls per second (0 = none)
 -- Returns {verdict, wait_ms}: "ok", "probe" (the one call that tests a half-open breaker),
--- "open" (breaker open: wait_ms until the next probe), "busy" (a cap is full: retry in wait_ms).
+-- "open" (breaker open: wait_ms until the next probe), "full" (the concurrency cap is full: wait
+-- for a slot to be given back, at most wait_ms), "busy" (the rate cap: retry in wait_ms).
 local now = tonumber(ARGV[1])
 local state = redis.call("HMGET", KEYS[3], "state", "until")
 local verdict = "ok"
@@ -21,7 +22,7 @@ redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
 if redis.call("ZCARD", KEYS[1]) >= tonumber(ARGV[4]) then
   if verdict == "probe" then redis.call("DEL", KEYS[4]) end
   local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-  return {"busy", math.max(10, math.min(200, tonumber(first[2]) - now))}
+  return {"full", math.max(10, math.min(200, tonumber(first[2]) - now))}
 end
 local rate = tonumber(ARGV[5])
 if rate > 0 then

@@ -1,10 +1,14 @@
 -- Give back a call slot and feed the call's outcome to the backend's circuit breaker.
--- KEYS: 1 in-flight leases, 2 breaker hash, 3 probe key
+-- KEYS: 1 in-flight leases, 2 breaker hash, 3 probe key, 4 freed-slot list (wakes one waiter)
 -- ARGV: 1 lease id, 2 outcome ("answered" | "down" | "other"), 3 now (ms), 4 failures to open,
 --       5 cooldown (ms)
 -- Returns the breaker state after the call: "closed", "open", or "opened"/"reclosed" when this
 -- call changed it.
-redis.call("ZREM", KEYS[1], ARGV[1])
+if redis.call("ZREM", KEYS[1], ARGV[1]) == 1 then
+  redis.call("RPUSH", KEYS[4], "1")
+  redis.call("LTRIM", KEYS[4], -64, -1)
+  redis.call("PEXPIRE", KEYS[4], 10000)
+end
 local now = tonumber(ARGV[3])
 local state = redis.call("HGET", KEYS[2], "state") or "closed"
 if redis.call("GET", KEYS[3]) == ARGV[1] then
