@@ -71,9 +71,14 @@ class WakingConsumer(_RedisConsumer):
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
 
     def _wait(self, backoff_ms: int, *, wake: bool) -> None:
-        # Delay queues hold messages until their ETA, and a full prefetch cannot take more: sleep.
-        if not wake or self.queue_name.endswith(".DQ"):
+        # Delay queues hold messages until their ETA: sleep the backoff.
+        if self.queue_name.endswith(".DQ"):
             time.sleep(backoff_ms / 1000)
+            return
+        # A full prefetch cannot take more until a worker thread finishes one; look again soon
+        # (no Redis call until then) rather than after a backoff of up to worker_timeout.
+        if not wake:
+            time.sleep(min(backoff_ms, 5) / 1000)
             return
         self.broker.client.blpop([doorbell_key(self.broker.namespace, self.queue_name)], timeout=max(backoff_ms, 10) / 1000)
 

@@ -78,6 +78,8 @@ def render(figures: dict[str, Any]) -> str:
     util, sc, mem = figures["utilisation"], figures["scaling"], figures["memory"]
     lines.append(f"throughput ({tp['commands']} commands, {tp['processes']} process x {tp['threads']} threads): "
                  f"mailops {tp['mailops_cps']}/s, plain Dramatiq {tp['baseline_cps']}/s, ratio {tp['ratio']}")
+    lines.append(f"redis: {tp['redis_cpu_us_per_command']} us of Redis CPU per command -> one Redis core carries "
+                 f"about {tp['redis_bound_cps']} commands/s for the whole fleet")
     lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s, {lat['count']} commands): "
                  f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms")
     lines.append(f"urgent with {urg['bulk']} bulk (ingested in {urg['bulk_ingest_s']} s; "

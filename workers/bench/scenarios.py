@@ -74,6 +74,12 @@ class BenchOptions:
         return cls(**values)
 
 
+def redis_cpu_s(client: Any) -> float:
+    """CPU seconds the Redis server has used so far (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def command_body(command_id: str, user: str, *, backend: str = "whm1", priority: str | None = "default") -> bytes:
     """A signed command, as a configured producer sends it (signatures are one of the guarantees)."""
     body: dict[str, Any] = {"id": command_id, "command": "suspend_outgoing", "backend": backend,
@@ -106,6 +112,8 @@ class Bench:
         self._phases = itertools.count()
         self.prefixes: list[str] = []
         self.peak_rss: dict[str, list[int]] = {}
+        #: Redis CPU seconds of the last queued run (see :meth:`_queued_run`).
+        self.last_redis_cpu_s = 0.0
 
     def phase(self, name: str) -> Phase:
         prefix = f"{self.run_id}-{next(self._phases)}-{name}"
@@ -125,11 +133,14 @@ class Bench:
                     threads: int) -> tuple[float, dict[str, int]]:
         phase = self.phase(name)
         xadd_many(self.client, phase.commands_stream, bodies)
+        cpu_before = redis_cpu_s(self.client)
         pool = start_mailops(self.redis_url, self.config(name, caps), phase, processes=processes, threads=threads)
         watcher = EventWatcher(self.client, phase.events_stream).start()
         try:
             if not watcher.wait_terminal(len(bodies), PHASE_TIMEOUT_S):
                 raise TimeoutError(f"{name}: {len(watcher.terminal)} of {len(bodies)} terminal events in time")
+            # Redis CPU of the whole run: ingest, workers and the bench's own event reader.
+            self.last_redis_cpu_s = redis_cpu_s(self.client) - cpu_before
             return watcher.rate(), watcher.statuses()
         finally:
             self._finish(name, pool, watcher)
@@ -146,9 +157,13 @@ class Bench:
         base_rate = self.baseline_rate(o.commands)
         rate, statuses = self._queued_run("throughput", self._bodies(o.commands, "tp"), cap,
                                           processes=o.processes, threads=o.threads)
+        # Redis is single-threaded: its CPU per command bounds what one Redis carries for the fleet.
+        redis_us = self.last_redis_cpu_s / o.commands * 1e6
         return {"commands": o.commands, "processes": o.processes, "threads": o.threads,
                 "mailops_cps": round(rate, 1), "baseline_cps": round(base_rate, 1),
-                "ratio": round(rate / base_rate, 3), "statuses": statuses}
+                "ratio": round(rate / base_rate, 3), "statuses": statuses,
+                "redis_cpu_us_per_command": round(redis_us, 1),
+                "redis_bound_cps": round(1e6 / redis_us) if redis_us > 0 else None}
 
     def baseline_rate(self, count: int) -> float:
         o = self.options
