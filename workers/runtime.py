@@ -57,7 +57,7 @@ class Runtime:
         self.executor = Executor(
             build_backends(settings.backends),
             limits=self.limits,
-            ordering=TargetGuard(self.client, settings.keys),
+            ordering=TargetGuard(self.client, settings.keys, max_skew_ms=settings.max_clock_skew_s * 1000),
             opener=_opener(settings),
         )
         self.liveness = Liveness()
