@@ -9,6 +9,7 @@ timeout on every call.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -43,7 +44,10 @@ class PanelHttp:
 
     def __init__(self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None) -> None:
         self.config = config
-        verify: Any = config.ca_bundle if (config.verify_tls and config.ca_bundle) else config.verify_tls
+        verify: ssl.SSLContext | bool = config.verify_tls
+        if config.verify_tls and config.ca_bundle:
+            # The backend's own CA (self-signed panel certificates); hostname checks stay on.
+            verify = ssl.create_default_context(cafile=config.ca_bundle)
         self._client = httpx.Client(
             base_url=config.url.rstrip("/"),
             verify=verify,
