@@ -17,8 +17,7 @@ from schemas.commands import Command
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import brainycp
 from workers.backends.transport import PanelHttp, json_body
-from workers.backends.vocabulary import Call, Scope, scope_of
-from workers.errors import UnsupportedCommand
+from workers.backends.vocabulary import Call, Scope, resolve_call
 from workers.settings import BackendConfig
 
 MODULE = "mailclient"
@@ -58,11 +57,7 @@ class BrainycpBackend:
         return command in CALLS
 
     def execute(self, command: Command) -> PanelResult:
-        args = command.typed_args()
-        scope = scope_of(args)
-        call = CALLS.get(command.command, {}).get(scope)
-        if call is None:
-            raise UnsupportedCommand(f"{command.command} on a {scope} target is not supported by backend kind {self.kind}")
+        call, args = resolve_call(CALLS, command, self.kind)
         return self.call(call.function, call.params(args))
 
     def call(self, operation: str, params: dict[str, str]) -> PanelResult:

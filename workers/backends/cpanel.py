@@ -14,8 +14,7 @@ from schemas.commands import Command
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import uapi
 from workers.backends.transport import PanelHttp, json_body
-from workers.backends.vocabulary import Call, Scope, scope_of
-from workers.errors import UnsupportedCommand
+from workers.backends.vocabulary import Call, Scope, resolve_call
 from workers.settings import BackendConfig
 
 
@@ -73,11 +72,7 @@ class CpanelBackend:
         return command in CALLS
 
     def execute(self, command: Command) -> PanelResult:
-        args = command.typed_args()
-        scope = scope_of(args)
-        call = CALLS.get(command.command, {}).get(scope)
-        if call is None:
-            raise UnsupportedCommand(f"{command.command} on a {scope} target is not supported by backend kind {self.kind}")
+        call, args = resolve_call(CALLS, command, self.kind)
         module, _, function = call.function.partition("::")
         return self.call(module, function, call.params(args))
 

@@ -12,7 +12,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from schemas.commands import COMMANDS, AccountArgs, CommandArgs, DomainArgs, MailboxArgs, SuspensionArgs
+from schemas.commands import (
+    COMMANDS,
+    AccountArgs,
+    Command,
+    CommandArgs,
+    DomainArgs,
+    MailboxArgs,
+    SuspensionArgs,
+)
+from workers.errors import UnsupportedCommand
 
 Scope = Literal["account", "mailbox", "domain"]
 
@@ -50,6 +59,17 @@ def scope_of(args: CommandArgs) -> Scope:
     if isinstance(args, AccountArgs):
         return "account"
     raise TypeError(f"no scope for {type(args).__name__}")
+
+
+def resolve_call(table: CallTable, command: Command, kind: str) -> tuple[Call, CommandArgs]:
+    """The call ``command`` maps to on a backend of ``kind``, with its typed arguments; raises
+    :class:`~workers.errors.UnsupportedCommand` (before any panel call) when there is none."""
+    args = command.typed_args()
+    scope = scope_of(args)
+    call = table.get(command.command, {}).get(scope)
+    if call is None:
+        raise UnsupportedCommand(f"{command.command} on a {scope} target is not supported by backend kind {kind}")
+    return call, args
 
 
 def tables() -> dict[str, CallTable]:

@@ -18,8 +18,8 @@ from schemas.commands import AccountArgs, Command, CommandArgs, SuspensionArgs
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import cpanel_api2, uapi_cpanel, whm_api1
 from workers.backends.transport import PanelHttp, json_body
-from workers.backends.vocabulary import Call, Scope, scope_of
-from workers.errors import PanelRefused, UnsupportedCommand
+from workers.backends.vocabulary import Call, Scope, resolve_call, scope_of
+from workers.errors import PanelRefused
 from workers.settings import BackendConfig
 
 UAPI = "uapi_cpanel"
@@ -110,11 +110,8 @@ class WhmBackend:
         return command in CALLS
 
     def execute(self, command: Command) -> PanelResult:
-        args = command.typed_args()
+        call, args = resolve_call(CALLS, command, self.kind)
         scope = scope_of(args)
-        call = CALLS.get(command.command, {}).get(scope)
-        if call is None:
-            raise UnsupportedCommand(f"{command.command} on a {scope} target is not supported by backend kind {self.kind}")
         params = call.params(args)
         if call.via == "":
             if call.function == "modifyacct":
