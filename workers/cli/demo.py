@@ -10,11 +10,9 @@ from rich.markup import escape
 
 from schemas.events import Event
 from workers.cli.environment import settings_with_redis
+from workers.cli.event_format import STYLE, outcome_suffix, what
 from workers.cli.exit_codes import RET_FAILED, RET_OK
 from workers.demo import run_demo
-
-STYLE = {"succeeded": "green", "failed": "red", "rejected": "red", "dead_lettered": "red",
-         "duplicate": "cyan", "accepted": "dim", "retrying": "yellow"}
 
 
 @click.command()
@@ -25,15 +23,8 @@ def demo(timeout: float) -> None:
 
     def echo(event: Event, producer_kind: str) -> None:
         style = STYLE.get(event.status, "")
-        what = f"{event.command or '?'} on {event.backend or '?'}"
-        extra = ""
-        if event.error is not None:
-            where = f" [{event.error.field}: {event.error.rule}]" if event.error.field else ""
-            extra = escape(f" — {event.error.kind}{where}: {event.error.message}")
-        elif event.already:
-            extra = " (already so)"
-        console.print(f"[{style}]{event.status:>13}[/] {event.id or '(no id)':<18} {what:<32} "
-                      f"[dim]{producer_kind}[/]{extra}")
+        console.print(f"[{style}]{event.status:>13}[/] {escape(event.id or '(no id)'):<18} {escape(what(event)):<32} "
+                      f"[dim]{producer_kind}[/]{outcome_suffix(event)}")
 
     with settings_with_redis(announce=False) as settings:
         console.print("[bold]mailops demo[/]: private Redis, WHM + cPanel + BrainyCP sandboxes, one worker; "

@@ -15,10 +15,8 @@ from rich.markup import escape
 from schemas.events import Event
 from workers import constants
 from workers.cli.config import connected_settings
+from workers.cli.event_format import STYLE, outcome_suffix, what
 from workers.cli.exit_codes import RET_OK
-
-STYLE = {"succeeded": "green", "failed": "red", "rejected": "red", "dead_lettered": "red", "conflict": "red",
-         "duplicate": "cyan", "in_flight": "cyan", "accepted": "dim", "retrying": "yellow", "waiting": "yellow"}
 
 
 @dataclass(frozen=True)
@@ -79,16 +77,9 @@ def follow_events(client: redis.Redis, stream: str, match: EventFilter, cursor: 
 
 def render(console: Console, event: Event) -> None:
     style = STYLE.get(event.status, "")
-    what = f"{event.command or '?'} on {event.backend or '?'}"
-    extra = ""
-    if event.error is not None:
-        where = f" [{event.error.field}: {event.error.rule}]" if event.error.field else ""
-        extra = escape(f" — {event.error.kind}{where}: {event.error.message}")
-    elif event.already:
-        extra = " (already so)"
     stamp = event.at.strftime("%H:%M:%S.%f")[:-3]
     console.print(f"[dim]{stamp}[/] [{style}]{event.status:>13}[/] {escape(event.id or '(no id)')} "
-                  f"{escape(what)} [dim]{escape(event.producer or '')}[/]{extra}")
+                  f"{escape(what(event))} [dim]{escape(event.producer or '')}[/]{outcome_suffix(event)}")
 
 
 @click.group()
