@@ -31,7 +31,7 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
         "urgent_under_bulk": ("bulk", "p50_ms", "p95_ms", "p99_ms"),
         "utilisation": ("allowed_cps", "achieved_cps", "share", "max_in_flight", "backends_over_cap"),
         "scaling": ("one_process_cps", "two_process_cps", "ratio"),
-        "memory": ("bytes_per_command", "bytes_per_command_by_key"),
+        "memory": ("bytes_per_command", "bytes_per_command_by_key", "bytes_per_command_uuid_ids"),
     }.items():
         for name in names:
             assert name in figures[run], f"{run}.{name} missing"

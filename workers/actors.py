@@ -14,7 +14,7 @@ import dramatiq
 from workers import constants
 from workers.errors import MailopsError
 from workers.executor import Executor
-from workers.ingest import actor_name_for
+from workers.messages import actor_name_for
 from workers.middleware.lifecycle import current_execution
 
 #: Dramatiq priority of each queue's actor (lower runs first).

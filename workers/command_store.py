@@ -9,7 +9,6 @@ each step one round trip and all-or-nothing: admitting a command records it, pub
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from schemas.commands import Command
 from schemas.events import Event
 from workers.broker import doorbell_key
 from workers.lua import lua_script
+from workers.messages import redis_message_id, stored_form
 from workers.settings import Settings
 
 
@@ -31,11 +31,10 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class Attempt:
-    """What :meth:`CommandStore.begin` decided: run attempt ``number`` of ``command``, or skip."""
+    """What :meth:`CommandStore.begin` decided: run attempt ``number``, or skip."""
 
     state: str
     number: int
-    command: Command | None = None
     #: The previous attempt's worker died mid-command (its leases may be taken over).
     recovered: bool = False
     #: The commands-stream entry that admitted the command (the ordering tie-breaker).
@@ -59,7 +58,7 @@ class CommandStore:
         self._retry = client.register_script(lua_script("retry"))
 
     def admit_keys_args(
-        self, command: Command, *, fingerprint: str, entry: str, message: Message[Any], stored: bytes
+        self, command: Command, *, fingerprint: str, entry: str, message: Message[Any]
     ) -> tuple[list[str], list[Any]]:
         """Keys and arguments of one admit call (so ingest can pipeline a whole batch)."""
         ns = self.keys.dramatiq_namespace
@@ -90,7 +89,6 @@ class CommandStore:
             self.settings.events_maxlen,
             _group(),
             _base_event_json(base),
-            stored,
             message.options["redis_message_id"],
             message.encode(),
             message.queue_name,
@@ -116,8 +114,8 @@ class CommandStore:
         return results
 
     def begin(self, command_id: str, worker_id: str, generation: int) -> Attempt:
-        """Count an attempt and load the command, unless it ended or a newer copy exists."""
-        state, number, stored, *rest = self._begin(
+        """Count an attempt, unless the command ended or a newer copy of its message exists."""
+        state, number, *rest = self._begin(
             keys=[self.keys.command(command_id), self.keys.command_history(command_id)],
             args=[now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s],
         )
@@ -125,7 +123,7 @@ class CommandStore:
         if state != "run":
             return Attempt(state, int(number))
         lost, entry = rest
-        return Attempt(state, int(number), Command.model_validate_json(stored), recovered=bool(int(lost)),
+        return Attempt(state, int(number), recovered=bool(int(lost)),
                        entry=entry.decode() if isinstance(entry, bytes) else str(entry) or None)
 
     def schedule_retry(
@@ -140,7 +138,7 @@ class CommandStore:
         ns = self.keys.dramatiq_namespace
         delayed = message.copy(
             queue_name=dq_name(message.queue_name),
-            options={"redis_message_id": str(uuid.uuid4()), "eta": now_ms() + delay_ms},
+            options={"redis_message_id": redis_message_id(), "eta": now_ms() + delay_ms},
         )
         return bool(
             self._retry(
@@ -158,11 +156,12 @@ class CommandStore:
         )
 
     def finish(self, event: Event, *, reply_to: str | None, attempt: dict[str, Any] | None = None,
-               ack: tuple[str, str, str] | None = None) -> bool:
+               ack: tuple[str, str, str] | None = None, command: Command | None = None) -> bool:
         """Publish the terminal event and store it as the command's outcome, once.
 
         ``ack`` = (ack set, message hash, redis message id) acknowledges the Dramatiq message in
-        the same step (see :func:`workers.broker.ack_keys`).
+        the same step (see :func:`workers.broker.ack_keys`). A dead-lettered ``command`` is kept in
+        its record (its message is gone), for ``mailops dlq show`` and ``replay``.
         """
         assert event.id is not None and event.terminal
         ack_set, messages, redis_message_id = ack or ("", "", "")
@@ -174,6 +173,8 @@ class CommandStore:
             args=[
                 event.status, event.to_json(), self.settings.idempotency_ttl_s, self.settings.events_maxlen, now_ms(),
                 orjson.dumps(attempt) if attempt else "", self.settings.history_max, redis_message_id,
+                orjson.dumps(stored_form(command)) if command is not None and event.status == "dead_lettered" else "",
+                event.id,
             ],
         )
         return bool(ended)

@@ -21,8 +21,8 @@ import redis
 from schemas.commands import Command
 from schemas.events import Event
 from workers.command_store import CommandStore, now_ms
-from workers.ingest import GENERATION_OPTION, message_for
 from workers.lua import lua_script
+from workers.messages import GENERATION_OPTION, message_for
 
 #: Argument names whose values are never shown (sealed passwords and the like).
 SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
@@ -103,7 +103,8 @@ class DeadLetters:
             keys=[self.keys.command(command_id), self.keys.dead_letters, self.store.settings.events_stream,
                   f"{ns}:{message.queue_name}", f"{ns}:{message.queue_name}.msgs", self.keys.command_history(command_id)],
             args=[now_ms(), message.options["redis_message_id"], message.encode(), event.to_json(),
-                  self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s],
+                  self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s,
+                  command_id],
         )
         return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
 

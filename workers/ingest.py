@@ -22,13 +22,13 @@ from typing import Any, Protocol
 
 import orjson
 import redis
-from dramatiq import Message
 
 from schemas.commands import Command, parse_command
 from schemas.events import ErrorInfo, Event
 from workers import constants
 from workers.command_store import CommandStore
 from workers.errors import CommandError, CommandRejected
+from workers.messages import message_for
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,27 +60,9 @@ class IngestGate(Protocol):
     def __call__(self, command: Command, entry: Entry) -> Command: ...
 
 
-def actor_name_for(queue: str) -> str:
-    """The Dramatiq actor that runs commands from one queue (one per queue, for priority)."""
-    return f"execute_{queue}"
-
-
-#: Dramatiq message option carrying the command record generation the message belongs to.
-GENERATION_OPTION = "mailops_gen"
-
-
-def message_for(command: Command) -> Message[Any]:
-    """The Dramatiq message that runs a command; its id derives from the command id."""
-    return Message(
-        queue_name=command.queue,
-        actor_name=actor_name_for(command.queue),
-        args=(command.id,),
-        kwargs={},
-        # The generation lets a stale copy of a retried message recognise itself.
-        options={"redis_message_id": str(uuid.uuid4()), GENERATION_OPTION: 1},
-        message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"mailops:{command.id}")),
-        message_timestamp=int(time.time() * 1000),
-    )
+#: Hex digits of the payload fingerprint kept in each record (records written before this was
+#: shortened hold 64; admit.lua compares their first 32).
+FINGERPRINT_HEX = 32
 
 
 def fingerprint(command: Command) -> str:
@@ -96,7 +78,8 @@ def fingerprint(command: Command) -> str:
         "producer": command.producer,
         "reason": command.reason,
     }
-    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # 128 bits of SHA-256 tell two payloads for one id apart; the record keeps 32 hex digits.
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()[:FINGERPRINT_HEX]
 
 
 def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None) -> Event:
@@ -203,12 +186,9 @@ class Ingestor:
                 for gate in self.gates:
                     command = gate(command, entry)
                 self._check_reply_to(command)
-                stored = command.to_json()
                 message = message_for(command)
                 calls.append(
-                    self.store.admit_keys_args(
-                        command, fingerprint=fingerprint(command), entry=entry.id, message=message, stored=stored
-                    )
+                    self.store.admit_keys_args(command, fingerprint=fingerprint(command), entry=entry.id, message=message)
                 )
                 admitted.append((entry, command))
             except CommandError as exc:

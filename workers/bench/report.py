@@ -37,6 +37,8 @@ TARGETS = (
            lambda v: v == 0),
     Target("Redis memory per queued command", "<= 1024 B", lambda f: f["memory"]["bytes_per_command"],
            lambda v: v <= 1024, " B"),
+    Target("  the same with 36-char UUID ids", "<= 1024 B", lambda f: f["memory"]["bytes_per_command_uuid_ids"],
+           lambda v: v <= 1024, " B"),
     Target("peak RSS per worker process", "<= 150 MiB", _max_rss_mib, lambda v: v <= 150, " MiB"),
     Target("2 processes vs 1 (backend-bound)", ">= 1.7x", lambda f: f["scaling"]["ratio"], lambda v: v >= 1.7, "x"),
 )
@@ -92,7 +94,8 @@ def render(figures: dict[str, Any]) -> str:
                  f"1 process {sc['one_process_cps']}/s, 2 processes {sc['two_process_cps']}/s, ratio {sc['ratio']} "
                  f"(backend-bound ceiling {sc['backend_bound_cps']})")
     lines.append(f"memory: {mem['bytes_per_command']} B per queued command over {mem['commands']} "
-                 f"(by key: {mem['bytes_per_command_by_key']})")
+                 f"(by key: {mem['bytes_per_command_by_key']}); with 36-char UUID ids "
+                 f"{mem['bytes_per_command_uuid_ids']} B")
     rss = {name: [round(b / MIB, 1) for b in pool] for name, pool in figures["peak_rss_bytes"].items()}
     outcomes = {run: figures[run]["statuses"] for run in ("throughput", "utilisation") if "statuses" in figures[run]}
     lines.append(f"terminal statuses (all should be succeeded): {outcomes}")

@@ -12,6 +12,7 @@ import itertools
 import math
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -145,9 +146,12 @@ class Bench:
         finally:
             self._finish(name, pool, watcher)
 
-    def _bodies(self, count: int, tag: str, *, backends: int = 1, priority: str | None = "default") -> list[bytes]:
+    def _bodies(self, count: int, tag: str, *, backends: int = 1, priority: str | None = "default",
+                uuid_ids: bool = False) -> list[bytes]:
+        """Signed commands ``<tag>-<n>`` (or, with ``uuid_ids``, 36-character UUIDs but the first)."""
         users = bench_users(USERS)
-        return [command_body(f"{tag}-{i}", users[i % USERS], backend=f"whm{i % backends + 1}", priority=priority)
+        ids = [f"{tag}-{i}" if i == 0 or not uuid_ids else str(uuid.uuid4()) for i in range(count)]
+        return [command_body(ids[i], users[i % USERS], backend=f"whm{i % backends + 1}", priority=priority)
                 for i in range(count)]
 
     def throughput(self) -> dict[str, Any]:
@@ -277,16 +281,24 @@ class Bench:
                 "backend_bound_cps": [round(p * o.threads / o.backend_latency_s, 1) for p in (1, 2)]}
 
     def memory(self) -> dict[str, Any]:
-        """Redis bytes per command admitted and queued (a worker that ingests but runs only urgent)."""
+        """Redis bytes per command admitted and queued (a worker that ingests but runs only urgent),
+        with the bench's short ids (``mem-123``) and again with 36-character UUID ids."""
+        figures = self._memory_run("memory", uuid_ids=False)
+        uuids = self._memory_run("memory_uuid", uuid_ids=True)
+        figures["bytes_per_command_uuid_ids"] = uuids["bytes_per_command"]
+        return figures
+
+    def _memory_run(self, name: str, *, uuid_ids: bool) -> dict[str, Any]:
         o = self.options
-        phase = self.phase("memory")
+        phase = self.phase(name)
         pool = start_mailops(self.redis_url, self.config("memory", {"whm1": 8}), phase, processes=1,
                              threads=o.threads, queues="urgent")
         watcher = EventWatcher(self.client, phase.events_stream).start()
         try:
             time.sleep(0.5)
             before = used_memory(self.client)
-            xadd_many(self.client, phase.commands_stream, self._bodies(o.memory_commands, "mem", priority="bulk"))
+            xadd_many(self.client, phase.commands_stream,
+                      self._bodies(o.memory_commands, "mem", priority="bulk", uuid_ids=uuid_ids))
             if not watcher.wait_accepted(o.memory_commands, PHASE_TIMEOUT_S):
                 raise TimeoutError(f"memory: {watcher.accepted} of {o.memory_commands} commands accepted in time")
             after = used_memory(self.client)
@@ -300,7 +312,7 @@ class Bench:
                 / o.memory_commands,
             }
         finally:
-            self._finish("memory", pool, watcher)
+            self._finish(name, pool, watcher)
         return {"commands": o.memory_commands, "accepted": watcher.accepted,
                 "bytes_per_command": round((after - before) / o.memory_commands, 1),
                 "bytes_per_command_by_key": {k: round(v, 1) for k, v in parts.items()}}

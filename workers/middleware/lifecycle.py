@@ -1,7 +1,7 @@
 """Lifecycle middleware: attempts, retries, dead letters and the terminal event of every command.
 
 Before an actor runs, the attempt is counted in the command record (so a crash counts as an
-attempt) and the command is loaded; a command that already ended, or a stale copy of a retried
+attempt) and the command is read from the message; a command that already ended, or a stale copy of a retried
 message, is skipped. After it runs, exactly one of these happens:
 
 * it returned a :class:`~workers.backends.base.PanelResult` -> ``succeeded`` (``already`` when no
@@ -43,7 +43,7 @@ from workers.backends.base import PanelResult
 from workers.broker import ACKED_OPTION, MailopsBroker, ack_keys
 from workers.command_store import CommandStore, now_ms
 from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
-from workers.ingest import GENERATION_OPTION
+from workers.messages import GENERATION_OPTION, command_of
 from workers.retry_policy import policy_for
 
 logger = logging.getLogger(__name__)
@@ -109,10 +109,10 @@ class Lifecycle(Middleware):
         command_id = str(message.args[0])
         generation = int(message.options.get(GENERATION_OPTION, 1))
         attempt = _retry_redis(lambda: self.store.begin(command_id, self.worker_id, generation))
-        if not attempt.should_run or attempt.command is None:
+        if not attempt.should_run:
             logger.debug("skipping %s: %s", command_id, attempt.state)
             raise SkipMessage()
-        command = attempt.command
+        command = command_of(message)
         policy = policy_for(command.command)
         if attempt.number > policy.max_attempts:
             error = ErrorInfo(kind="attempts_exhausted",
@@ -233,7 +233,7 @@ class Lifecycle(Middleware):
         )
         _local.outcome = (status, command)
         ack: tuple[str, str, str] | None = getattr(_local, "ack", None)
-        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack))
+        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack, command=command))
         if ack is not None:
             # finish.lua acknowledged the message; Dramatiq's own ack becomes a no-op.
             _local.message.options[ACKED_OPTION] = True

@@ -8,8 +8,8 @@
 -- KEYS: 1 command record, 2 events stream, 3 commands stream, 4 dramatiq queue list,
 --       5 dramatiq queue messages hash, 6 reply_to stream (or ""), 7 the queue's doorbell list
 -- ARGV: 1 fingerprint, 2 stream entry id, 3 now (ms), 4 record ttl (s), 5 events maxlen,
---       6 group, 7 base event JSON (no status), 8 stored command JSON,
---       9 dramatiq redis message id, 10 dramatiq message data, 11 queue name
+--       6 group, 7 base event JSON (no status), 8 dramatiq redis message id,
+--       9 dramatiq message data (it carries the command)
 local rec = redis.call("HMGET", KEYS[1], "fp", "status", "outcome")
 local base = cjson.decode(ARGV[7])
 local function publish(ev)
@@ -22,11 +22,13 @@ end
 
 local verdict
 if not rec[1] then
-  redis.call("HSET", KEYS[1], "id", base["id"], "fp", ARGV[1], "status", "queued", "entry", ARGV[2], "attempts", 0, "gen", 1,
-             "command", ARGV[8], "queue", ARGV[11], "created", ARGV[3], "updated", ARGV[3])
+  -- Short fields only: Redis keeps such a hash as one compact listpack (the command itself
+  -- travels in the Dramatiq message).
+  redis.call("HSET", KEYS[1], "fp", ARGV[1], "status", "queued", "entry", ARGV[2], "attempts", 0, "gen", 1,
+             "created", ARGV[3])
   redis.call("EXPIRE", KEYS[1], ARGV[4])
-  redis.call("HSET", KEYS[5], ARGV[9], ARGV[10])
-  redis.call("RPUSH", KEYS[4], ARGV[9])
+  redis.call("HSET", KEYS[5], ARGV[8], ARGV[9])
+  redis.call("RPUSH", KEYS[4], ARGV[8])
   -- Wake one idle consumer of the queue (see WakingConsumer); a few tokens are enough.
   redis.call("RPUSH", KEYS[7], "1")
   redis.call("LTRIM", KEYS[7], -16, -1)
@@ -34,7 +36,7 @@ if not rec[1] then
   base["status"] = "accepted"
   publish(base)
   verdict = "accepted"
-elseif rec[1] ~= ARGV[1] then
+elseif string.sub(rec[1], 1, #ARGV[1]) ~= ARGV[1] then  -- older records hold a longer fingerprint
   base["status"] = "conflict"
   base["terminal"] = true
   base["error"] = {kind = "conflict", message = "id " .. base["id"] .. " was already used for a different command; not run"}
@@ -56,7 +58,7 @@ else
   verdict = "in_flight"
 end
 redis.call("XACK", KEYS[3], ARGV[6], ARGV[2])
--- The entry has done its job: its command lives in the record. Deleting it frees the stream's
+-- The entry has done its job: its command lives in the Dramatiq message. Deleting it frees the stream's
 -- memory and means a secret the producer sent in plain text never rests in the stream.
 redis.call("XDEL", KEYS[3], ARGV[2])
 return verdict

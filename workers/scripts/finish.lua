@@ -3,7 +3,9 @@
 --       5 attempt history list, 6 Dramatiq ack set of the running process (or ""),
 --       7 Dramatiq message hash of the queue
 -- ARGV: 1 status, 2 terminal event JSON, 3 record ttl (s), 4 events maxlen, 5 now (ms),
---       6 history entry JSON (or ""), 7 history max, 8 Dramatiq redis message id
+--       6 history entry JSON (or ""), 7 history max, 8 Dramatiq redis message id,
+--       9 the command's stored JSON (kept in the record of a dead letter, for `dlq show|replay`),
+--       10 the command id
 -- Returns 1 if this call ended the command, 0 if it had already ended.
 -- With KEYS[6], the Dramatiq message is acknowledged here too (what Dramatiq's ack would do),
 -- saving the worker a round trip per command.
@@ -29,6 +31,9 @@ if KEYS[3] ~= "" then
   redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])
 end
 if ARGV[1] == "dead_lettered" then
-  redis.call("ZADD", KEYS[4], ARGV[5], redis.call("HGET", KEYS[1], "id"))
+  redis.call("ZADD", KEYS[4], ARGV[5], ARGV[10])
+  if ARGV[9] ~= "" then
+    redis.call("HSET", KEYS[1], "command", ARGV[9])
+  end
 end
 return 1

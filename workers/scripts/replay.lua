@@ -3,9 +3,10 @@
 -- KEYS: 1 command record, 2 dead-letter set, 3 events stream, 4 queue list, 5 queue messages hash,
 --       6 attempt history list
 -- ARGV: 1 now (ms), 2 redis message id, 3 message data, 4 accepted event JSON, 5 events maxlen,
---       6 history entry JSON, 7 generation the message was built for (current gen + 1), 8 ttl (s)
+--       6 history entry JSON, 7 generation the message was built for (current gen + 1), 8 ttl (s),
+--       9 the command id
 -- Returns "replayed", or the command's status when it is not dead-lettered ("missing" if gone).
-local rec = redis.call("HMGET", KEYS[1], "status", "gen", "id")
+local rec = redis.call("HMGET", KEYS[1], "status", "gen")
 if not rec[1] then
   return "missing"
 end
@@ -19,7 +20,7 @@ redis.call("HSET", KEYS[1], "status", "queued", "attempts", 0, "gen", ARGV[7], "
 redis.call("HDEL", KEYS[1], "outcome", "worker", "started")
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[8])
-redis.call("ZREM", KEYS[2], rec[3])
+redis.call("ZREM", KEYS[2], ARGV[9])
 redis.call("RPUSH", KEYS[6], ARGV[6])
 redis.call("EXPIRE", KEYS[6], ARGV[8])
 redis.call("HSET", KEYS[5], ARGV[2], ARGV[3])

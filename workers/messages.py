@@ -1,0 +1,68 @@
+"""The Dramatiq message that runs a command: which actor, which generation, and the command itself.
+
+A queued command lives in its message (as admitted: secrets sealed, no signature), so a worker
+needs no read of the command record to run it, and the record keeps only short fields, which
+Redis stores compactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Any
+
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
+
+from schemas.commands import Command
+
+
+def actor_name_for(queue: str) -> str:
+    """The Dramatiq actor that runs commands from one queue (one per queue, for priority)."""
+    return f"execute_{queue}"
+
+
+#: Dramatiq message option carrying the command record generation the message belongs to.
+GENERATION_OPTION = "mailops_gen"
+#: Dramatiq message option carrying the command itself, as admitted (secrets sealed, no signature).
+COMMAND_OPTION = "mailops_cmd"
+
+
+def stored_form(command: Command, *, without_id: bool = False) -> dict[str, Any]:
+    """The command as it travels and rests after admission: secrets already sealed by the ingest
+    gates, and without its signature (checked at the door; it signed the unsealed form). In a
+    message the id is left out too: it is the message's argument."""
+    exclude = {"signature", "id"} if without_id else {"signature"}
+    return command.model_dump(mode="json", exclude_none=True, exclude=exclude)
+
+
+def redis_message_id() -> str:
+    """A Dramatiq message id: 64 random bits in 11 URL-safe characters instead of a 36-byte
+    UUID, since every queued command stores it four times."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(8)).rstrip(b"=").decode()
+
+
+def message_for(command: Command) -> Message[Any]:
+    """The Dramatiq message that runs a command (its Dramatiq and Redis ids are one random id).
+
+    The message carries the command (:data:`COMMAND_OPTION`), so the worker needs no read of the
+    record to run it and the record stays small (Redis keeps a hash of short fields compact).
+    """
+    message_id = redis_message_id()
+    return Message(
+        queue_name=command.queue,
+        actor_name=actor_name_for(command.queue),
+        args=(command.id,),
+        kwargs={},
+        # The generation lets a stale copy of a retried message recognise itself.
+        options={"redis_message_id": message_id, GENERATION_OPTION: 1,
+                 COMMAND_OPTION: stored_form(command, without_id=True)},
+        message_id=message_id,
+        message_timestamp=int(time.time() * 1000),
+    )
+
+
+def command_of(message: Message[Any] | MessageProxy) -> Command:
+    """The command a Dramatiq message runs (see :func:`message_for`)."""
+    return Command.model_validate({"id": message.args[0], **message.options[COMMAND_OPTION]})
