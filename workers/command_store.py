@@ -20,7 +20,8 @@ from dramatiq.common import dq_name
 from schemas.commands import Command
 from schemas.events import Event
 from workers.broker import doorbell_key
-from workers.lua import lua_script
+from workers.errors import CommandError
+from workers.lua import ScriptCall, lua_script
 from workers.messages import redis_message_id, stored_form
 from workers.settings import Settings
 
@@ -37,8 +38,6 @@ class Attempt:
     number: int
     #: The previous attempt's worker died mid-command (its leases may be taken over).
     recovered: bool = False
-    #: The commands-stream entry that admitted the command (the ordering tie-breaker).
-    entry: str | None = None
 
     @property
     def should_run(self) -> bool:
@@ -115,16 +114,32 @@ class CommandStore:
 
     def begin(self, command_id: str, worker_id: str, generation: int) -> Attempt:
         """Count an attempt, unless the command ended or a newer copy of its message exists."""
-        state, number, *rest = self._begin(
-            keys=[self.keys.command(command_id), self.keys.command_history(command_id)],
-            args=[now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s],
+        return self.attempt_from(self.begin_call(command_id, worker_id, generation).run())
+
+    def begin_call(self, command_id: str, worker_id: str, generation: int) -> ScriptCall:
+        """:meth:`begin` as a call to send together with others (see :func:`workers.lua.run_together`)."""
+        return ScriptCall(
+            self._begin,
+            [self.keys.command(command_id), self.keys.command_history(command_id)],
+            [now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s],
         )
+
+    def stored_command(self, command_id: str) -> Command:
+        """The command kept in its record: by dead letters, and by records written before commands
+        travelled in their messages (so messages queued by an older worker still run)."""
+        stored = self.client.hget(self.keys.command(command_id), "command")
+        if not stored:
+            raise CommandError(f"command {command_id} has no stored copy")
+        return Command.model_validate_json(stored)
+
+    @staticmethod
+    def attempt_from(reply: Any) -> Attempt:
+        """The :class:`Attempt` a reply of ``begin.lua`` stands for."""
+        state, number, *rest = reply
         state = state.decode() if isinstance(state, bytes) else str(state)
         if state != "run":
             return Attempt(state, int(number))
-        lost, entry = rest
-        return Attempt(state, int(number), recovered=bool(int(lost)),
-                       entry=entry.decode() if isinstance(entry, bytes) else str(entry) or None)
+        return Attempt(state, int(number), recovered=bool(int(rest[0])))
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,

@@ -1,22 +1,62 @@
-"""The executor: finds a command's backend and runs the command there, under the backend's limits."""
+"""The executor: finds a command's backend and runs the command there, in its target's turn and
+under the backend's limits.
+
+The Redis steps around a panel call travel together: the target+aspect turn and the backend slot
+are asked for in the same round trip as the attempt count (:meth:`Executor.start_calls`, sent by
+:class:`~workers.middleware.lifecycle.Lifecycle`), and the slot is given back in the round trip
+that commits the turn.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from schemas.commands import Command
 from workers.backends.base import Backend, PanelResult
-from workers.errors import UnknownBackend, UnsupportedCommand
-from workers.limits import BackendLimits
-from workers.ordering import TargetGuard
+from workers.errors import TargetBusy, UnknownBackend, UnsupportedCommand
+from workers.limits import BackendLimits, SlotRequest
+from workers.lua import ScriptCall, run_together
+from workers.ordering import Settlement, TargetGuard, Turn, TurnRequest
 from workers.scrubbing import opened, scrub_exception
+
+
+@dataclass
+class Start:
+    """The turn and slot asked for before an attempt runs, and, once sent, their replies."""
+
+    turn: TurnRequest | None = None
+    slot: SlotRequest | None = None
+    turn_reply: Any = None
+    slot_reply: Any = None
+    sent: bool = False
+
+    @property
+    def calls(self) -> list[ScriptCall]:
+        return [r.call for r in (self.turn, self.slot) if r is not None]
+
+    def received(self, replies: Sequence[Any]) -> None:
+        """Take the replies to :attr:`calls`, in order."""
+        rest = list(replies)
+        if self.turn is not None:
+            self.turn_reply = rest.pop(0)
+        if self.slot is not None:
+            self.slot_reply = rest.pop(0)
+        self.sent = True
+
+    @property
+    def slot_granted(self) -> bool:
+        return self.slot is not None and self.slot_reply is not None and BackendLimits.granted(self.slot_reply)
 
 
 class Executor:
     """Runs commands against the configured backends.
 
     With ``limits``, every panel call holds a fleet-wide lease on its backend and feeds the
-    backend's circuit breaker (see :mod:`workers.limits`).
+    backend's circuit breaker (see :mod:`workers.limits`). With ``ordering``, each call holds its
+    target+aspect turn: stale commands end ``superseded`` and suspensions follow the holds (see
+    :mod:`workers.ordering`).
     """
 
     def __init__(self, backends: Mapping[str, Backend], *, limits: BackendLimits | None = None,
@@ -26,8 +66,6 @@ class Executor:
         #: backend (:meth:`workers.sealing.Sealer.open_command`).
         self.opener = opener
         self.limits = limits
-        #: With ``ordering``, each call holds its target+aspect turn: stale commands end
-        #: ``superseded`` and suspensions follow the holds (see :mod:`workers.ordering`).
         self.ordering = ordering
 
     def backend_for(self, command: Command) -> Backend:
@@ -38,20 +76,95 @@ class Executor:
         except KeyError:
             raise UnknownBackend(f"no backend named {command.backend!r} is configured") from None
 
-    def run(self, command: Command, *, entry: str | None = None, recovered: bool = False) -> PanelResult:
-        """Run ``command`` on its backend; ``entry`` is its admission entry (the ordering tie-breaker)
-        and ``recovered`` says its previous attempt's worker died (its target lease may be taken over)."""
+    def start_calls(self, command: Command, entry: str | None) -> Start:
+        """The turn and slot ``command`` will need, to be sent with the attempt count (no call is
+        asked for when the command cannot run: unknown backend or unsupported command)."""
+        backend = self.backends.get(command.backend or "")
+        if self.ordering is None or backend is None or not backend.supports(command.command):
+            return Start()
+        slot = self.limits.request(backend.name) if self.limits is not None else None
+        return Start(self.ordering.request(command, entry), slot)
+
+    def abandon(self, start: Start) -> None:
+        """Give back what ``start`` was granted, for an attempt that will not run."""
+        if self.ordering is None or start.turn is None:
+            return
+        calls = []
+        if start.turn_reply is not None and TargetGuard.granted(start.turn_reply):
+            calls.append(self.ordering.release_call(start.turn.token, start.turn.order_key))
+        if start.slot is not None and start.slot_granted and self.limits is not None:
+            calls.append(self.limits.give_back_call(start.slot.backend, start.slot.lease, "other"))
+        if calls:
+            run_together(self.ordering.client, calls)
+
+    def run(self, command: Command, *, entry: str | None = None, recovered: bool = False,
+            start: Start | None = None) -> PanelResult:
+        """Run ``command`` on its backend; ``entry`` is its admission entry (the ordering tie-breaker),
+        ``recovered`` says its previous attempt's worker died (its target lease may be taken over)
+        and ``start`` holds the replies to :meth:`start_calls` if they were already sent."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
         if self.ordering is None:
-            return self._call(backend, command)
-        return self.ordering.run(command, lambda c: self._call(backend, c), entry=entry, takeover=recovered)
+            if self.limits is None:
+                return self._execute(backend, command)
+            limits = self.limits
+            return limits.call(backend.name, lambda: self._execute(backend, command))
+        if start is None or not start.sent:
+            start = self.start_calls(command, entry)
+            start.received(run_together(self.ordering.client, start.calls))
+        turn = self._turn(start, entry, recovered)
+        lease = self._slot(start, turn, backend)
+        return self.ordering.complete(turn, lambda c: self._call(backend, c, lease), settle=self._settlement(backend, lease))
 
-    def _call(self, backend: Backend, command: Command) -> PanelResult:
-        if self.limits is None:
+    def _turn(self, start: Start, entry: str | None, recovered: bool) -> Turn:
+        """The granted turn, or the reason there is none (the slot, if granted, is given back)."""
+        assert self.ordering is not None and start.turn is not None
+        try:
+            try:
+                return self.ordering.turn_from(start.turn, start.turn_reply)
+            except TargetBusy:
+                if not recovered:
+                    raise
+                # The lease may be our own dead attempt's: take it over (asked only after begin
+                # said the previous attempt was lost, since the first request could not know).
+                return self.ordering.take(start.turn.command, entry, takeover=True)
+        except BaseException:
+            if start.slot is not None and self.limits is not None and start.slot_granted:
+                self.limits.give_back(start.slot.backend, start.slot.lease, "other")
+            raise
+
+    def _slot(self, start: Start, turn: Turn, backend: Backend) -> str | None:
+        """The backend lease for the call: the one granted with the turn, or waited for now. A
+        command that will not call the panel keeps a granted lease only to give it back."""
+        if self.limits is None or start.slot is None:
+            return None
+        assert self.ordering is not None
+        if not self.ordering.needs_call(turn):
+            return start.slot.lease if start.slot_granted else None
+        try:
+            return self.limits.take(backend.name, request=start.slot, first=start.slot_reply)
+        except BaseException:
+            self.ordering.release(turn)
+            raise
+
+    def _settlement(self, backend: Backend, lease: str | None) -> Settlement | None:
+        limits = self.limits
+        if limits is None or lease is None:
+            return None
+
+        def calls(called: bool) -> Sequence[ScriptCall]:
+            return [limits.give_back_call(backend.name, lease, "answered" if called else "other")]
+
+        def replies(values: list[Any]) -> None:
+            limits.settled(backend.name, values[0])
+
+        return Settlement(calls, replies)
+
+    def _call(self, backend: Backend, command: Command, lease: str | None) -> PanelResult:
+        if self.limits is None or lease is None:
             return self._execute(backend, command)
-        return self.limits.call(backend.name, lambda: self._execute(backend, command))
+        return self.limits.call_holding(backend.name, lease, lambda: self._execute(backend, command))
 
     def _execute(self, backend: Backend, command: Command) -> PanelResult:
         if self.opener is None:
@@ -69,3 +182,4 @@ class Executor:
     def close(self) -> None:
         for backend in self.backends.values():
             backend.close()
+

@@ -186,7 +186,7 @@ class Ingestor:
                 for gate in self.gates:
                     command = gate(command, entry)
                 self._check_reply_to(command)
-                message = message_for(command)
+                message = message_for(command, entry=entry.id)
                 calls.append(
                     self.store.admit_keys_args(command, fingerprint=fingerprint(command), entry=entry.id, message=message)
                 )

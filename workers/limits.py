@@ -18,13 +18,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 
 from workers.constants import LEASE_MARGIN_MS
 from workers.errors import Defer, PanelError, PanelUnavailable
-from workers.lua import lua_script
+from workers.lua import ScriptCall, lua_script
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,25 @@ BUSY_WAIT_MS = 2_000
 #: Seconds a call waits for Redis to come back before it fails (and is retried as an attempt).
 REDIS_WAIT_S = 30.0
 
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """A call slot asked for on one backend: the lease id it would be, and the acquire call
+    (sent alone, or with other calls in one round trip)."""
+
+    backend: str
+    lease: str
+    call: ScriptCall
+
+
+def outcome_of(exc: BaseException) -> str:
+    """What a failed call tells the breaker: ``down`` (nothing answered), ``answered`` (the
+    panel answered, even with an error) or ``other`` (the call never got that far)."""
+    if isinstance(exc, PanelUnavailable):
+        return "down"
+    if isinstance(exc, PanelError):
+        return "answered"
+    return "other"
 
 
 class BackendLimits:
@@ -54,25 +74,33 @@ class BackendLimits:
         Raises :class:`Defer` when the breaker is open (or opens because of this call), or when a
         cap stays full longer than :data:`BUSY_WAIT_MS`.
         """
-        lease = self._take(backend)
+        lease = self.take(backend)
+        result = self.call_holding(backend, lease, fn)
+        self.settled(backend, self.give_back(backend, lease, "answered"))
+        return result
+
+    def call_holding(self, backend: str, lease: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` holding ``lease``. If it fails, the slot is given back with what the failure
+        tells the breaker (:class:`Defer` if the breaker is now open); if it succeeds, the caller
+        gives the slot back (``answered``), alone or with other calls (:meth:`give_back_call`)."""
         try:
-            result = fn()
-        except PanelUnavailable as exc:
-            state = self._give_back(backend, lease, "down")
-            if state in ("open", "opened"):
+            return fn()
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            state = self.give_back(backend, lease, outcome)
+            if outcome == "down" and state in ("open", "opened"):
                 if state == "opened":
-                    logger.warning("breaker of %s opened after repeated failures (%s)", backend, exc.kind)
+                    logger.warning("breaker of %s opened after repeated failures (%s)", backend,
+                                   getattr(exc, "kind", type(exc).__name__))
                 raise Defer(self._cooldown_ms(), "backend_down", f"{backend} is down: {exc}") from exc
             raise
-        except PanelError:
-            self._give_back(backend, lease, "answered")
-            raise
-        except BaseException:
-            self._give_back(backend, lease, "other")
-            raise
-        if self._give_back(backend, lease, "answered") == "reclosed":
+
+    def settled(self, backend: str, state: Any) -> str:
+        """Note the breaker state a give-back returned (logs a breaker that closed again)."""
+        text = _text(state)
+        if text == "reclosed":
             logger.warning("breaker of %s closed: the backend answers again", backend)
-        return result
+        return text
 
     def breaker(self, backend: str) -> dict[str, str]:
         """The breaker hash of ``backend`` (state, failures, opens, opened_at, closed_at)."""
@@ -95,49 +123,77 @@ class BackendLimits:
             return 60_000
         return int((config.connect_timeout + config.read_timeout) * 1000) + LEASE_MARGIN_MS
 
-    def _take(self, backend: str) -> str:
+    def request(self, backend: str, lease: str | None = None) -> SlotRequest:
+        """The acquire call for a slot on ``backend`` (a new lease id unless ``lease`` is given)."""
         config = self.settings.backends.get(backend)
         cap = config.max_concurrency if config else 8
         rate = config.max_rate if config else 0.0
-        lease = uuid.uuid4().hex
-        deadline = time.monotonic() + BUSY_WAIT_MS / 1000
+        lease = lease or uuid.uuid4().hex
         keys = [
             self.keys.backend_inflight(backend), self.keys.backend_rate(backend),
             self.keys.breaker(backend), self.keys.breaker_probe(backend),
         ]
+        args = [int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]
+        return SlotRequest(backend, lease, ScriptCall(self._acquire, keys, args))
+
+    @staticmethod
+    def granted(reply: Any) -> bool:
+        """Whether an acquire reply gave the slot."""
+        return _text(reply[0]) in ("ok", "probe")
+
+    def take(self, backend: str, *, request: SlotRequest | None = None, first: Any = None) -> str:
+        """Take a slot on ``backend``; returns the lease id. ``first`` is the reply to ``request``
+        when it was already sent together with other calls.
+
+        Waits in place while the concurrency cap is full (woken when a slot is given back), up
+        to :data:`BUSY_WAIT_MS`; raises :class:`Defer` after that or while the breaker is open.
+        """
+        lease = request.lease if request is not None else uuid.uuid4().hex
+        deadline = time.monotonic() + BUSY_WAIT_MS / 1000
+        reply = first
         while True:
-            try:
-                verdict, wait_ms = self._acquire(
-                    keys=keys, args=[int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]
-                )
-            except (redis.ConnectionError, redis.TimeoutError):
-                # Redis restarting: no call was made yet, so waiting costs nothing but time.
-                if time.monotonic() > deadline + REDIS_WAIT_S:
-                    raise
-                time.sleep(0.25)
-                continue
-            verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+            if reply is None:
+                try:
+                    reply = self.request(backend, lease).call.run()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Redis restarting: no call was made yet, so waiting costs nothing but time.
+                    if time.monotonic() > deadline + REDIS_WAIT_S:
+                        raise
+                    time.sleep(0.25)
+                    continue
+            verdict, wait_ms = _text(reply[0]), int(reply[1])
+            reply = None
             if verdict in ("ok", "probe"):
                 return lease
             if verdict == "open":
-                raise Defer(int(wait_ms) + random.randint(0, 250), "backend_down", f"{backend}: circuit breaker open")
-            if time.monotonic() + int(wait_ms) / 1000 > deadline:
-                raise Defer(int(wait_ms) + random.randint(50, 500), "backend_busy", f"{backend}: call caps full")
+                raise Defer(wait_ms + random.randint(0, 250), "backend_down", f"{backend}: circuit breaker open")
+            if time.monotonic() + wait_ms / 1000 > deadline:
+                raise Defer(wait_ms + random.randint(50, 500), "backend_busy", f"{backend}: call caps full")
             if verdict == "full":
                 # Woken as soon as any holder gives a slot back (limits_release.lua), not by polling.
-                self.client.blpop([self.keys.backend_freed(backend)], timeout=int(wait_ms) / 1000)
+                self.client.blpop([self.keys.backend_freed(backend)], timeout=wait_ms / 1000)
             else:
-                time.sleep(int(wait_ms) / 1000 + random.uniform(0, 0.02))
+                time.sleep(wait_ms / 1000 + random.uniform(0, 0.02))
 
-    def _give_back(self, backend: str, lease: str, outcome: str) -> str:
+    def give_back_call(self, backend: str, lease: str, outcome: str) -> ScriptCall:
+        """The call that gives ``lease`` back and tells the breaker the call's ``outcome``."""
         keys = [self.keys.backend_inflight(backend), self.keys.breaker(backend), self.keys.breaker_probe(backend),
                 self.keys.backend_freed(backend)]
-        args: list[str | int] = [lease, outcome, int(time.time() * 1000), self.settings.breaker_failures, self._cooldown_ms()]
+        args: list[str | int] = [lease, outcome, int(time.time() * 1000), self.settings.breaker_failures,
+                                 self._cooldown_ms()]
+        return ScriptCall(self._release, keys, args)
+
+    def give_back(self, backend: str, lease: str, outcome: str) -> str:
+        """Give ``lease`` back now; returns the breaker state after it."""
+        call = self.give_back_call(backend, lease, outcome)
         for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
             try:
-                state = self._release(keys=keys, args=args)
-                return state.decode() if isinstance(state, bytes) else str(state)
+                return _text(call.run())
             except (redis.ConnectionError, redis.TimeoutError):
                 # The lease expires on its own; keep trying briefly so the breaker learns the outcome.
                 time.sleep(delay)
         return "unknown"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,10 +1,51 @@
-"""The Lua scripts in ``workers/scripts/``, loaded by name."""
+"""The Lua scripts in ``workers/scripts/``, loaded by name, and several script calls sent in one round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script
 
 
 def lua_script(name: str) -> str:
     """The source of ``workers/scripts/<name>.lua``."""
     return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One call of a registered script, not sent yet (see :func:`run_together`)."""
+
+    script: Script
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+    def run(self) -> Any:
+        return self.script(keys=list(self.keys), args=list(self.args))
+
+
+def run_together(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Send ``calls`` in one round trip and return their results in order.
+
+    The calls must not depend on each other's effects. They go as ``EVALSHA`` in one pipeline
+    without redis-py's per-pipeline ``SCRIPT EXISTS`` check (a second round trip); a call whose
+    script Redis does not have (a restarted Redis) is run again on its own, which loads it.
+    Any other error a script raised is raised here, after every call has run.
+    """
+    if len(calls) == 1:
+        return [calls[0].run()]
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    results: list[Any] = pipe.execute(raise_on_error=False)
+    for index, value in enumerate(results):
+        if isinstance(value, redis.exceptions.NoScriptError):
+            results[index] = calls[index].run()
+    for value in results:
+        if isinstance(value, redis.ConnectionError | redis.TimeoutError | redis.ResponseError):
+            raise value
+    return results

@@ -27,6 +27,9 @@ def actor_name_for(queue: str) -> str:
 GENERATION_OPTION = "mailops_gen"
 #: Dramatiq message option carrying the command itself, as admitted (secrets sealed, no signature).
 COMMAND_OPTION = "mailops_cmd"
+#: Dramatiq message option carrying the commands-stream entry id that admitted the command (the
+#: ordering tie-breaker, see :mod:`workers.ordering`); absent for replays and tools.
+ENTRY_OPTION = "mailops_entry"
 
 
 def stored_form(command: Command, *, without_id: bool = False) -> dict[str, Any]:
@@ -43,21 +46,24 @@ def redis_message_id() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(8)).rstrip(b"=").decode()
 
 
-def message_for(command: Command) -> Message[Any]:
+def message_for(command: Command, *, entry: str | None = None) -> Message[Any]:
     """The Dramatiq message that runs a command (its Dramatiq and Redis ids are one random id).
 
     The message carries the command (:data:`COMMAND_OPTION`), so the worker needs no read of the
     record to run it and the record stays small (Redis keeps a hash of short fields compact).
     """
     message_id = redis_message_id()
+    options: dict[str, Any] = {"redis_message_id": message_id, GENERATION_OPTION: 1,
+                               COMMAND_OPTION: stored_form(command, without_id=True)}
+    if entry is not None:
+        options[ENTRY_OPTION] = entry
     return Message(
         queue_name=command.queue,
         actor_name=actor_name_for(command.queue),
         args=(command.id,),
         kwargs={},
         # The generation lets a stale copy of a retried message recognise itself.
-        options={"redis_message_id": message_id, GENERATION_OPTION: 1,
-                 COMMAND_OPTION: stored_form(command, without_id=True)},
+        options=options,
         message_id=message_id,
         message_timestamp=int(time.time() * 1000),
     )
@@ -66,3 +72,9 @@ def message_for(command: Command) -> Message[Any]:
 def command_of(message: Message[Any] | MessageProxy) -> Command:
     """The command a Dramatiq message runs (see :func:`message_for`)."""
     return Command.model_validate({"id": message.args[0], **message.options[COMMAND_OPTION]})
+
+
+def entry_of(message: Message[Any] | MessageProxy) -> str | None:
+    """The commands-stream entry that admitted the message's command, if it came through the stream."""
+    entry = message.options.get(ENTRY_OPTION)
+    return str(entry) if entry else None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,7 @@ from workers.backends.base import PanelResult
 from workers.constants import Keys
 from workers.errors import Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
+from workers.lua import ScriptCall, run_together
 
 #: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
@@ -162,6 +163,20 @@ def register_for(command: Command) -> str:
 
 
 @dataclass(frozen=True)
+class TurnRequest:
+    """A target+aspect turn asked for: the take call (sent alone, or with other calls in one round
+    trip) and what the turn will be if it is granted."""
+
+    command: Command
+    stamp: OrderStamp
+    token: str
+    order_key: str
+    holds_key: str
+    register: str
+    call: ScriptCall
+
+
+@dataclass(frozen=True)
 class Turn:
     """A taken target+aspect lease: this command may call the panel now."""
 
@@ -173,6 +188,15 @@ class Turn:
     register: str
     #: Reasons holding this target+aspect when the turn was taken.
     holding: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Calls sent together with the ordering commit, in one round trip, once a turn ends well:
+    ``calls(called)`` is given whether the panel was called; ``replies`` receives their replies."""
+
+    calls: Callable[[bool], Sequence[ScriptCall]]
+    replies: Callable[[list[Any]], None] = lambda replies: None
 
 
 class TargetGuard:
@@ -188,22 +212,27 @@ class TargetGuard:
         self._commit = client.register_script(COMMIT_LUA)
         self._release = client.register_script(RELEASE_LUA)
 
-    def entry_of(self, command: Command) -> str | None:
-        """The commands-stream entry id recorded at admission (the tie-breaker), if any."""
-        raw = self.client.hget(self.keys.command(command.id), "entry")
-        return _text(raw) if raw else None
-
-    def take(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> Turn:
-        """Take the command's target+aspect turn; raise :class:`Superseded` or :class:`TargetBusy`."""
+    def request(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> TurnRequest:
+        """The take call for the command's target+aspect turn (see :meth:`take`)."""
         stamp = stamp_for(command, entry, max_skew_ms=self.max_skew_ms)
         target, aspect = command.target, command.spec.aspect
         order_key, holds_key = self.keys.order(target, aspect), self.keys.holds(target, aspect)
         register = register_for(command)
         token = f"{command.id}:{uuid.uuid4().hex[:12]}"
-        verdict, detail, *rest = self._take(
-            keys=[order_key, holds_key], args=[token, stamp.encode(), register, self.lease_ttl_ms, int(takeover)]
-        )
+        call = ScriptCall(self._take, [order_key, holds_key],
+                          [token, stamp.encode(), register, self.lease_ttl_ms, int(takeover)])
+        return TurnRequest(command, stamp, token, order_key, holds_key, register, call)
+
+    def take(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> Turn:
+        """Take the command's target+aspect turn; raise :class:`Superseded` or :class:`TargetBusy`."""
+        request = self.request(command, entry, takeover=takeover)
+        return self.turn_from(request, request.call.run())
+
+    def turn_from(self, request: TurnRequest, reply: Any) -> Turn:
+        """The :class:`Turn` a reply to ``request`` granted; raise :class:`Superseded` or :class:`TargetBusy`."""
+        verdict, detail, *rest = reply
         verdict, detail = _text(verdict), _text(detail)
+        command, target, aspect = request.command, request.command.target, request.command.spec.aspect
         if verdict == "busy":
             raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
                              f"another command for {aspect} of {target} is in flight")
@@ -214,55 +243,78 @@ class TargetGuard:
                 f"was already applied"
             )
         holding = tuple(sorted(_text(r) for r in rest[0]))
-        return Turn(command, stamp, token, order_key, holds_key, register, holding)
+        return Turn(command, request.stamp, request.token, request.order_key, request.holds_key, request.register,
+                    holding)
 
-    def commit(self, turn: Turn, plan: HoldPlan | None) -> tuple[str, tuple[str, ...]]:
-        """Store the stamp and the hold change, free the lease; returns (verdict, reasons holding)."""
+    @staticmethod
+    def granted(reply: Any) -> bool:
+        """Whether a take reply granted the turn."""
+        return _text(reply[0]) == "ok"
+
+    def needs_call(self, turn: Turn) -> bool:
+        """Whether the turn's command reaches the panel (an unsuspend under other holds does not)."""
+        plan = plan_for(turn.command)
+        return plan is None or plan.calls_panel(plan.after(turn.holding))
+
+    def commit_call(self, turn: Turn, plan: HoldPlan | None) -> ScriptCall:
+        """The call that stores the stamp and the hold change and frees the lease."""
         op, reason, record, args = ("none", "", b"", b"")
         if plan is not None:  # suspensions only: other commands' args may hold (sealed) secrets
             op, reason = plan.op, plan.reason
             record = orjson.dumps(plan.record(turn.command))
             args = orjson.dumps(turn.command.args)
-        verdict, holding = self._commit(
-            keys=[turn.order_key, turn.holds_key],
-            args=[turn.token, turn.stamp.encode(), turn.register, op, reason, record, turn.command.backend or "", args],
-        )
-        return _text(verdict), tuple(sorted(_text(r) for r in holding))
+        return ScriptCall(self._commit, [turn.order_key, turn.holds_key],
+                          [turn.token, turn.stamp.encode(), turn.register, op, reason, record,
+                           turn.command.backend or "", args])
+
+    def commit(self, turn: Turn, plan: HoldPlan | None) -> tuple[str, tuple[str, ...]]:
+        """Store the stamp and the hold change, free the lease; returns (verdict, reasons holding)."""
+        return _committed(self.commit_call(turn, plan).run())
+
+    def release_call(self, token: str, order_key: str) -> ScriptCall:
+        """The call that frees a lease if ``token`` still holds it; nothing is committed."""
+        return ScriptCall(self._release, [order_key], [token])
 
     def release(self, turn: Turn) -> None:
         """Free the lease after a failed call; nothing is committed."""
-        self._release(keys=[turn.order_key], args=[turn.token])
+        self.release_call(turn.token, turn.order_key).run()
 
     def run(self, command: Command, call: Callable[[Command], PanelResult], *, entry: str | None = None,
             takeover: bool = False) -> PanelResult:
         """Take the turn, apply hold logic, make the panel call if needed, commit; release on failure."""
-        turn = self.take(command, entry if entry is not None else self.entry_of(command), takeover=takeover)
-        return self.complete(turn, call)
+        return self.complete(self.take(command, entry, takeover=takeover), call)
 
-    def complete(self, turn: Turn, call: Callable[[Command], PanelResult]) -> PanelResult:
-        """The rest of :meth:`run` once the turn is taken."""
+    def complete(self, turn: Turn, call: Callable[[Command], PanelResult], *,
+                 settle: Settlement | None = None) -> PanelResult:
+        """The rest of :meth:`run` once the turn is taken; ``settle`` adds calls to the commit's round trip."""
         command = turn.command
         plan = plan_for(command)
+        called = self.needs_call(turn)
         try:
-            if plan is None:
+            if called:
                 result = call(command)
             else:
-                after = plan.after(turn.holding)
-                if plan.calls_panel(after):
-                    result = call(command)
-                else:
-                    result = PanelResult(already=False, message="kept suspended: other holds remain")
+                result = PanelResult(already=False, message="kept suspended: other holds remain")
         except BaseException:
             self.release(turn)
             raise
-        verdict, holding = self.commit(turn, plan)
+        extra = list(settle.calls(called)) if settle is not None else []
+        replies = run_together(self.client, [self.commit_call(turn, plan), *extra])
+        if settle is not None:
+            settle.replies(replies[1:])
+        verdict, holding = _committed(replies[0])
         if plan is None:
             return result
         details: dict[str, Any] = dict(result.details)
-        details["holds"] = plan.describe(turn.holding, holding, called=plan.calls_panel(plan.after(turn.holding)))
+        details["holds"] = plan.describe(turn.holding, holding, called=called)
         if verdict == "stale":
             details["holds"]["note"] = "lease expired during the call; a newer command had already committed"
         return PanelResult(already=result.already, message=result.message, details=details)
+
+
+def _committed(reply: Any) -> tuple[str, tuple[str, ...]]:
+    verdict, holding = reply
+    return _text(verdict), tuple(sorted(_text(r) for r in holding))
 
 
 def _text(value: Any) -> str:

@@ -65,7 +65,7 @@ class Runtime:
             self.client, settings,
             # CommandMetrics goes first: its after-hook runs last, once Lifecycle has decided.
             [*([CommandMetrics(metrics)] if metrics else []),
-             Lifecycle(self.store, self.worker_id), SentryContext(), self.liveness],
+             Lifecycle(self.store, self.worker_id, starter=self.executor), SentryContext(), self.liveness],
         )
         declare_actors(self.broker, self.executor)
         for queue in constants.QUEUES:

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import dramatiq
 import redis
@@ -43,7 +43,9 @@ from workers.backends.base import PanelResult
 from workers.broker import ACKED_OPTION, MailopsBroker, ack_keys
 from workers.command_store import CommandStore, now_ms
 from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
-from workers.messages import GENERATION_OPTION, command_of
+from workers.executor import Start
+from workers.lua import run_together
+from workers.messages import COMMAND_OPTION, GENERATION_OPTION, command_of, entry_of
 from workers.retry_policy import policy_for
 
 logger = logging.getLogger(__name__)
@@ -73,9 +75,19 @@ class Execution:
     recovered: bool = False
     #: The commands-stream entry that admitted the command.
     entry: str | None = None
+    #: The turn and backend slot asked for with the attempt count, and the replies.
+    start: Start | None = None
 
 
 _local = threading.local()
+
+
+class Starter(Protocol):
+    """What an attempt needs besides its count (:class:`~workers.executor.Executor`)."""
+
+    def start_calls(self, command: Command, entry: str | None) -> Start: ...
+
+    def abandon(self, start: Start) -> None: ...
 
 
 def last_outcome() -> tuple[str, Command] | None:
@@ -96,9 +108,11 @@ def current_execution() -> Execution:
 class Lifecycle(Middleware):
     """Counts attempts, decides retries and publishes every command's events."""
 
-    def __init__(self, store: CommandStore, worker_id: str) -> None:
+    def __init__(self, store: CommandStore, worker_id: str, *, starter: Starter | None = None) -> None:
         self.store = store
         self.worker_id = worker_id
+        #: Asks for what an attempt needs (its turn and backend slot) in the attempt count's round trip.
+        self.starter = starter
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _local.message = message
@@ -108,19 +122,31 @@ class Lifecycle(Middleware):
         )
         command_id = str(message.args[0])
         generation = int(message.options.get(GENERATION_OPTION, 1))
-        attempt = _retry_redis(lambda: self.store.begin(command_id, self.worker_id, generation))
+        command = command_of(message) if COMMAND_OPTION in message.options else self.store.stored_command(command_id)
+        entry = entry_of(message)
+        # One round trip: the attempt count, the target's turn and a backend slot (see Executor).
+        start = self.starter.start_calls(command, entry) if self.starter is not None else Start()
+        begin = self.store.begin_call(command_id, self.worker_id, generation)
+        replies = _retry_redis(lambda: run_together(self.store.client, [begin, *start.calls]))
+        attempt = CommandStore.attempt_from(replies[0])
+        start.received(replies[1:])
         if not attempt.should_run:
             logger.debug("skipping %s: %s", command_id, attempt.state)
+            self._abandon(start)
             raise SkipMessage()
-        command = command_of(message)
         policy = policy_for(command.command)
         if attempt.number > policy.max_attempts:
+            self._abandon(start)
             error = ErrorInfo(kind="attempts_exhausted",
                               message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)")
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
         _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
-                                     recovered=attempt.recovered, entry=attempt.entry)
+                                     recovered=attempt.recovered, entry=entry, start=start)
+
+    def _abandon(self, start: Start) -> None:
+        if self.starter is not None:
+            _retry_redis(lambda: self.starter.abandon(start) if self.starter is not None else None)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _local.execution = _local.ack = _local.message = None

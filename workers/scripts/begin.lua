@@ -1,12 +1,12 @@
 -- Start one attempt of a command: count it (a crash counts too) and mark it running.
 -- KEYS: 1 command record, 2 attempt history list
 -- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s)
--- Returns {state, attempts, previous attempt lost (0|1), stream entry id}:
+-- Returns {state, attempts, previous attempt lost (0|1)}:
 -- state "run"; "stale" when a newer copy of the
 -- message was scheduled; the terminal status if the command already ended; "missing".
 -- A record still "running" here means the previous attempt's worker died: that attempt is
 -- written to the history as `worker_lost` before the new one starts.
-local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "worker", "started", "entry")
+local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "worker", "started")
 if not rec[1] then
   return {"missing", 0}
 end
@@ -29,4 +29,4 @@ if rec[1] == "running" then
 end
 local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 redis.call("HSET", KEYS[1], "status", "running", "updated", ARGV[1], "started", ARGV[1], "worker", ARGV[2], "gen", gen)
-return {"run", attempts, lost, rec[7] or ""}
+return {"run", attempts, lost}
