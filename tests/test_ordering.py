@@ -338,3 +338,32 @@ def test_commands_for_one_target_never_reach_the_panel_at_the_same_time_and_the_
     app = whm.app
     assert isinstance(app, WhmSandbox)
     assert app.state.accounts["example"].outgoing == "suspended"
+
+
+def test_a_lease_left_by_an_earlier_attempt_of_the_same_command_is_taken_over_but_another_commands_lease_is_not(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    whm: SandboxServer,
+) -> None:
+    # given: leases on two accounts' outgoing turn that will not expire for 10 minutes, as a Redis
+    # outage leaves them when an attempt's release never arrives: alpha's is held by an earlier
+    # attempt of command "mine-1", beta's by another command
+    settings = settings_for({"whm1": ("whm", whm)})
+    until = int(time.time() * 1000) + 600_000
+    redis_client.hset(settings.keys.order("example", "outgoing"), mapping={"lease": "mine-1:aaaaaaaaaaaa", "lease_until": until})
+    redis_client.hset(settings.keys.order("other", "outgoing"), mapping={"lease": "theirs-1:bbbbbbbbbbbb", "lease_until": until})
+    app = whm.app
+    assert isinstance(app, WhmSandbox)
+    app.add_account("other")
+    runtime_for(settings)
+    now = datetime.now(UTC)
+    # when: "mine-1" (for the first account) and a new command for the second are sent
+    add_command(redis_client, wire({"id": "mine-1", "command": "suspend_outgoing", "backend": "whm1",
+                                    "args": {"user": "example"}, "producer": "abuse-detector"}, now))
+    add_command(redis_client, wire({"id": "blocked-1", "command": "suspend_outgoing", "backend": "whm1",
+                                    "args": {"user": "other"}, "producer": "abuse-detector"}, now))
+    # then: mine-1 takes its own old lease over and succeeds; blocked-1 waits for the other lease
+    events = wait_for_terminal(redis_client, {"mine-1"}, timeout=30)
+    assert [e.status for e in events if e.id == "mine-1" and e.terminal] == ["succeeded"]
+    wait_for(redis_client, lambda evs: any(e.id == "blocked-1" and e.status == "waiting" for e in evs))
+    assert not any(e.id == "blocked-1" and e.terminal for e in read_events(redis_client))
+    assert app.state.accounts["other"].outgoing == "active"

@@ -28,8 +28,7 @@ def declare_actors(broker: dramatiq.Broker, executor: Executor) -> dict[str, Any
         execution = current_execution()
         assert execution.command.id == command_id
         try:
-            execution.result = executor.run(execution.command, entry=execution.entry, recovered=execution.recovered,
-                                            start=execution.start)
+            execution.result = executor.run(execution.command, entry=execution.entry, start=execution.start)
         except MailopsError as exc:
             # Expected failures are the Lifecycle middleware's to classify; letting them
             # propagate would make Dramatiq log each one as a crash with a traceback.

@@ -3,6 +3,7 @@ consumers that wake when work arrives, and acknowledgements folded into the term
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,9 @@ class WakingConsumer(_RedisConsumer):
       fetched as soon as ingest enqueues it, not after a poll interval of up to ``worker_timeout``.
     * A message the terminal step already acknowledged (:data:`ACKED_OPTION`) costs no second
       round trip.
+    * When Redis drops the connection, the messages it had fetched but not handed out yet are
+      not forgotten: they sit in this live process's ack set, where no reaper looks, so the
+      broker requeues them once Redis answers again (:meth:`MailopsBroker.strand`).
     """
 
     def ack(self, message: MessageProxy) -> None:
@@ -68,7 +72,14 @@ class WakingConsumer(_RedisConsumer):
                     self._wait(backoff_ms, wake=self.outstanding_message_count < self.prefetch)
                     return None
         except redis.ConnectionError as e:
+            self._strand()
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+
+    def _strand(self) -> None:
+        ids = [str(Message.decode(data).options["redis_message_id"]) for data in self.message_cache if data]
+        self.message_cache = []
+        if ids:
+            self.broker.strand(self.queue_name, ids)
 
     def _wait(self, backoff_ms: int, *, wake: bool) -> None:
         # Delay queues hold messages until their ETA: sleep the backoff.
@@ -88,9 +99,37 @@ class MailopsBroker(RedisBroker):
 
     _reap: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._stranded: list[tuple[str, list[str]]] = []
+        self._stranded_lock = threading.Lock()
+
     @property
     def consumer_class(self) -> type[WakingConsumer]:
         return WakingConsumer
+
+    def strand(self, queue: str, redis_message_ids: list[str]) -> None:
+        """Note messages this process fetched and will not run (its consumer lost Redis); the next
+        :meth:`heartbeat_and_reap` puts them back on their queue."""
+        with self._stranded_lock:
+            self._stranded.append((queue, redis_message_ids))
+
+    def requeue_stranded(self) -> int:
+        """Put stranded messages back on their queues (kept for the next call if Redis is still away)."""
+        with self._stranded_lock:
+            stranded, self._stranded = self._stranded, []
+        done = 0
+        try:
+            while stranded:
+                queue, ids = stranded[0]
+                self.do_requeue(queue, *ids)
+                stranded.pop(0)
+                done += len(ids)
+        finally:
+            if stranded:
+                with self._stranded_lock:
+                    self._stranded[:0] = stranded
+        return done
 
     def heartbeat_and_reap(self) -> int:
         """Refresh this process's heartbeat and requeue the messages of dead processes, now.
@@ -99,6 +138,7 @@ class MailopsBroker(RedisBroker):
         crashed command runs again about ``heartbeat_timeout`` + one period after the crash,
         not after the backlog. Returns how many messages were requeued.
         """
+        self.requeue_stranded()
         if self._reap is None:
             self._reap = self.client.register_script(lua_script("reap"))
         queues = sorted({q for q in self.queues if not q.endswith(".DQ")})
@@ -119,7 +159,7 @@ class MailopsBroker(RedisBroker):
 
 
 def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[Middleware]) -> MailopsBroker:
-    broker: Any = MailopsBroker(  # type: ignore[no-untyped-call]
+    broker: Any = MailopsBroker(
         client=client,
         namespace=settings.keys.dramatiq_namespace,
         middleware=list(middleware),

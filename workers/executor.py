@@ -97,10 +97,8 @@ class Executor:
         if calls:
             run_together(self.ordering.client, calls)
 
-    def run(self, command: Command, *, entry: str | None = None, recovered: bool = False,
-            start: Start | None = None) -> PanelResult:
+    def run(self, command: Command, *, entry: str | None = None, start: Start | None = None) -> PanelResult:
         """Run ``command`` on its backend; ``entry`` is its admission entry (the ordering tie-breaker),
-        ``recovered`` says its previous attempt's worker died (its target lease may be taken over)
         and ``start`` holds the replies to :meth:`start_calls` if they were already sent."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
@@ -113,21 +111,22 @@ class Executor:
         if start is None or not start.sent:
             start = self.start_calls(command, entry)
             start.received(run_together(self.ordering.client, start.calls))
-        turn = self._turn(start, entry, recovered)
+        turn = self._turn(start, entry)
         lease = self._slot(start, turn, backend)
         return self.ordering.complete(turn, lambda c: self._call(backend, c, lease), settle=self._settlement(backend, lease))
 
-    def _turn(self, start: Start, entry: str | None, recovered: bool) -> Turn:
+    def _turn(self, start: Start, entry: str | None) -> Turn:
         """The granted turn, or the reason there is none (the slot, if granted, is given back)."""
         assert self.ordering is not None and start.turn is not None
         try:
             try:
                 return self.ordering.turn_from(start.turn, start.turn_reply)
             except TargetBusy:
-                if not recovered:
+                if not TargetGuard.held_by_own_command(start.turn, start.turn_reply):
                     raise
-                # The lease may be our own dead attempt's: take it over (asked only after begin
-                # said the previous attempt was lost, since the first request could not know).
+                # An earlier attempt of this command holds the lease: its worker died, or its
+                # release never reached Redis (an outage). begin has just made this attempt the
+                # current one, so take the lease over instead of waiting out its TTL.
                 return self.ordering.take(start.turn.command, entry, takeover=True)
         except BaseException:
             if start.slot is not None and self.limits is not None and start.slot_granted:

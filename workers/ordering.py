@@ -177,17 +177,11 @@ class TurnRequest:
 
 
 @dataclass(frozen=True)
-class Turn:
-    """A taken target+aspect lease: this command may call the panel now."""
+class Turn(TurnRequest):
+    """A granted turn: the target+aspect lease is taken and this command may call the panel now."""
 
-    command: Command
-    stamp: OrderStamp
-    token: str
-    order_key: str
-    holds_key: str
-    register: str
     #: Reasons holding this target+aspect when the turn was taken.
-    holding: tuple[str, ...]
+    holding: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,12 +238,18 @@ class TargetGuard:
             )
         holding = tuple(sorted(_text(r) for r in rest[0]))
         return Turn(command, request.stamp, request.token, request.order_key, request.holds_key, request.register,
-                    holding)
+                    request.call, holding)
 
     @staticmethod
     def granted(reply: Any) -> bool:
         """Whether a take reply granted the turn."""
         return _text(reply[0]) == "ok"
+
+    @staticmethod
+    def held_by_own_command(request: TurnRequest, reply: Any) -> bool:
+        """Whether a ``busy`` reply names a lease of an earlier attempt of the same command
+        (tokens are ``<command id>:<12 hex>``)."""
+        return _text(reply[0]) == "busy" and _text(reply[1])[:-13] == request.command.id
 
     def needs_call(self, turn: Turn) -> bool:
         """Whether the turn's command reaches the panel (an unsuspend under other holds does not)."""

@@ -71,8 +71,6 @@ class Execution:
     result: PanelResult | None = None
     #: The expected (mailops) error the panel call raised, set by the actor.
     error: MailopsError | None = None
-    #: The previous attempt's worker died mid-command.
-    recovered: bool = False
     #: The commands-stream entry that admitted the command.
     entry: str | None = None
     #: The turn and backend slot asked for with the attempt count, and the replies.
@@ -142,7 +140,7 @@ class Lifecycle(Middleware):
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
         _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
-                                     recovered=attempt.recovered, entry=entry, start=start)
+                                     entry=entry, start=start)
 
     def _abandon(self, start: Start) -> None:
         if self.starter is not None:
