@@ -28,7 +28,8 @@ def declare_actors(broker: dramatiq.Broker, executor: Executor) -> dict[str, Any
         execution = current_execution()
         assert execution.command.id == command_id
         try:
-            execution.result = executor.run(execution.command, entry=execution.entry, start=execution.start)
+            execution.result, execution.pending = executor.run_pending(execution.command, entry=execution.entry,
+                                                                       start=execution.start)
         except MailopsError as exc:
             # Expected failures are the Lifecycle middleware's to classify; letting them
             # propagate would make Dramatiq log each one as a crash with a traceback.

@@ -9,8 +9,9 @@ each step one round trip and all-or-nothing: admitting a command records it, pub
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
@@ -21,9 +22,12 @@ from schemas.commands import Command
 from schemas.events import Event
 from workers.broker import doorbell_key
 from workers.errors import CommandError
-from workers.lua import ScriptCall, lua_script
+from workers.lua import ScriptCall, lua_script, run_together
 from workers.messages import redis_message_id, stored_form
 from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from workers.ordering import CommitGuard
 
 
 def now_ms() -> int:
@@ -178,21 +182,42 @@ class CommandStore:
         the same step (see :func:`workers.broker.ack_keys`). A dead-lettered ``command`` is kept in
         its record (its message is gone), for ``mailops dlq show`` and ``replay``.
         """
+        return bool(self.finish_call(event, reply_to=reply_to, attempt=attempt, ack=ack, command=command).run())
+
+    def finish_after(self, before: Sequence[ScriptCall], event: Event, *, reply_to: str | None,
+                     attempt: dict[str, Any] | None = None, ack: tuple[str, str, str] | None = None,
+                     guard: CommitGuard | None = None) -> tuple[list[Any], int]:
+        """Send ``before`` and then :meth:`finish` in one round trip; returns the replies to
+        ``before`` and finish's: 1 ended, 0 had already ended, -1 ``guard`` did not hold (nothing
+        was published or acknowledged: the caller publishes what did happen)."""
+        call = self.finish_call(event, reply_to=reply_to, attempt=attempt, ack=ack, guard=guard)
+        replies = run_together(self.client, [*before, call])
+        return replies[:-1], int(replies[-1])
+
+    def finish_call(self, event: Event, *, reply_to: str | None, attempt: dict[str, Any] | None = None,
+                    ack: tuple[str, str, str] | None = None, command: Command | None = None,
+                    guard: CommitGuard | None = None) -> ScriptCall:
+        """The ``finish.lua`` call of :meth:`finish`; with ``guard``, it publishes only if the
+        ordering commit left the state the event describes."""
         assert event.id is not None and event.terminal
         ack_set, messages, redis_message_id = ack or ("", "", "")
-        ended = self._finish(
-            keys=[
+        order_key, holds_key, register, stamp, holding = (
+            (guard.order_key, guard.holds_key, guard.register, guard.stamp, "\n".join(sorted(guard.holding)))
+            if guard is not None else ("", "", "", "", "")
+        )
+        return ScriptCall(
+            self._finish,
+            [
                 self.keys.command(event.id), self.settings.events_stream, reply_to or "", self.keys.dead_letters,
-                self.keys.command_history(event.id), ack_set, messages,
+                self.keys.command_history(event.id), ack_set, messages, order_key, holds_key,
             ],
-            args=[
+            [
                 event.status, event.to_json(), self.settings.idempotency_ttl_s, self.settings.events_maxlen, now_ms(),
                 orjson.dumps(attempt) if attempt else "", self.settings.history_max, redis_message_id,
                 orjson.dumps(stored_form(command)) if command is not None and event.status == "dead_lettered" else "",
-                event.id,
+                event.id, register, stamp, holding,
             ],
         )
-        return bool(ended)
 
     def history(self, command_id: str) -> list[dict[str, Any]]:
         """The command's attempts, oldest first (bounded by ``history_max``)."""

@@ -4,7 +4,7 @@ under the backend's limits.
 The Redis steps around a panel call travel together: the target+aspect turn and the backend slot
 are asked for in the same round trip as the attempt count (:meth:`Executor.start_calls`, sent by
 :class:`~workers.middleware.lifecycle.Lifecycle`), and the slot is given back in the round trip
-that commits the turn.
+that commits the turn and publishes the terminal event (:meth:`Executor.run_pending`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from workers.backends.base import Backend, PanelResult
 from workers.errors import TargetBusy, UnknownBackend, UnsupportedCommand
 from workers.limits import BackendLimits, SlotRequest
 from workers.lua import ScriptCall, run_together
-from workers.ordering import Settlement, TargetGuard, Turn, TurnRequest
+from workers.ordering import Pending, Settlement, TargetGuard, Turn, TurnRequest
 from workers.scrubbing import opened, scrub_exception
 
 
@@ -98,22 +98,34 @@ class Executor:
             run_together(self.ordering.client, calls)
 
     def run(self, command: Command, *, entry: str | None = None, start: Start | None = None) -> PanelResult:
-        """Run ``command`` on its backend; ``entry`` is its admission entry (the ordering tie-breaker),
-        and ``start`` holds the replies to :meth:`start_calls` if they were already sent."""
+        """Run ``command`` on its backend (see :meth:`run_pending`) and commit its turn."""
+        result, pending = self.run_pending(command, entry=entry, start=start)
+        if pending is None or self.ordering is None:
+            return result
+        return pending.result_from(run_together(self.ordering.client, pending.calls))
+
+    def run_pending(self, command: Command, *, entry: str | None = None,
+                    start: Start | None = None) -> tuple[PanelResult, Pending | None]:
+        """Run ``command`` on its backend and return its result, and the commit of its turn still
+        to be sent (Lifecycle sends it with the terminal event, see :class:`~workers.ordering.Pending`).
+
+        ``entry`` is its admission entry (the ordering tie-breaker), and ``start`` holds the replies to :meth:`start_calls` if they were already sent."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
         if self.ordering is None:
             if self.limits is None:
-                return self._execute(backend, command)
+                return self._execute(backend, command), None
             limits = self.limits
-            return limits.call(backend.name, lambda: self._execute(backend, command))
+            return limits.call(backend.name, lambda: self._execute(backend, command)), None
         if start is None or not start.sent:
             start = self.start_calls(command, entry)
             start.received(run_together(self.ordering.client, start.calls))
         turn = self._turn(start, entry)
         lease = self._slot(start, turn, backend)
-        return self.ordering.complete(turn, lambda c: self._call(backend, c, lease), settle=self._settlement(backend, lease))
+        pending = self.ordering.complete_later(turn, lambda c: self._call(backend, c, lease),
+                                               settle=self._settlement(backend, lease))
+        return pending.expected, pending
 
     def _turn(self, start: Start, entry: str | None) -> Turn:
         """The granted turn, or the reason there is none (the slot, if granted, is given back)."""

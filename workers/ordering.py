@@ -287,8 +287,14 @@ class TargetGuard:
     def complete(self, turn: Turn, call: Callable[[Command], PanelResult], *,
                  settle: Settlement | None = None) -> PanelResult:
         """The rest of :meth:`run` once the turn is taken; ``settle`` adds calls to the commit's round trip."""
+        pending = self.complete_later(turn, call, settle=settle)
+        return pending.result_from(run_together(self.client, pending.calls))
+
+    def complete_later(self, turn: Turn, call: Callable[[Command], PanelResult], *,
+                       settle: Settlement | None = None) -> Pending:
+        """Like :meth:`complete`, but the commit (and ``settle``'s calls) are left to the caller,
+        to send together with its own next step (see :class:`Pending`)."""
         command = turn.command
-        plan = plan_for(command)
         called = self.needs_call(turn)
         try:
             if called:
@@ -298,18 +304,68 @@ class TargetGuard:
         except BaseException:
             self.release(turn)
             raise
+        plan = plan_for(command)
         extra = list(settle.calls(called)) if settle is not None else []
-        replies = run_together(self.client, [self.commit_call(turn, plan), *extra])
-        if settle is not None:
-            settle.replies(replies[1:])
+        return Pending(turn, plan, called, result, [self.commit_call(turn, plan), *extra], settle)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A finished turn whose commit is still to be sent: :attr:`calls` (the commit first) go in
+    one round trip, and :meth:`result_from` turns their replies into the command's result.
+
+    :attr:`expected` is that result if the commit applies as planned; :meth:`guard` states the
+    condition under which it does, so a step sent in the same round trip can check it in Redis.
+    """
+
+    turn: Turn
+    plan: HoldPlan | None
+    called: bool
+    result: PanelResult
+    calls: list[ScriptCall]
+    settle: Settlement | None
+
+    def result_from(self, replies: list[Any]) -> PanelResult:
+        """The command's result, given the replies to :attr:`calls`."""
+        if self.settle is not None:
+            self.settle.replies(replies[1:len(self.calls)])
         verdict, holding = _committed(replies[0])
+        return self._described(holding, stale=verdict == "stale")
+
+    @property
+    def expected(self) -> PanelResult:
+        """The result if the commit applies this command's hold change to the holds the turn saw."""
+        return self._described(self.plan.after(self.turn.holding) if self.plan else (), stale=False)
+
+    def guard(self) -> CommitGuard | None:
+        """What must hold in Redis after the commit for :attr:`expected` to be the result (None:
+        the result does not depend on the commit)."""
+        if self.plan is None:
+            return None
+        return CommitGuard(self.turn.order_key, self.turn.register, self.turn.stamp.encode(), self.turn.holds_key,
+                           self.plan.after(self.turn.holding))
+
+    def _described(self, holding: tuple[str, ...], *, stale: bool) -> PanelResult:
+        result, plan = self.result, self.plan
         if plan is None:
             return result
         details: dict[str, Any] = dict(result.details)
-        details["holds"] = plan.describe(turn.holding, holding, called=called)
-        if verdict == "stale":
+        details["holds"] = plan.describe(self.turn.holding, holding, called=self.called)
+        if stale:
             details["holds"]["note"] = "lease expired during the call; a newer command had already committed"
         return PanelResult(already=result.already, message=result.message, details=details)
+
+
+@dataclass(frozen=True)
+class CommitGuard:
+    """The state a committed turn leaves: the register holds the command's stamp and the holds
+    hash holds exactly ``holding`` (checked by ``finish.lua`` before it publishes)."""
+
+    order_key: str
+    register: str
+    stamp: str
+    holds_key: str
+    holding: tuple[str, ...]
 
 
 def _committed(reply: Any) -> tuple[str, tuple[str, ...]]:

@@ -46,6 +46,7 @@ from workers.errors import CommandError, Defer, MailopsError, PanelRefused, Pane
 from workers.executor import Start
 from workers.lua import run_together
 from workers.messages import COMMAND_OPTION, GENERATION_OPTION, command_of, entry_of
+from workers.ordering import Pending
 from workers.retry_policy import policy_for
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Execution:
     entry: str | None = None
     #: The turn and backend slot asked for with the attempt count, and the replies.
     start: Start | None = None
+    #: The turn's commit, sent with the terminal event (set by the actor with :attr:`result`).
+    pending: Pending | None = None
 
 
 _local = threading.local()
@@ -173,7 +176,7 @@ class Lifecycle(Middleware):
         if exception is None:
             outcome = execution.result or PanelResult()
             self._finish(command, "succeeded", attempt, already=outcome.already, details=outcome.details,
-                         history=self._entry(execution, "succeeded"))
+                         history=self._entry(execution, "succeeded"), pending=execution.pending)
             return
         if isinstance(exception, Defer):
             self._defer(broker, message, execution, exception)
@@ -248,7 +251,8 @@ class Lifecycle(Middleware):
 
     def _finish(self, command: Command, status: EventStatus, attempt: int, *, already: bool | None = None,
                 error: ErrorInfo | None = None, details: dict[str, Any] | None = None,
-                history: dict[str, Any] | None = None) -> None:
+                history: dict[str, Any] | None = None, pending: Pending | None = None) -> None:
+        """Publish the terminal event (with ``pending``, in the round trip of the turn's commit)."""
         event = Event(
             id=command.id, command=command.command, backend=command.backend, producer=command.producer,
             status=status,
@@ -257,7 +261,18 @@ class Lifecycle(Middleware):
         )
         _local.outcome = (status, command)
         ack: tuple[str, str, str] | None = getattr(_local, "ack", None)
-        _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack, command=command))
+        if pending is None:
+            _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack,
+                                                   command=command))
+        else:
+            replies, ended = _retry_redis(lambda: self.store.finish_after(
+                pending.calls, event, reply_to=command.reply_to, attempt=history, ack=ack, guard=pending.guard()))
+            result = pending.result_from(replies)
+            if ended < 0:
+                # A newer command committed between this commit and the event: say what happened.
+                self._finish(command, status, attempt, already=result.already, details=result.details,
+                             history=history)
+                return
         if ack is not None:
             # finish.lua acknowledged the message; Dramatiq's own ack becomes a no-op.
             _local.message.options[ACKED_OPTION] = True

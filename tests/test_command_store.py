@@ -1,0 +1,44 @@
+"""The command record's atomic steps (workers/command_store.py) that the end-to-end tests reach
+only through rare interleavings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+
+from schemas.events import Event
+from tests.conftest import read_events
+from workers.command_store import CommandStore
+from workers.ordering import CommitGuard
+from workers.sandbox import SandboxServer
+from workers.settings import Settings
+
+
+def test_a_terminal_event_sent_with_a_commit_is_published_only_if_the_commit_left_the_state_it_describes(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer,
+) -> None:
+    # given: a queued record, and a target whose register and holds show a newer command committed
+    settings = settings_for({"whm1": ("whm", whm)})
+    store = CommandStore(redis_client, settings)
+    keys = settings.keys
+    redis_client.hset(keys.command("c-1"), mapping={"status": "running", "attempts": 1, "gen": 1})
+    order, holds = keys.order("example", "outgoing"), keys.holds("example", "outgoing")
+    redis_client.hset(order, "last:abuse", "2|0|0|0|newer")
+    redis_client.hset(holds, "billing", "{}")
+    event = Event(id="c-1", command="suspend_outgoing", backend="whm1", status="succeeded", terminal=True,
+                  details={"holds": {"after": ["abuse"]}})
+    expected = CommitGuard(order, "last:abuse", "1|0|0|0|c-1", holds, ("abuse",))
+    # when: the event is sent guarded by the state this command's commit would have left
+    _, refused = store.finish_after([], event, reply_to=None, guard=expected)
+    # then: nothing is published or recorded
+    assert refused == -1
+    assert read_events(redis_client) == []
+    assert redis_client.hget(keys.command("c-1"), "outcome") is None
+    # and when the state is the one described, the event goes out once
+    redis_client.hset(order, "last:abuse", "1|0|0|0|c-1")
+    redis_client.delete(holds)
+    redis_client.hset(holds, "abuse", "{}")
+    _, ended = store.finish_after([], event, reply_to=None, guard=expected)
+    assert ended == 1
+    assert [e.status for e in read_events(redis_client)] == ["succeeded"]
