@@ -29,7 +29,8 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
         "throughput": ("mailops_cps", "baseline_cps", "ratio", "redis_cpu_us_per_command", "redis_bound_cps"),
         "latency": ("rate_cps", "p50_ms", "p95_ms", "p99_ms"),
         "urgent_under_bulk": ("bulk", "p50_ms", "p95_ms", "p99_ms"),
-        "utilisation": ("allowed_cps", "achieved_cps", "share", "max_in_flight", "backends_over_cap"),
+        "utilisation": ("allowed_cps", "achieved_cps", "share", "ceiling_cps", "share_of_ceiling", "max_in_flight",
+                        "backends_over_cap"),
         "scaling": ("one_process_cps", "two_process_cps", "ratio"),
         "memory": ("bytes_per_command", "bytes_per_command_by_key", "bytes_per_command_uuid_ids"),
     }.items():

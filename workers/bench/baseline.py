@@ -34,19 +34,29 @@ def build_broker(client: redis.Redis, namespace: str) -> RedisBroker:
     return broker
 
 
+def panel_client(sandbox_url: str, token: str, connections: int) -> httpx.Client:
+    """A pooled keep-alive client for one sandbox, authenticated like a WHM API token."""
+    return httpx.Client(
+        base_url=sandbox_url, timeout=httpx.Timeout(5.0), follow_redirects=False, trust_env=False,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        headers={"Authorization": f"whm root:{token}", "Accept": "application/json"},
+    )
+
+
+def panel_call(http: httpx.Client, user: str) -> str:
+    """The one call: POST ``suspend_outgoing_email`` and decode the answer; returns the status."""
+    response = http.post("/json-api/suspend_outgoing_email", data={"api.version": "1", "user": user})
+    answer = orjson.loads(response.content)
+    return "succeeded" if answer["metadata"]["result"] == 1 else "failed"
+
+
 def declare_actor(
     broker: RedisBroker, *, client: redis.Redis, sandbox_url: str, token: str, events: str, threads: int
 ) -> Callable[..., Any]:
-    http = httpx.Client(
-        base_url=sandbox_url, timeout=httpx.Timeout(5.0), follow_redirects=False, trust_env=False,
-        limits=httpx.Limits(max_connections=threads, max_keepalive_connections=threads),
-    )
-    headers = {"Authorization": f"whm root:{token}", "Accept": "application/json"}
+    http = panel_client(sandbox_url, token, threads)
 
     def bench_call(command_id: str, user: str) -> None:
-        response = http.post("/json-api/suspend_outgoing_email", headers=headers, data={"api.version": "1", "user": user})
-        answer = orjson.loads(response.content)
-        status = "succeeded" if answer["metadata"]["result"] == 1 else "failed"
+        status = panel_call(http, user)
         client.xadd(events, {"body": orjson.dumps({"id": command_id, "status": status, "terminal": True})})
 
     actor: Callable[..., Any] = dramatiq.actor(actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, broker=broker)(bench_call)

@@ -199,3 +199,16 @@ def start_baseline(redis_url: str, namespace: str, phase: Phase, sandbox_url: st
         for _ in range(processes)
     ])
     return _ready(pool)
+
+
+def ceiling_rate(sandbox_urls: Sequence[str], *, per_backend: int, seconds: float) -> float:
+    """Calls per second a direct client gets from the sandboxes, ``per_backend`` at a time each
+    (``python -m workers.bench.ceiling`` in its own process)."""
+    args = [sys.executable, "-m", "workers.bench.ceiling", "--per-backend", str(per_backend), "--token", BENCH_TOKEN,
+            "--seconds", str(seconds)]
+    for url in sandbox_urls:
+        args += ["--sandbox", url]
+    done = subprocess.run(args, capture_output=True, timeout=seconds + READY_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise BenchProcessError(f"ceiling run failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    return float(orjson.loads(done.stdout)["cps"])

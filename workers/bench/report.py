@@ -33,6 +33,8 @@ TARGETS = (
            lambda v: v <= 100, " ms"),
     Target("backend utilisation of caps", ">= 95 %", lambda f: f["utilisation"]["share"] * 100,
            lambda v: v >= 95, " %"),
+    Target("  the same vs a direct client", ">= 95 %", lambda f: f["utilisation"]["share_of_ceiling"] * 100,
+           lambda v: v >= 95, " %"),
     Target("backends over their cap", "0", lambda f: len(f["utilisation"]["backends_over_cap"]),
            lambda v: v == 0),
     Target("Redis memory per queued command", "<= 1024 B", lambda f: f["memory"]["bytes_per_command"],
@@ -89,7 +91,9 @@ def render(figures: dict[str, Any]) -> str:
                  f"p50 {urg['p50_ms']} ms, p95 {urg['p95_ms']} ms, p99 {urg['p99_ms']} ms over {urg['count']}")
     lines.append(f"utilisation ({util['backend_latency_s'] * 1000:g} ms backend, caps {util['caps']}, "
                  f"{util['processes']} processes x {util['threads']} threads): {util['achieved_cps']}/s of "
-                 f"{util['allowed_cps']}/s allowed = {util['share']:.1%}; max in flight {util['max_in_flight']}")
+                 f"{util['allowed_cps']}/s allowed = {util['share']:.1%}; a direct client at the caps gets "
+                 f"{util['ceiling_cps']}/s, so {util['share_of_ceiling']:.1%} of that; "
+                 f"max in flight {util['max_in_flight']}")
     lines.append(f"scaling ({sc['backend_latency_s'] * 1000:g} ms backend, {sc['threads']} threads): "
                  f"1 process {sc['one_process_cps']}/s, 2 processes {sc['two_process_cps']}/s, ratio {sc['ratio']} "
                  f"(backend-bound ceiling {sc['backend_bound_cps']})")

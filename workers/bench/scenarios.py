@@ -29,6 +29,7 @@ from workers.bench.harness import (
     Phase,
     SandboxProcess,
     WorkerPool,
+    ceiling_rate,
     start_baseline,
     start_mailops,
     write_config,
@@ -64,13 +65,16 @@ class BenchOptions:
     #: Per-backend cap of the utilisation run (two backends).
     cap: int = 4
     utilisation_commands: int = 1200
+    #: Seconds the direct client runs to measure the backends' ceiling under the caps.
+    ceiling_s: float = 5.0
     scaling_commands: int = 800
     memory_commands: int = 5000
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
         values: dict[str, Any] = dict(commands=600, latency_duration_s=3.0, bulk=2000, urgent=15,
-                                      utilisation_commands=240, scaling_commands=240, memory_commands=500)
+                                      utilisation_commands=240, scaling_commands=240, memory_commands=500,
+                                      ceiling_s=2.0)
         values.update(overrides)
         return cls(**values)
 
@@ -261,9 +265,12 @@ class Bench:
                                           caps, processes=processes, threads=threads)
         allowed = sum(caps.values()) / o.backend_latency_s
         seen = {name: int(self.sandbox.stats(i)["max_in_flight"]) for i, name in enumerate(caps)}
+        # The same backends with the same caps, called directly: no queue, no Redis (the ceiling).
+        ceiling = ceiling_rate(self.sandbox.urls[:len(caps)], per_backend=o.cap, seconds=o.ceiling_s)
         return {"backend_latency_s": o.backend_latency_s, "caps": caps, "processes": processes,
                 "threads": threads, "allowed_cps": round(allowed, 1), "achieved_cps": round(rate, 1),
-                "share": round(rate / allowed, 3), "max_in_flight": seen,
+                "share": round(rate / allowed, 3), "ceiling_cps": ceiling, "share_of_ceiling": round(rate / ceiling, 3),
+                "max_in_flight": seen,
                 "backends_over_cap": sorted(n for n, m in seen.items() if m > caps[n]), "statuses": statuses}
 
     def scaling(self) -> dict[str, Any]:
