@@ -53,8 +53,8 @@ def message_for(command: Command, *, entry: str | None = None) -> Message[Any]:
     record to run it and the record stays small (Redis keeps a hash of short fields compact).
     """
     message_id = redis_message_id()
-    options: dict[str, Any] = {"redis_message_id": message_id, GENERATION_OPTION: 1,
-                               COMMAND_OPTION: stored_form(command, without_id=True)}
+    # No GENERATION_OPTION: absent means generation 1 (retries and replays set it).
+    options: dict[str, Any] = {"redis_message_id": message_id, COMMAND_OPTION: stored_form(command, without_id=True)}
     if entry is not None:
         options[ENTRY_OPTION] = entry
     return Message(

@@ -23,9 +23,8 @@ end
 local verdict
 if not rec[1] then
   -- Short fields only: Redis keeps such a hash as one compact listpack (the command itself
-  -- travels in the Dramatiq message).
-  redis.call("HSET", KEYS[1], "fp", ARGV[1], "status", "queued", "attempts", 0, "gen", 1,
-             "created", ARGV[3])
+  -- travels in the Dramatiq message). Absent attempts and gen mean 0 and 1.
+  redis.call("HSET", KEYS[1], "fp", ARGV[1], "status", "queued", "created", ARGV[3])
   redis.call("EXPIRE", KEYS[1], ARGV[4])
   redis.call("HSET", KEYS[5], ARGV[8], ARGV[9])
   redis.call("RPUSH", KEYS[4], ARGV[8])
