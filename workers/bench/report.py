@@ -81,7 +81,8 @@ def render(figures: dict[str, Any]) -> str:
     tp, lat, urg = figures["throughput"], figures["latency"], figures["urgent_under_bulk"]
     util, sc, mem = figures["utilisation"], figures["scaling"], figures["memory"]
     lines.append(f"throughput ({tp['commands']} commands, {tp['processes']} process x {tp['threads']} threads): "
-                 f"mailops {tp['mailops_cps']}/s, plain Dramatiq {tp['baseline_cps']}/s, ratio {tp['ratio']}")
+                 f"mailops {tp['mailops_cps']}/s, plain Dramatiq {tp['baseline_cps']}/s, ratio {tp['ratio']} "
+                 f"(median of {len(tp['rounds'])} rounds: ratios {[r['ratio'] for r in tp['rounds']]})")
     lines.append(f"redis: {tp['redis_cpu_us_per_command']} us of Redis CPU per command -> one Redis core carries "
                  f"about {tp['redis_bound_cps']} commands/s for the whole fleet")
     lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s, {lat['count']} commands): "

@@ -21,19 +21,23 @@ from workers.cli.exit_codes import RET_OK
 @click.option("--quick", is_flag=True, help="Smaller runs (about 40 s): fewer commands, 2,000 bulk instead of 20,000.")
 @click.option("--commands", type=click.IntRange(10, 1_000_000), default=None,
               help="Commands in the throughput runs (default 3000; quick 600).")
+@click.option("--rounds", type=click.IntRange(1, 99), default=None,
+              help="Floor-then-mailops pairs in the throughput run; the median ratio is reported (default 3; quick 1).")
 @click.option("--bulk", type=click.IntRange(10, 1_000_000), default=None,
               help="Bulk commands queued during the urgent run (default 20000; quick 2000).")
 @click.option("-p", "--processes", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Worker processes in the throughput and latency runs.")
 @click.option("-t", "--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Threads per worker process.")
-def bench(redis_url: str | None, json_path: Path | None, quick: bool, commands: int | None, bulk: int | None,
-          processes: int, threads: int) -> None:
+def bench(redis_url: str | None, json_path: Path | None, quick: bool, commands: int | None, rounds: int | None,
+          bulk: int | None, processes: int, threads: int) -> None:
     """Measure throughput, latency, utilisation, cost and scaling; print PASS/MISS per target."""
     overrides: dict[str, object] = {"processes": processes, "threads": threads,
                                     "redis_url": redis_url or load_settings().redis_url}
     if commands is not None:
         overrides["commands"] = commands
+    if rounds is not None:
+        overrides["rounds"] = rounds
     if bulk is not None:
         overrides["bulk"] = bulk
     options = BenchOptions.quick(**overrides) if quick else BenchOptions(**overrides)  # type: ignore[arg-type]
