@@ -7,7 +7,7 @@ import time
 import redis
 
 from tests.conftest import add_command, read_events, wait_for_terminal
-from tests.guarantees.processes import suspend
+from tests.guarantees.processes import suspend, whm_with_accounts
 from workers.limits import BackendLimits
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -16,10 +16,7 @@ TOKEN = "sandbox-whm-token"
 
 
 def sandbox(users: int) -> WhmSandbox:
-    app = WhmSandbox(token=TOKEN)
-    for i in range(users):
-        app.add_account(f"u{i}")
-    return app
+    return whm_with_accounts(users, token=TOKEN)
 
 
 def test_the_concurrency_cap_holds_across_two_worker_runtimes(redis_client: redis.Redis, settings_for, runtime_for) -> None:

@@ -19,15 +19,14 @@ from tests.guarantees.processes import (
     add_many,
     suspend,
     wait_all_terminal,
-    write_worker_config,
+    whm_with_accounts,
+    worker_env,
 )
 from workers.cli.health import heartbeats_key
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
-from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
 
-TOKEN = "sandbox-whm-token"
 CAP = 3
 THREADS = 6
 COMMANDS = 36
@@ -38,17 +37,9 @@ def test_two_worker_processes_on_separate_connections_never_exceed_a_backends_co
     redis_server: EmbeddedRedis, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     # Given a panel that answers after 0.2 s, capped at 3 calls in flight ...
-    app = WhmSandbox(token=TOKEN)
-    for i in range(COMMANDS):
-        app.add_account(f"u{i}")
+    app = whm_with_accounts(COMMANDS)
     with SandboxServer(app, faults=Faults(latency_s=0.2)) as whm:
-        config = write_worker_config(
-            tmp_path / "mailops.toml",
-            {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 5.0,
-                      "max_concurrency": CAP}},
-            require_signatures=False,
-        )
-        env = {"MAILOPS_REDIS_URL": redis_server.url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
+        env = worker_env(tmp_path, redis_server.url, whm, backend={"read_timeout": 5.0, "max_concurrency": CAP})
         # ... and two worker processes of 6 threads each (12 could call at once without the cap)
         workers = [WorkerProcess(env, tmp_path / f"worker-{n}.log", threads=THREADS).start() for n in range(2)]
         try:

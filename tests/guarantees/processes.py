@@ -12,7 +12,34 @@ from typing import Any
 
 import orjson
 
+from workers.sandbox import SandboxServer
+from workers.sandbox.whm import WhmSandbox
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+#: Token the guarantee tests' WHM sandboxes accept.
+WHM_TOKEN = "guarantees-whm-token"
+
+
+def whm_with_accounts(count: int, *, token: str = WHM_TOKEN) -> WhmSandbox:
+    """A WHM sandbox holding accounts ``u0`` … ``u<count-1>``."""
+    app = WhmSandbox(token=token)
+    for i in range(count):
+        app.add_account(f"u{i}")
+    return app
+
+
+def worker_env(tmp_path: Path, redis_url: str, whm: SandboxServer, *, token: str = WHM_TOKEN,
+               backend: dict[str, Any] | None = None, **mailops: Any) -> dict[str, str]:
+    """Environment for worker processes with one WHM backend ``whm1`` on ``whm`` (3 s read timeout,
+    32 calls in flight unless ``backend`` says otherwise) and the given ``[mailops]`` settings
+    (signatures off unless given)."""
+    mailops.setdefault("require_signatures", False)
+    table = {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 3.0, "max_concurrency": 32,
+             **(backend or {})}
+    config = write_worker_config(tmp_path / "workers.toml", {"whm1": table}, **mailops)
+    return {"MAILOPS_REDIS_URL": redis_url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": token}
 
 
 def write_worker_config(path: Path, backends: dict[str, dict[str, Any]], **mailops: Any) -> Path:

@@ -14,13 +14,11 @@ from tests.guarantees.processes import (
     add_many,
     suspend,
     wait_all_terminal,
-    write_worker_config,
+    whm_with_accounts,
+    worker_env,
 )
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
-from workers.sandbox.whm import WhmSandbox
-
-TOKEN = "drain-test-token"
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +28,9 @@ def test_sigterm_during_a_run_exits_0_and_loses_or_repeats_no_command(
 ) -> None:
     # Given two worker processes on a slow panel (1.5 s a call): one drains fully, one must hand back
     n = 150
-    app = WhmSandbox(token=TOKEN)
-    for i in range(n):
-        app.add_account(f"u{i}")
+    app = whm_with_accounts(n)
     with SandboxServer(app, faults=Faults(latency_s=1.5)) as whm:
-        config = write_worker_config(
-            tmp_path / "workers.toml",
-            {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 3.0, "max_concurrency": 32}},
-            heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500, require_signatures=False,
-        )
-        env = {"MAILOPS_REDIS_URL": redis_server.url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
+        env = worker_env(tmp_path, redis_server.url, whm, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
         patient = WorkerProcess(env, tmp_path / "patient.log", extra=("--drain-timeout", "20")).start()
         hasty = WorkerProcess(env, tmp_path / "hasty.log", extra=("--drain-timeout", "0.05")).start()
         spare = WorkerProcess(env, tmp_path / "spare.log")
@@ -77,16 +68,9 @@ def test_sigterm_to_a_multi_process_worker_drains_every_child_and_exits_0(
 ) -> None:
     # Given `mailops worker -p 2` running commands on a slow panel
     n = 60
-    app = WhmSandbox(token=TOKEN)
-    for i in range(n):
-        app.add_account(f"u{i}")
+    app = whm_with_accounts(n)
     with SandboxServer(app, faults=Faults(latency_s=0.5)) as whm:
-        config = write_worker_config(
-            tmp_path / "workers.toml",
-            {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 3.0, "max_concurrency": 32}},
-            heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500, require_signatures=False,
-        )
-        env = {"MAILOPS_REDIS_URL": redis_server.url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
+        env = worker_env(tmp_path, redis_server.url, whm, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
         pool = WorkerProcess(env, tmp_path / "pool.log", threads=4, extra=("--drain-timeout", "20"))
         pool.args[pool.args.index("-p") + 1] = "2"
         pool.start()

@@ -14,13 +14,11 @@ from tests.guarantees.processes import (
     add_many,
     suspend,
     wait_all_terminal,
-    write_worker_config,
+    whm_with_accounts,
+    worker_env,
 )
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
-from workers.sandbox.whm import WhmSandbox
-
-TOKEN = "restart-test-token"
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +26,10 @@ pytestmark = pytest.mark.slow
 def test_redis_killed_and_restarted_mid_run_loses_no_accepted_command(tmp_path: Path) -> None:
     # Given a private Redis with appendonly (fsync always), a WHM sandbox and two worker processes
     n = 600
-    app = WhmSandbox(token=TOKEN)
-    for i in range(n):
-        app.add_account(f"u{i}")
+    app = whm_with_accounts(n)
     with EmbeddedRedis(appendonly=True) as server, SandboxServer(app, faults=Faults(latency_s=0.05)) as whm:
         client = redis.Redis.from_url(server.url)
-        config = write_worker_config(
-            tmp_path / "workers.toml",
-            {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "read_timeout": 3.0, "max_concurrency": 32}},
-            heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500, require_signatures=False,
-        )
-        env = {"MAILOPS_REDIS_URL": server.url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
+        env = worker_env(tmp_path, server.url, whm, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
         procs = [WorkerProcess(env, tmp_path / f"w{i}.log").start() for i in range(2)]
         try:
             ids = {f"r-{i}" for i in range(n)}

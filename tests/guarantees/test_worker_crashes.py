@@ -10,11 +10,13 @@ import pytest
 import redis
 
 from tests.guarantees.processes import (
+    WHM_TOKEN,
     WorkerProcess,
     add_many,
     suspend,
     wait_all_terminal,
-    write_worker_config,
+    whm_with_accounts,
+    worker_env,
 )
 from workers.command_store import CommandStore
 from workers.embedded_redis import EmbeddedRedis
@@ -22,20 +24,9 @@ from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
 
-TOKEN = "crash-test-token"
 HEARTBEAT_TIMEOUT_MS = 1500
 
 pytestmark = pytest.mark.slow
-
-
-def worker_env(tmp_path: Path, redis_url: str, whm: SandboxServer, **mailops: object) -> dict[str, str]:
-    config = write_worker_config(
-        tmp_path / "workers.toml",
-        {"whm1": {"kind": "whm", "url": whm.url, "token_env": "TOKEN_WHM1", "connect_timeout": 1.0,
-                  "read_timeout": 3.0, "max_concurrency": 32}},
-        heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS, ingest_claim_idle_ms=1500, require_signatures=False, **mailops,
-    )
-    return {"MAILOPS_REDIS_URL": redis_url, "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": TOKEN}
 
 
 def pid_of(worker_id: str) -> int:
@@ -47,11 +38,10 @@ def test_repeated_kill_9_during_2000_commands_loses_none_and_applies_each_change
 ) -> None:
     # Given 2,000 accounts on a WHM sandbox and two worker processes
     n = 2000
-    app = WhmSandbox(token=TOKEN)
-    for i in range(n):
-        app.add_account(f"u{i}")
+    app = whm_with_accounts(n)
     with SandboxServer(app, faults=Faults(latency_s=0.03)) as whm:
-        env = worker_env(tmp_path, redis_server.url, whm)
+        env = worker_env(tmp_path, redis_server.url, whm, backend={"connect_timeout": 1.0},
+                         heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS, ingest_claim_idle_ms=1500)
         procs = [WorkerProcess(env, tmp_path / f"w{i}.log").start() for i in range(2)]
         kills: dict[int, float] = {}
         try:
@@ -97,10 +87,11 @@ def test_a_command_that_kills_its_worker_every_time_is_dead_lettered_after_its_a
 
     # Given a worker whose process dies whenever it runs a command for account `poison`,
     # restarted by a supervisor each time it dies
-    app = WhmSandbox(token=TOKEN)
+    app = WhmSandbox(token=WHM_TOKEN)
     app.add_account("fine")
     with SandboxServer(app) as whm:
-        env = worker_env(tmp_path, redis_server.url, whm)
+        env = worker_env(tmp_path, redis_server.url, whm, backend={"connect_timeout": 1.0},
+                         heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS, ingest_claim_idle_ms=1500)
         spawn = lambda i: WorkerProcess(env, tmp_path / f"p{i}.log", module="tests.guarantees.crashing_worker", threads=2).start()  # noqa: E731
         proc, deaths = spawn(0), []
         try:
