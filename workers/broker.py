@@ -158,7 +158,10 @@ class MailopsBroker(RedisBroker):
         return 0
 
 
-def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[Middleware]) -> MailopsBroker:
+def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[Middleware], *,
+                 broker_id: str | None = None) -> MailopsBroker:
+    """The broker of one worker process; ``broker_id`` (its worker id) names its heartbeat and
+    ack sets, so ``mailops worker --check`` can find this host's processes."""
     broker: Any = MailopsBroker(
         client=client,
         namespace=settings.keys.dramatiq_namespace,
@@ -166,4 +169,6 @@ def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[M
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         dead_message_ttl=7 * 24 * 3600 * 1000,
     )
+    if broker_id is not None:
+        broker.broker_id = broker_id
     return broker  # type: ignore[no-any-return]

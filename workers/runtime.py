@@ -66,6 +66,7 @@ class Runtime:
             # CommandMetrics goes first: its after-hook runs last, once Lifecycle has decided.
             [*([CommandMetrics(metrics)] if metrics else []),
              Lifecycle(self.store, self.worker_id, starter=self.executor), SentryContext(), self.liveness],
+            broker_id=self.worker_id,
         )
         declare_actors(self.broker, self.executor)
         for queue in constants.QUEUES:

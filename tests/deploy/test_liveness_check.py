@@ -58,3 +58,16 @@ def test_the_check_reports_an_unreachable_redis_with_its_own_exit_code() -> None
     # Then the probe fails with the connect code
     assert code == RET_CONNECT, output
     assert "Redis unreachable" in output
+
+
+def test_the_check_is_red_on_a_host_whose_worker_is_gone_while_other_hosts_heartbeat(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # Given a fresh heartbeat from a worker process on another host only
+    settings = Settings.from_env({"MAILOPS_REDIS_URL": redis_server.url})
+    redis_client.zadd(heartbeats_key(settings), {"other-pod-7f9c-4242-a1b2c3": int(time.time() * 1000)})
+    # When this host's probe runs
+    code, output = check({"MAILOPS_REDIS_URL": redis_server.url})
+    # Then it fails (this pod is not consuming), and says the fleet still is
+    assert code == RET_FAILED, output
+    assert "no worker heartbeat from this host" in output and "1 worker process(es) heartbeating elsewhere" in output

@@ -1,14 +1,18 @@
 """``mailops worker --check``: the liveness probe of containers, Kubernetes and systemd.
 
-Green (exit 0) when Redis answers and at least one worker process has heartbeated within the
-heartbeat timeout. Every worker process's Liveness middleware refreshes its entry in Dramatiq's
-heartbeat set (``<prefix>:dq:__heartbeats__``, member = broker id, score = ms) every second, so
-a stale set means no process is consuming: the probe goes red and the orchestrator restarts.
+Green (exit 0) when Redis answers and a worker process **on this host** (this pod, this
+container) has heartbeated within the heartbeat timeout. Every worker process's Liveness
+middleware refreshes its entry in Dramatiq's heartbeat set (``<prefix>:dq:__heartbeats__``,
+score = ms) every second; the entry is the process's worker id, ``<hostname>-<pid>-<random>``, so
+the probe can tell this host's processes from the rest of the fleet's. A pod whose worker died
+or lost Redis goes red even while other pods consume, and the orchestrator restarts it.
 """
 
 from __future__ import annotations
 
+import socket
 import time
+from typing import Any
 
 import click
 import redis
@@ -25,8 +29,14 @@ def heartbeats_key(settings: Settings) -> str:
     return f"{settings.keys.dramatiq_namespace}:__heartbeats__"
 
 
-def check_liveness(settings: Settings, *, now_ms: int | None = None) -> tuple[int, str]:
-    """Return an exit code and a one-line reason."""
+def host_of(worker_id: str) -> str:
+    """The hostname part of a worker id (``<hostname>-<pid>-<random>``)."""
+    return worker_id.rsplit("-", 2)[0]
+
+
+def check_liveness(settings: Settings, *, host: str | None = None, now_ms: int | None = None) -> tuple[int, str]:
+    """Return an exit code and a one-line reason; ``host`` defaults to this machine's hostname."""
+    host = host or socket.gethostname()
     if not settings.redis_url:
         return RET_CONFIG, "no Redis configured (MAILOPS_REDIS_URL or MAILOPS_REDIS_SENTINELS)"
     try:
@@ -35,14 +45,17 @@ def check_liveness(settings: Settings, *, now_ms: int | None = None) -> tuple[in
         return RET_CONFIG, str(exc)
     try:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
-        fresh = client.zcount(heartbeats_key(settings), now - settings.heartbeat_timeout_ms, "+inf")
+        raw: Any = client.zrangebyscore(heartbeats_key(settings), now - settings.heartbeat_timeout_ms, "+inf")
     except redis.RedisError as exc:
         return RET_CONNECT, f"Redis unreachable: {type(exc).__name__}: {exc}"
     finally:
         client.close()
-    if not fresh:
-        return RET_FAILED, f"no worker heartbeat in the last {settings.heartbeat_timeout_ms} ms"
-    return RET_OK, f"ok: {fresh} worker process(es) heartbeating"
+    fresh = [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
+    here = [m for m in fresh if host_of(m) == host]
+    if not here:
+        return RET_FAILED, (f"no worker heartbeat from this host ({host}) in the last {settings.heartbeat_timeout_ms} ms "
+                            f"({len(fresh)} worker process(es) heartbeating elsewhere)")
+    return RET_OK, f"ok: {len(here)} worker process(es) on this host heartbeating ({len(fresh)} in the fleet)"
 
 
 def _check_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -56,5 +69,6 @@ def _check_callback(ctx: click.Context, param: click.Parameter, value: bool) -> 
 #: ``--check`` for ``mailops worker``: probe liveness and exit instead of running workers.
 check_option = click.option(
     "--check", is_flag=True, is_eager=True, expose_value=False, callback=_check_callback,
-    help="Exit 0 if Redis answers and a worker process heartbeated recently, non-zero otherwise (liveness probe).",
+    help="Exit 0 if Redis answers and a worker process on this host heartbeated recently, non-zero otherwise "
+         "(liveness probe).",
 )
