@@ -101,3 +101,28 @@ def test_a_call_that_timed_out_after_it_was_applied_is_retried_and_the_change_ex
     history = runtime.store.history("amb-1")
     assert [(h["attempt"], h["result"]) for h in history] == [(1, "retrying"), (2, "succeeded")]
     assert history[0]["error"]["kind"] == "timeout" and "example" not in str(history)
+
+
+def test_a_message_queued_by_an_older_worker_without_its_command_runs_from_the_command_in_its_record(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a record that still holds its command and a Dramatiq message that names only the id,
+    # as workers before commands travelled in their messages left them queued
+    from dramatiq import Message
+
+    from schemas.commands import validate_command
+    from workers.messages import actor_name_for
+
+    settings = settings_for({"whm1": ("whm", whm)})
+    command = validate_command(suspend("old-1"))
+    redis_client.hset(settings.keys.command("old-1"), mapping={
+        "fp": "0" * 64, "status": "queued", "attempts": 0, "gen": 1, "command": command.to_json()})
+    runtime = runtime_for(settings)
+    legacy: Message[object] = Message(queue_name="default", actor_name=actor_name_for("default"), args=("old-1",),
+                                      kwargs={}, options={"mailops_gen": 1})
+    # When a current worker takes the message
+    runtime.broker.enqueue(legacy)
+    events = wait_for_terminal(redis_client, {"old-1"})
+    # Then it ran the stored command once
+    assert [e.status for e in terminal_of(events, "old-1")] == ["succeeded"]
+    assert [(c.target, c.new) for c in whm.app.ledger.changes()] == [("example", "suspended")]
