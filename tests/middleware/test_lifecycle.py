@@ -126,3 +126,39 @@ def test_a_message_queued_by_an_older_worker_without_its_command_runs_from_the_c
     # Then it ran the stored command once
     assert [e.status for e in terminal_of(events, "old-1")] == ["succeeded"]
     assert [(c.target, c.new) for c in whm.app.ledger.changes()] == [("example", "suspended")]
+
+
+def test_a_success_whose_turn_was_overtaken_before_its_commit_reports_what_the_commit_did(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for
+) -> None:
+    # Given an abuse suspend of ``example`` that took its turn (50 ms lease) and made its panel call ...
+    from datetime import UTC, datetime
+
+    from schemas.commands import validate_command
+    from workers.backends.base import PanelResult
+    from workers.holds import plan_for
+    from workers.middleware.lifecycle import Lifecycle
+    from workers.ordering import TargetGuard
+
+    def order(id: str, name: str, minutes: int) -> dict[str, object]:
+        at = datetime(2026, 11, 22, 10, minutes, tzinfo=UTC).isoformat()
+        return {**suspend(id, command=name), "producer": "abuse-detector", "reason": "abuse", "issued_at": at}
+
+    settings = settings_for({"whm1": ("whm", whm)})
+    guard = TargetGuard(redis_client, settings.keys, lease_ttl_ms=50)
+    slow = validate_command(order("slow-1", "suspend_outgoing", 0))
+    pending = guard.complete_later(guard.take(slow, "1-0"), lambda c: PanelResult())
+    # ... and, its lease run out, a newer unsuspend of the same reason took the turn and committed
+    time.sleep(0.2)
+    newer = guard.take(validate_command(order("new-1", "unsuspend_outgoing", 1)), "2-0")
+    guard.commit(newer, plan_for(newer.command))
+    redis_client.hset(settings.keys.command("slow-1"), mapping={"status": "running", "attempts": 1})
+    # When the worker ends the first command, its commit sent with the terminal event
+    Lifecycle(CommandStore(redis_client, settings), "w-1")._finish(
+        slow, "succeeded", 1, details=pending.expected.details, pending=pending)
+    # Then there is one terminal event, and it reports the stale commit, not the holds it expected
+    events = [e for e in read_events(redis_client) if e.id == "slow-1"]
+    assert [e.status for e in events] == ["succeeded"]
+    assert pending.expected.details["holds"]["after"] == ["abuse"]
+    assert events[0].details["holds"]["after"] == []
+    assert "lease expired" in events[0].details["holds"]["note"]
