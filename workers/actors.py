@@ -1,4 +1,4 @@
-"""The actors: one per queue, all running :meth:`Executor.run` on the current command.
+"""The actors: one per queue, all running :meth:`Executor.run_pending` on the current command.
 
 There is one actor per queue so Dramatiq's in-memory priority puts a prefetched urgent
 command ahead of prefetched bulk ones; the queues themselves keep bulk work from ever being

@@ -36,12 +36,10 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class Attempt:
-    """What :meth:`CommandStore.begin` decided: run attempt ``number``, or skip."""
+    """What ``begin.lua`` decided (:meth:`CommandStore.begin_call`): run attempt ``number``, or skip."""
 
     state: str
     number: int
-    #: The previous attempt's worker died mid-command (its leases may be taken over).
-    recovered: bool = False
 
     @property
     def should_run(self) -> bool:
@@ -116,12 +114,10 @@ class CommandStore:
                 results.append(value.decode() if isinstance(value, bytes) else str(value))
         return results
 
-    def begin(self, command_id: str, worker_id: str, generation: int) -> Attempt:
-        """Count an attempt, unless the command ended or a newer copy of its message exists."""
-        return self.attempt_from(self.begin_call(command_id, worker_id, generation).run())
-
     def begin_call(self, command_id: str, worker_id: str, generation: int) -> ScriptCall:
-        """:meth:`begin` as a call to send together with others (see :func:`workers.lua.run_together`)."""
+        """Count an attempt, unless the command ended or a newer copy of its message exists (a
+        ``begin.lua`` call, sent with the attempt's other first steps; read its reply with
+        :meth:`attempt_from`)."""
         return ScriptCall(
             self._begin,
             [self.keys.command(command_id), self.keys.command_history(command_id)],
@@ -139,11 +135,8 @@ class CommandStore:
     @staticmethod
     def attempt_from(reply: Any) -> Attempt:
         """The :class:`Attempt` a reply of ``begin.lua`` stands for."""
-        state, number, *rest = reply
-        state = state.decode() if isinstance(state, bytes) else str(state)
-        if state != "run":
-            return Attempt(state, int(number))
-        return Attempt(state, int(number), recovered=bool(int(rest[0])))
+        state, number, *_ = reply
+        return Attempt(state.decode() if isinstance(state, bytes) else str(state), int(number))
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,

@@ -279,14 +279,10 @@ class TargetGuard:
         """Free the lease after a failed call; nothing is committed."""
         self.release_call(turn.token, turn.order_key).run()
 
-    def run(self, command: Command, call: Callable[[Command], PanelResult], *, entry: str | None = None,
-            takeover: bool = False) -> PanelResult:
-        """Take the turn, apply hold logic, make the panel call if needed, commit; release on failure."""
-        return self.complete(self.take(command, entry, takeover=takeover), call)
-
     def complete(self, turn: Turn, call: Callable[[Command], PanelResult], *,
                  settle: Settlement | None = None) -> PanelResult:
-        """The rest of :meth:`run` once the turn is taken; ``settle`` adds calls to the commit's round trip."""
+        """Once the turn is taken: apply the hold logic, make the panel call if needed, commit;
+        release the turn if the call fails. ``settle`` adds calls to the commit's round trip."""
         pending = self.complete_later(turn, call, settle=settle)
         return pending.result_from(run_together(self.client, pending.calls))
 

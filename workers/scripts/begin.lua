@@ -1,7 +1,7 @@
 -- Start one attempt of a command: count it (a crash counts too) and mark it running.
 -- KEYS: 1 command record, 2 attempt history list
 -- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s)
--- Returns {state, attempts, previous attempt lost (0|1)}:
+-- Returns {state, attempts, previous attempt lost (0|1: its history entry was written)}:
 -- state "run"; "stale" when a newer copy of the
 -- message was scheduled; the terminal status if the command already ended; "missing".
 -- A record still "running" here means the previous attempt's worker died: that attempt is
