@@ -46,6 +46,10 @@ class Start:
         self.sent = True
 
     @property
+    def turn_granted(self) -> bool:
+        return self.turn is not None and self.turn_reply is not None and TargetGuard.granted(self.turn_reply)
+
+    @property
     def slot_granted(self) -> bool:
         return self.slot is not None and self.slot_reply is not None and BackendLimits.granted(self.slot_reply)
 
@@ -53,14 +57,14 @@ class Start:
 class Executor:
     """Runs commands against the configured backends.
 
-    With ``limits``, every panel call holds a fleet-wide lease on its backend and feeds the
-    backend's circuit breaker (see :mod:`workers.limits`). With ``ordering``, each call holds its
-    target+aspect turn: stale commands end ``superseded`` and suspensions follow the holds (see
+    Every panel call holds a fleet-wide lease on its backend and feeds the backend's circuit
+    breaker (``limits``, see :mod:`workers.limits`), and holds its target+aspect turn: stale
+    commands end ``superseded`` and suspensions follow the holds (``ordering``, see
     :mod:`workers.ordering`).
     """
 
-    def __init__(self, backends: Mapping[str, Backend], *, limits: BackendLimits | None = None,
-                 ordering: TargetGuard | None = None, opener: Callable[[Command], Command] | None = None) -> None:
+    def __init__(self, backends: Mapping[str, Backend], *, limits: BackendLimits, ordering: TargetGuard,
+                 opener: Callable[[Command], Command] | None = None) -> None:
         self.backends = dict(backends)
         #: Opens sealed secrets into an in-memory copy of the command, handed only to the
         #: backend (:meth:`workers.sealing.Sealer.open_command`).
@@ -80,44 +84,30 @@ class Executor:
         """The turn and slot ``command`` will need, to be sent with the attempt count (no call is
         asked for when the command cannot run: unknown backend or unsupported command)."""
         backend = self.backends.get(command.backend or "")
-        if self.ordering is None or backend is None or not backend.supports(command.command):
+        if backend is None or not backend.supports(command.command):
             return Start()
-        slot = self.limits.request(backend.name) if self.limits is not None else None
-        return Start(self.ordering.request(command, entry), slot)
+        return Start(self.ordering.request(command, entry), self.limits.request(backend.name))
 
     def abandon(self, start: Start) -> None:
         """Give back what ``start`` was granted, for an attempt that will not run."""
-        if self.ordering is None or start.turn is None:
-            return
         calls = []
-        if start.turn_reply is not None and TargetGuard.granted(start.turn_reply):
+        if start.turn is not None and start.turn_granted:
             calls.append(self.ordering.release_call(start.turn.token, start.turn.order_key))
-        if start.slot is not None and start.slot_granted and self.limits is not None:
+        if start.slot is not None and start.slot_granted:
             calls.append(self.limits.give_back_call(start.slot.backend, start.slot.lease, "other"))
         if calls:
             run_together(self.ordering.client, calls)
 
-    def run(self, command: Command, *, entry: str | None = None, start: Start | None = None) -> PanelResult:
-        """Run ``command`` on its backend (see :meth:`run_pending`) and commit its turn."""
-        result, pending = self.run_pending(command, entry=entry, start=start)
-        if pending is None or self.ordering is None:
-            return result
-        return pending.result_from(run_together(self.ordering.client, pending.calls))
-
     def run_pending(self, command: Command, *, entry: str | None = None,
-                    start: Start | None = None) -> tuple[PanelResult, Pending | None]:
+                    start: Start | None = None) -> tuple[PanelResult, Pending]:
         """Run ``command`` on its backend and return its result, and the commit of its turn still
         to be sent (Lifecycle sends it with the terminal event, see :class:`~workers.ordering.Pending`).
 
-        ``entry`` is its admission entry (the ordering tie-breaker), and ``start`` holds the replies to :meth:`start_calls` if they were already sent."""
+        ``entry`` is its admission entry (the ordering tie-breaker), and ``start`` holds the
+        replies to :meth:`start_calls` if they were already sent."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
-        if self.ordering is None:
-            if self.limits is None:
-                return self._execute(backend, command), None
-            limits = self.limits
-            return limits.call(backend.name, lambda: self._execute(backend, command)), None
         if start is None or not start.sent:
             start = self.start_calls(command, entry)
             start.received(run_together(self.ordering.client, start.calls))
@@ -129,7 +119,7 @@ class Executor:
 
     def _turn(self, start: Start, entry: str | None) -> Turn:
         """The granted turn, or the reason there is none (the slot, if granted, is given back)."""
-        assert self.ordering is not None and start.turn is not None
+        assert start.turn is not None
         try:
             try:
                 return self.ordering.turn_from(start.turn, start.turn_reply)
@@ -141,16 +131,14 @@ class Executor:
                 # current one, so take the lease over instead of waiting out its TTL.
                 return self.ordering.take(start.turn.command, entry, takeover=True)
         except BaseException:
-            if start.slot is not None and self.limits is not None and start.slot_granted:
+            if start.slot is not None and start.slot_granted:
                 self.limits.give_back(start.slot.backend, start.slot.lease, "other")
             raise
 
     def _slot(self, start: Start, turn: Turn, backend: Backend) -> str | None:
         """The backend lease for the call: the one granted with the turn, or waited for now. A
         command that will not call the panel keeps a granted lease only to give it back."""
-        if self.limits is None or start.slot is None:
-            return None
-        assert self.ordering is not None
+        assert start.slot is not None
         if not self.ordering.needs_call(turn):
             return start.slot.lease if start.slot_granted else None
         try:
@@ -161,7 +149,7 @@ class Executor:
 
     def _settlement(self, backend: Backend, lease: str | None) -> Settlement | None:
         limits = self.limits
-        if limits is None or lease is None:
+        if lease is None:
             return None
 
         def calls(called: bool) -> Sequence[ScriptCall]:
@@ -173,8 +161,8 @@ class Executor:
         return Settlement(calls, replies)
 
     def _call(self, backend: Backend, command: Command, lease: str | None) -> PanelResult:
-        if self.limits is None or lease is None:
-            return self._execute(backend, command)
+        # Only called when the command needs the panel, and then _slot has a lease for it.
+        assert lease is not None
         return self.limits.call_holding(backend.name, lease, lambda: self._execute(backend, command))
 
     def _execute(self, backend: Backend, command: Command) -> PanelResult:
@@ -193,4 +181,3 @@ class Executor:
     def close(self) -> None:
         for backend in self.backends.values():
             backend.close()
-

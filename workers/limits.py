@@ -68,17 +68,6 @@ class BackendLimits:
         self._acquire = client.register_script(lua_script("limits_acquire"))
         self._release = client.register_script(lua_script("limits_release"))
 
-    def call(self, backend: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` (one panel call) under ``backend``'s caps and breaker.
-
-        Raises :class:`Defer` when the breaker is open (or opens because of this call), or when a
-        cap stays full longer than :data:`BUSY_WAIT_MS`.
-        """
-        lease = self.take(backend)
-        result = self.call_holding(backend, lease, fn)
-        self.settled(backend, self.give_back(backend, lease, "answered"))
-        return result
-
     def call_holding(self, backend: str, lease: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` holding ``lease``. If it fails, the slot is given back with what the failure
         tells the breaker (:class:`Defer` if the breaker is now open); if it succeeds, the caller
@@ -141,14 +130,14 @@ class BackendLimits:
         """Whether an acquire reply gave the slot."""
         return _text(reply[0]) in ("ok", "probe")
 
-    def take(self, backend: str, *, request: SlotRequest | None = None, first: Any = None) -> str:
-        """Take a slot on ``backend``; returns the lease id. ``first`` is the reply to ``request``
-        when it was already sent together with other calls.
+    def take(self, backend: str, *, request: SlotRequest, first: Any = None) -> str:
+        """Take the slot ``request`` asks for on ``backend``; returns its lease id. ``first`` is
+        the reply to ``request`` when it was already sent together with other calls.
 
         Waits in place while the concurrency cap is full (woken when a slot is given back), up
         to :data:`BUSY_WAIT_MS`; raises :class:`Defer` after that or while the breaker is open.
         """
-        lease = request.lease if request is not None else uuid.uuid4().hex
+        lease = request.lease
         deadline = time.monotonic() + BUSY_WAIT_MS / 1000
         reply = first
         while True:

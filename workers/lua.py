@@ -31,10 +31,13 @@ class ScriptCall:
 def run_together(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     """Send ``calls`` in one round trip and return their results in order.
 
-    The calls must not depend on each other's effects. They go as ``EVALSHA`` in one pipeline
-    without redis-py's per-pipeline ``SCRIPT EXISTS`` check (a second round trip); a call whose
-    script Redis does not have (a restarted Redis) is run again on its own, which loads it.
-    Any other error a script raised is raised here, after every call has run.
+    They go as ``EVALSHA`` in one pipeline, run by Redis in order but not atomically (other
+    clients' commands may run between them), without redis-py's per-pipeline ``SCRIPT EXISTS``
+    check (a second round trip). A call whose script Redis does not have (a restarted Redis) is
+    run again on its own afterwards, which loads it: so a call that reads what an earlier one
+    wrote must tolerate finding it not written yet (``finish.lua``'s guard then refuses, and the
+    caller publishes what the commit did). Any other error a script raised is raised here, after
+    every call has run.
     """
     if len(calls) == 1:
         return [calls[0].run()]

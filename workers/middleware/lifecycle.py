@@ -146,8 +146,9 @@ class Lifecycle(Middleware):
                                      entry=entry, start=start)
 
     def _abandon(self, start: Start) -> None:
-        if self.starter is not None:
-            _retry_redis(lambda: self.starter.abandon(start) if self.starter is not None else None)
+        starter = self.starter
+        if starter is not None:
+            _retry_redis(lambda: starter.abandon(start))
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _local.execution = _local.ack = _local.message = None
