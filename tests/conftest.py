@@ -46,6 +46,14 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
     client.close()
 
 
+def whm_with_accounts(count: int, *, token: str = WHM_TOKEN) -> WhmSandbox:
+    """A WHM sandbox holding accounts ``u0`` … ``u<count-1>``."""
+    app = WhmSandbox(token=token)
+    for i in range(count):
+        app.add_account(f"u{i}")
+    return app
+
+
 @pytest.fixture
 def whm() -> Iterator[SandboxServer]:
     """A WHM sandbox with accounts ``example`` and ``other``."""

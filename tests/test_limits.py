@@ -6,22 +6,15 @@ import time
 
 import redis
 
-from tests.conftest import add_command, read_events, wait_for_terminal
-from tests.guarantees.processes import suspend, whm_with_accounts
+from tests.conftest import add_command, read_events, wait_for_terminal, whm_with_accounts
+from tests.guarantees.processes import suspend
 from workers.limits import BackendLimits
 from workers.sandbox import Faults, SandboxServer
-from workers.sandbox.whm import WhmSandbox
-
-TOKEN = "sandbox-whm-token"
-
-
-def sandbox(users: int) -> WhmSandbox:
-    return whm_with_accounts(users, token=TOKEN)
 
 
 def test_the_concurrency_cap_holds_across_two_worker_runtimes(redis_client: redis.Redis, settings_for, runtime_for) -> None:
     # Given a slow backend capped at 3 calls in flight and two runtimes of 8 threads each
-    with SandboxServer(sandbox(40), faults=Faults(latency_s=0.1)) as whm:
+    with SandboxServer(whm_with_accounts(40), faults=Faults(latency_s=0.1)) as whm:
         settings = settings_for({"whm1": ("whm", whm)}, whm1={"max_concurrency": 3}, require_signatures=False)
         runtime_for(settings)
         runtime_for(settings)
@@ -36,7 +29,7 @@ def test_the_concurrency_cap_holds_across_two_worker_runtimes(redis_client: redi
 
 def test_the_calls_per_second_cap_holds_across_two_worker_runtimes(redis_client: redis.Redis, settings_for, runtime_for) -> None:
     # Given a backend capped at 5 calls per second and two runtimes
-    with SandboxServer(sandbox(15)) as whm:
+    with SandboxServer(whm_with_accounts(15)) as whm:
         settings = settings_for({"whm1": ("whm", whm)}, whm1={"max_rate": 5.0}, require_signatures=False)
         runtime_for(settings)
         runtime_for(settings)
@@ -58,7 +51,7 @@ def test_a_backend_refusing_connections_opens_its_breaker_and_nothing_is_dead_le
 ) -> None:
     # Given a worker whose commands would be dead-lettered after 3 attempts
     n = 30
-    whm = SandboxServer(sandbox(n)).start()
+    whm = SandboxServer(whm_with_accounts(n)).start()
     settings = settings_for({"whm1": ("whm", whm)}, whm1={"connect_timeout": 0.5}, breaker_failures=3,
                             breaker_cooldown_ms=300, require_signatures=False)
     runtime = runtime_for(settings)

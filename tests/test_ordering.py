@@ -353,7 +353,6 @@ def test_a_lease_left_by_an_earlier_attempt_of_the_same_command_is_taken_over_bu
     redis_client.hset(settings.keys.order("other", "outgoing"), mapping={"lease": "theirs-1:bbbbbbbbbbbb", "lease_until": until})
     app = whm.app
     assert isinstance(app, WhmSandbox)
-    app.add_account("other")
     runtime_for(settings)
     now = datetime.now(UTC)
     # when: "mine-1" (for the first account) and a new command for the second are sent

@@ -14,12 +14,12 @@ import orjson
 import pytest
 import redis
 
+from tests.conftest import whm_with_accounts
 from tests.guarantees.processes import (
     WorkerProcess,
     add_many,
     suspend,
     wait_all_terminal,
-    whm_with_accounts,
     worker_env,
 )
 from workers.cli.health import heartbeats_key

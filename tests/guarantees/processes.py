@@ -12,22 +12,10 @@ from typing import Any
 
 import orjson
 
+from tests.conftest import WHM_TOKEN
 from workers.sandbox import SandboxServer
-from workers.sandbox.whm import WhmSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-#: Token the guarantee tests' WHM sandboxes accept.
-WHM_TOKEN = "guarantees-whm-token"
-
-
-def whm_with_accounts(count: int, *, token: str = WHM_TOKEN) -> WhmSandbox:
-    """A WHM sandbox holding accounts ``u0`` … ``u<count-1>``."""
-    app = WhmSandbox(token=token)
-    for i in range(count):
-        app.add_account(f"u{i}")
-    return app
 
 
 def worker_env(tmp_path: Path, redis_url: str, whm: SandboxServer, *, token: str = WHM_TOKEN,

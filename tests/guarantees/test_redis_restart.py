@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import whm_with_accounts
 from tests.guarantees.processes import (
     WorkerProcess,
     add_many,
     suspend,
     wait_all_terminal,
-    whm_with_accounts,
     worker_env,
 )
 from workers.embedded_redis import EmbeddedRedis

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.conftest import WHM_TOKEN, whm_with_accounts
 from tests.guarantees.processes import (
-    WHM_TOKEN,
     WorkerProcess,
     add_many,
     suspend,
     wait_all_terminal,
-    whm_with_accounts,
     worker_env,
 )
 from workers.command_store import CommandStore
