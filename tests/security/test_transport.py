@@ -1,16 +1,25 @@
-"""Transport rules: redirects are not followed with credentials; TLS verification is on by default."""
+"""Transport rules: redirects are not followed with credentials; TLS is verified by default, against a
+backend's own CA bundle when it has one (real TLS handshakes with a self-signed certificate)."""
 
 from __future__ import annotations
 
+import datetime
 import http.server
+import ipaddress
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from workers.backends.transport import PanelHttp
-from workers.errors import PanelRefused
+from workers.errors import PanelRefused, PanelUnavailable
 from workers.settings import BackendConfig
 
 
@@ -53,16 +62,82 @@ def test_a_redirecting_panel_is_refused_and_the_credentials_do_not_follow(redire
     assert [path for path, _auth in Recorder.seen] == ["/json-api/version"]
 
 
-def test_tls_verification_is_on_by_default_and_a_ca_bundle_is_used_when_given(tmp_path) -> None:
-    # Given a default backend and one with its own CA bundle
-    default = BackendConfig(name="a", kind="whm", url="https://a.example:2087")
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (a panel's self-signed certificate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "panel.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "panel.pem", directory / "panel.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server with a self-signed certificate; yields its URL and the certificate file."""
+    Recorder.seen = []
+    cert, key = self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_is_verified_by_default_so_a_self_signed_panel_is_refused_before_any_request(
+        tls_server: tuple[str, Path]) -> None:
+    # Given a panel with a self-signed certificate and a backend with default settings
+    url, _cert = tls_server
+    http = PanelHttp(BackendConfig(name="selfsigned", kind="whm", url=url))
+    # When a call is made, then it fails as "cannot connect" (safe to retry) naming the TLS failure
+    with pytest.raises(PanelUnavailable, match="cannot connect.*CERTIFICATE_VERIFY_FAILED"):
+        http.request("POST", "/json-api/version", headers={"Authorization": "whm root:tok-123456789"})
+    http.close()
+    # And nothing reached the server
+    assert Recorder.seen == []
+
+
+def test_a_backend_ca_bundle_or_verify_off_reaches_a_self_signed_panel(tls_server: tuple[str, Path]) -> None:
+    # Given a panel with a self-signed certificate
+    url, cert = tls_server
+    for config in (BackendConfig(name="bundle", kind="whm", url=url, ca_bundle=str(cert)),
+                   BackendConfig(name="off", kind="whm", url=url, verify_tls=False)):
+        http = PanelHttp(config)
+        # When a call is made with its CA bundle, or with verification turned off
+        answer = http.request("GET", "/status", headers={})
+        http.close()
+        # Then it gets the panel's answer
+        assert answer.status_code == 200, config.name
+    assert [path for path, _auth in Recorder.seen] == ["/status", "/status"]
+
+
+def test_a_ca_bundle_that_is_not_a_certificate_fails_loudly_at_start(tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
     bundle.write_text("not a certificate")
-    custom = BackendConfig(name="b", kind="whm", url="https://b.example:2087", ca_bundle=str(bundle))
-    # Then verification defaults on, every call has timeouts, and a broken bundle fails loudly at start
-    assert default.verify_tls is True
-    client = PanelHttp(default)._client
-    assert client.timeout.connect == default.connect_timeout and client.timeout.read == default.read_timeout
-    assert client.follow_redirects is False
-    with pytest.raises(Exception):  # noqa: B017 - ssl raises its own error types for a bad bundle
-        PanelHttp(custom)
+    with pytest.raises(ssl.SSLError):
+        PanelHttp(BackendConfig(name="b", kind="whm", url="https://b.example:2087", ca_bundle=str(bundle)))
+
+
+def test_every_backend_has_connect_and_read_timeouts_by_default() -> None:
+    config = BackendConfig(name="a", kind="whm", url="https://a.example:2087")
+    assert config.verify_tls is True
+    assert 0 < config.connect_timeout <= 10 and 0 < config.read_timeout <= 60

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from schemas.commands import Command
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import brainycp
@@ -45,10 +43,10 @@ class BrainycpBackend:
 
     kind = "brainycp"
 
-    def __init__(self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: BackendConfig) -> None:
         self.name = config.name
         self.config = config
-        self._http = PanelHttp(config, transport=transport)
+        self._http = PanelHttp(config)
 
     def __repr__(self) -> str:
         return f"BrainycpBackend(name={self.name!r}, url={self.config.url!r})"

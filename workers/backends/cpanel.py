@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from schemas.commands import Command
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import uapi
@@ -56,10 +54,10 @@ class CpanelBackend:
 
     kind = "cpanel"
 
-    def __init__(self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: BackendConfig) -> None:
         self.name = config.name
         self.config = config
-        self._http = PanelHttp(config, transport=transport)
+        self._http = PanelHttp(config)
         self._headers = {
             "Authorization": f"cpanel {config.username}:{config.token.get_secret_value()}",
             "Accept": "application/json",

@@ -1,61 +1,68 @@
-"""HTTP to panels: one pooled httpx client per backend, and the boundary where httpx errors
-and HTTP status codes become :mod:`workers.errors` exceptions.
+"""HTTP to panels: one pooled keep-alive connection set per backend
+(:mod:`workers.backends.connections`), and the boundary where transport errors and HTTP status
+codes become :mod:`workers.errors` exceptions.
 
-Transport rules: TLS verification on unless the backend turns it off, an optional CA bundle
-per backend, redirects never followed (they would carry the credentials elsewhere), and a
-timeout on every call.
+Transport rules: TLS verification on unless the backend turns it off (the system's trust store,
+or the backend's own CA bundle), redirects never followed (they would carry the credentials
+elsewhere), no proxy from the environment, and a timeout on every connect and every read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ssl
 from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import orjson
 
+from workers.backends.connections import Answer, ConnectFailed, ConnectionPool, PoolExhausted
 from workers.errors import PanelAuthRejected, PanelRefused, PanelTimeout, PanelUnavailable
 from workers.settings import BackendConfig
+
+FORM = "application/x-www-form-urlencoded"
 
 
 @contextlib.contextmanager
 def translate_transport_errors(backend: str) -> Iterator[None]:
-    """Map httpx exceptions to the most specific mailops error, keeping the cause."""
+    """Map transport exceptions to the most specific mailops error, keeping the cause."""
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except (ConnectFailed, PoolExhausted) as exc:
         # Nothing reached the panel: safe to retry.
-        raise PanelUnavailable(f"{backend}: cannot connect ({type(exc).__name__})") from exc
-    except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+        raise PanelUnavailable(f"{backend}: cannot connect ({exc})") from exc
+    except TimeoutError as exc:
         raise PanelTimeout(f"{backend}: no answer in time; the change may have been applied") from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise PanelTimeout(f"{backend}: connection dropped mid-call; the change may have been applied") from exc
-    except httpx.TooManyRedirects as exc:  # pragma: no cover - redirects are never followed
-        raise PanelRefused(f"{backend}: redirected") from exc
-    except httpx.HTTPError as exc:
-        raise PanelUnavailable(f"{backend}: HTTP error ({type(exc).__name__})") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise PanelTimeout(
+            f"{backend}: connection dropped mid-call ({type(exc).__name__}); the change may have been applied",
+        ) from exc
+
+
+def tls_context(config: BackendConfig) -> ssl.SSLContext | None:
+    """The TLS settings of an ``https`` backend; ``None`` for plain HTTP."""
+    if not config.url.startswith("https:"):
+        return None
+    if not config.verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    # The backend's own CA (self-signed panel certificates) if given; hostname checks stay on.
+    return ssl.create_default_context(cafile=config.ca_bundle)
 
 
 class PanelHttp:
     """A pooled keep-alive HTTP client for one backend."""
 
-    def __init__(self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: BackendConfig) -> None:
         self.config = config
-        verify: ssl.SSLContext | bool = config.verify_tls
-        if config.verify_tls and config.ca_bundle:
-            # The backend's own CA (self-signed panel certificates); hostname checks stay on.
-            verify = ssl.create_default_context(cafile=config.ca_bundle)
-        self._client = httpx.Client(
-            base_url=config.url.rstrip("/"),
-            verify=verify,
-            follow_redirects=False,
-            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-            limits=httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency),
-            transport=transport,
-            trust_env=False,
+        self._pool = ConnectionPool(
+            config.url, size=config.max_concurrency, connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout, ssl_context=tls_context(config),
         )
 
     def request(
@@ -66,17 +73,23 @@ class PanelHttp:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
+        target = f"{path}?{urlencode(params)}" if params else path
+        body = None
+        sent = dict(headers)
+        if data is not None:
+            body = urlencode(data).encode()
+            sent["Content-Type"] = FORM
         with translate_transport_errors(self.config.name):
-            response = self._client.request(method, path, headers=headers, params=params, data=data)
+            response = self._pool.request(method, target, headers=sent, body=body)
         classify_status(self.config.name, response)
         return response
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.close()
 
 
-def classify_status(backend: str, response: httpx.Response) -> None:
+def classify_status(backend: str, response: Answer) -> None:
     """Raise for HTTP statuses that mean the call did not run."""
     status = response.status_code
     if status in (401, 403):
@@ -91,7 +104,7 @@ def classify_status(backend: str, response: httpx.Response) -> None:
         raise PanelRefused(f"{backend}: request refused (HTTP {status})")
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: Answer) -> float | None:
     """The Retry-After header in seconds (delta or HTTP date), if present and sane."""
     value = response.headers.get("retry-after")
     if not value:
@@ -108,7 +121,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
-def json_body(backend: str, response: httpx.Response) -> Any:
+def json_body(backend: str, response: Answer) -> Any:
     """Decode a JSON answer; an HTML page where JSON was expected is a transient failure."""
     try:
         return orjson.loads(response.content)

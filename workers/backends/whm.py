@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from schemas.commands import AccountArgs, Command, CommandArgs, SuspensionArgs
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import cpanel_api2, uapi_cpanel, whm_api1
@@ -94,10 +92,10 @@ class WhmBackend:
 
     kind = "whm"
 
-    def __init__(self, config: BackendConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: BackendConfig) -> None:
         self.name = config.name
         self.config = config
-        self._http = PanelHttp(config, transport=transport)
+        self._http = PanelHttp(config)
         self._headers = {
             "Authorization": f"whm {config.username}:{config.token.get_secret_value()}",
             "Accept": "application/json",
