@@ -22,7 +22,7 @@ from schemas.commands import Command
 from schemas.events import Event
 from workers.broker import doorbell_key
 from workers.errors import CommandError
-from workers.lua import ScriptCall, lua_script, run_together
+from workers.lua import ScriptCall, lua_script, run_each, run_together
 from workers.messages import redis_message_id, stored_form
 from workers.settings import Settings
 
@@ -97,17 +97,12 @@ class CommandStore:
         return keys, args
 
     def admit_many(self, calls: list[tuple[list[str], list[Any]]]) -> list[str | redis.ResponseError]:
-        """Run a batch of admit calls in one pipeline; returns each verdict, or the error of a call
+        """Run a batch of admit calls in one round trip; returns each verdict, or the error of a call
         Redis refused (connection errors still raise: the entries stay pending and are reclaimed)."""
         if not calls:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            self._admit(keys=keys, args=args, client=pipe)
         results: list[str | redis.ResponseError] = []
-        for value in pipe.execute(raise_on_error=False):
-            if isinstance(value, redis.ConnectionError | redis.TimeoutError):
-                raise value
+        for value in run_each(self.client, [ScriptCall(self._admit, keys, args) for keys, args in calls]):
             if isinstance(value, redis.ResponseError):
                 results.append(value)
             else:
