@@ -1,0 +1,66 @@
+"""Round trips on the thread's own connection, against the session's real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+from redis.connection import PythonRespSerializer
+
+from workers.embedded_redis import EmbeddedRedis
+from workers.redis_client import connect
+from workers.settings import Settings
+from workers.wire import exchange, packed
+
+
+@pytest.mark.parametrize("args", [
+    ("SET", "key", "value"),
+    ("EVALSHA", "a" * 40, 2, "k1", "k2", 1795330921088, -3, 0.25, b"\x00\xffraw", "ünïcødé ✓", ""),
+    ("XADD", "stream", "*", "body", "x" * 10_000),
+])
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(args: tuple[object, ...]) -> None:
+    reference = b"".join(bytes(part) for part in PythonRespSerializer(6000, redis.connection.Encoder(
+        "utf-8", "strict", False).encode).pack(*args))
+    assert packed([args]) == reference
+
+
+@pytest.mark.parametrize("value", [True, None, object()])
+def test_an_argument_redis_py_would_refuse_is_refused(value: object) -> None:
+    with pytest.raises(redis.DataError):
+        packed([("SET", "key", value)])
+
+
+def test_every_reply_comes_back_in_order_with_an_error_in_its_own_place(redis_client: redis.Redis) -> None:
+    replies = exchange(redis_client, [("SET", "a", "1"), ("INCR", "a"), ("HGET", "a", "f"), ("GET", "a")])
+    assert replies[:2] == [b"OK", 2]
+    assert isinstance(replies[2], redis.ResponseError) and "WRONGTYPE" in str(replies[2])
+    assert replies[3] == b"2"
+
+
+def test_a_connection_killed_between_calls_is_reopened_and_the_call_succeeds(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    # Given a worker's client (retries on connection loss) whose thread used its connection once
+    client = connect(Settings(redis_url=redis_server.url))
+    first = exchange(client, [("CLIENT", "ID")])[0]
+    # When Redis drops that connection
+    assert redis_client.client_kill_filter(_id=first) == 1
+    # Then the next call reconnects (a new client id) and gets its reply
+    second = exchange(client, [("CLIENT", "ID")])[0]
+    assert second != first
+    client.close()
+
+
+def test_each_thread_uses_its_own_connection(redis_client: redis.Redis) -> None:
+    seen: list[int] = []
+
+    def twice() -> None:
+        seen.extend(exchange(redis_client, [("CLIENT", "ID")])[0] for _ in range(2))
+
+    threads = [threading.Thread(target=twice) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then each thread kept one connection across its calls, and no two threads shared one
+    assert len(seen) == 6 and len(set(seen)) == 3
