@@ -1,8 +1,8 @@
 """The backends' own ceiling under the caps: what a client with no queue and no Redis gets.
 
 ``python -m workers.bench.ceiling --sandbox URL [--sandbox URL ...] --per-backend N --token T
---seconds S`` runs N threads per sandbox, each making the floor's call
-(:func:`workers.bench.baseline.panel_call`) back to back, and prints the calls per second
+--seconds S`` runs N threads per sandbox, each making the floor's call back to back on mailops'
+own keep-alive pool (:func:`workers.bench.baseline.pool_call`, the cheaper of the two clients), and prints the calls per second
 completed after a short warm-up as JSON. With N equal to each backend's cap this is the most any
 client can get from those backends under those caps: the nominal ``caps / latency`` leaves out
 the time each call spends in HTTP and in the sandbox itself.
@@ -17,7 +17,7 @@ import time
 
 import orjson
 
-from workers.bench.baseline import panel_call, panel_client
+from workers.bench.baseline import pool_call
 from workers.bench.sandbox_proc import bench_users
 
 #: Seconds of calls before counting starts (connections opened, threads running).
@@ -33,10 +33,10 @@ def measure(sandboxes: list[str], *, per_backend: int, token: str, seconds: floa
     end = start + seconds
 
     def run(url: str, offset: int) -> None:
-        http = panel_client(url, token, 1)
+        panel_call = pool_call(url, token, 1)
         i = offset
         while True:
-            panel_call(http, names[i % len(names)])
+            panel_call(names[i % len(names)])
             done = time.monotonic()
             if done > end:
                 break
@@ -44,7 +44,6 @@ def measure(sandboxes: list[str], *, per_backend: int, token: str, seconds: floa
                 with lock:
                     counted[0] += 1
             i += per_backend * len(sandboxes)
-        http.close()
 
     threads = [threading.Thread(target=run, args=(url, k * len(sandboxes) + b))
                for b, url in enumerate(sandboxes) for k in range(per_backend)]

@@ -191,11 +191,11 @@ def _ready(pool: WorkerPool) -> WorkerPool:
 
 
 def start_baseline(redis_url: str, namespace: str, phase: Phase, sandbox_url: str, *, processes: int,
-                   threads: int) -> WorkerPool:
+                   threads: int, client: str = "httpx") -> WorkerPool:
     pool = WorkerPool([
         Child([sys.executable, "-m", "workers.bench.baseline", "--redis-url", redis_url, "--namespace", namespace,
                "--events", phase.events_stream, "--sandbox", sandbox_url, "--token", BENCH_TOKEN,
-               "--threads", str(threads)], ready="baseline worker:")
+               "--threads", str(threads), "--client", client], ready="baseline worker:")
         for _ in range(processes)
     ])
     return _ready(pool)

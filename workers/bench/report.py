@@ -27,6 +27,8 @@ def _max_rss_mib(f: dict[str, Any]) -> float:
 
 TARGETS = (
     Target("throughput vs plain Dramatiq", ">= 1.0x", lambda f: f["throughput"]["ratio"], lambda v: v >= 1.0, "x"),
+    Target("  the same, floor on mailops' client", ">= 1.0x", lambda f: f["throughput"]["ratio_vs_pool_floor"],
+           lambda v: v >= 1.0, "x"),
     Target("latency p50 at 50 % load", "<= 5 ms", lambda f: f["latency"]["p50_ms"], lambda v: v <= 5, " ms"),
     Target("latency p99 at 50 % load", "<= 25 ms", lambda f: f["latency"]["p99_ms"], lambda v: v <= 25, " ms"),
     Target("urgent p99 with bulk queued", "<= 100 ms", lambda f: f["urgent_under_bulk"]["p99_ms"],
@@ -83,6 +85,10 @@ def render(figures: dict[str, Any]) -> str:
     lines.append(f"throughput ({tp['commands']} commands, {tp['processes']} process x {tp['threads']} threads): "
                  f"mailops {tp['mailops_cps']}/s, plain Dramatiq {tp['baseline_cps']}/s, ratio {tp['ratio']} "
                  f"(median of {len(tp['rounds'])} rounds: ratios {[r['ratio'] for r in tp['rounds']]})")
+    if "pool_floor_cps" in tp:
+        lines.append(f"  the same floor on mailops' HTTP client (http.client pool instead of httpx): "
+                     f"{tp['pool_floor_cps']}/s, mailops/that {tp['ratio_vs_pool_floor']} "
+                     f"(rounds {[r['ratio_vs_pool_floor'] for r in tp['rounds']]})")
     lines.append(f"redis: {tp['redis_cpu_us_per_command']} us of Redis CPU per command -> one Redis core carries "
                  f"about {tp['redis_bound_cps']} commands/s for the whole fleet")
     lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s, {lat['count']} commands): "
