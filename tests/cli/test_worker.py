@@ -23,7 +23,7 @@ def test_worker_process_runs_a_command_and_exits_zero_on_sigterm(tmp_path: Path,
                                                                  redis_client: redis.Redis, whm: SandboxServer) -> None:
     # Given `mailops worker` started as an operator starts it
     env = os.environ | cli_env(tmp_path, redis_server.url, {"whm1": whm})
-    worker = subprocess.Popen([MAILOPS, "worker", "--threads", "2", "--drain-timeout", "5"], env=env,
+    worker = subprocess.Popen([MAILOPS, "worker", "--threads", "2", "--drain-timeout", "5", "--switch-interval", "3"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # When a producer adds a command
@@ -42,3 +42,5 @@ def test_worker_process_runs_a_command_and_exits_zero_on_sigterm(tmp_path: Path,
             worker.wait(timeout=10)
     assert worker.returncode == RET_OK, err.decode()
     assert b"2 threads on urgent, default, bulk" in err and b"draining (up to 5s)" in err
+    # and its interpreter took the GIL switch interval it was given (read back from sys)
+    assert b"(GIL switch interval 3 ms)" in err
