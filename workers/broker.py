@@ -21,6 +21,13 @@ from workers.settings import Settings
 
 #: Message option set once the terminal step (``finish.lua``) has acknowledged the message itself.
 ACKED_OPTION = "mailops_acked"
+#: Longest an idle consumer (nothing fetched and unacknowledged) waits on its doorbell before it
+#: looks at its queue anyway. Every path that queues a message rings the doorbell; this is the
+#: safety net, and what an idle worker costs Redis (two round trips per consumer per wait).
+IDLE_WAIT_MS = 1_000
+#: Tokens a doorbell keeps, and how long it keeps them (the Lua scripts use the same figures).
+DOORBELL_TOKENS = 16
+DOORBELL_TTL_MS = 60_000
 
 
 def doorbell_key(namespace: str, queue: str) -> str:
@@ -38,12 +45,21 @@ class WakingConsumer(_RedisConsumer):
 
     * An idle consumer waits on its queue's doorbell (BLPOP) instead of sleeping, so a command is
       fetched as soon as ingest enqueues it, not after a poll interval of up to ``worker_timeout``.
+      With nothing in hand it waits up to :data:`IDLE_WAIT_MS` (every enqueue path rings, see
+      :meth:`MailopsBroker.ring`); with messages in hand, or a delay queue holding messages until
+      their ETA, it keeps Dramatiq's short backoff so acknowledgements and due messages move on time.
+    * A fetch that brought fewer messages than it asked for found the queue empty: the next
+      look waits on the doorbell instead of fetching again (one round trip per message less
+      when commands arrive one at a time).
     * A message the terminal step already acknowledged (:data:`ACKED_OPTION`) costs no second
       round trip.
     * When Redis drops the connection, the messages it had fetched but not handed out yet are
       not forgotten: they sit in this live process's ack set, where no reaper looks, so the
       broker requeues them once Redis answers again (:meth:`MailopsBroker.strand`).
     """
+
+    #: The last fetch found the queue empty (see the class notes).
+    drained = False
 
     def ack(self, message: MessageProxy) -> None:
         if message.options.get(ACKED_OPTION):
@@ -63,13 +79,14 @@ class WakingConsumer(_RedisConsumer):
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
                 messages = []
-                if self.outstanding_message_count < self.prefetch:
-                    self.message_cache = messages = self.broker.do_fetch(
-                        self.queue_name, self.prefetch - self.outstanding_message_count
-                    )
+                wanted = self.prefetch - self.outstanding_message_count
+                if wanted > 0 and not self.drained:
+                    self.message_cache = messages = self.broker.do_fetch(self.queue_name, wanted)
+                    self.drained = len(messages) < wanted
                 if not messages:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                    self._wait(backoff_ms, wake=self.outstanding_message_count < self.prefetch)
+                    self._wait(backoff_ms, wake=wanted > 0)
+                    self.drained = False
                     return None
         except redis.ConnectionError as e:
             self._strand()
@@ -81,9 +98,15 @@ class WakingConsumer(_RedisConsumer):
         if ids:
             self.broker.strand(self.queue_name, ids)
 
+    def requeue(self, messages: Any) -> None:
+        super().requeue(messages)  # type: ignore[no-untyped-call]
+        self.broker.ring(self.queue_name)
+
     def _wait(self, backoff_ms: int, *, wake: bool) -> None:
-        # Delay queues hold messages until their ETA: sleep the backoff.
-        if self.queue_name.endswith(".DQ"):
+        broker: MailopsBroker = self.broker
+        idle = self.outstanding_message_count == 0 and not broker.stopping
+        # A delay queue holding messages moves them to their queue between two looks: look often.
+        if self.queue_name.endswith(".DQ") and not idle:
             time.sleep(backoff_ms / 1000)
             return
         # A full prefetch cannot take more until a worker thread finishes one; look again soon
@@ -91,13 +114,17 @@ class WakingConsumer(_RedisConsumer):
         if not wake:
             time.sleep(min(backoff_ms, 5) / 1000)
             return
-        self.broker.client.blpop([doorbell_key(self.broker.namespace, self.queue_name)], timeout=max(backoff_ms, 10) / 1000)
+        timeout_ms = IDLE_WAIT_MS if idle else max(backoff_ms, 10)
+        broker.client.blpop([doorbell_key(broker.namespace, self.queue_name), broker.wake_key],
+                            timeout=timeout_ms / 1000)
 
 
 class MailopsBroker(RedisBroker):
     """Dramatiq's Redis broker, plus :meth:`heartbeat_and_reap` run on a fixed period."""
 
     _reap: Any = None
+    #: Set by :meth:`wake_consumers`: consumers stop waiting long (the process is stopping).
+    stopping = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
@@ -107,6 +134,35 @@ class MailopsBroker(RedisBroker):
     @property
     def consumer_class(self) -> type[WakingConsumer]:
         return WakingConsumer
+
+    @property
+    def wake_key(self) -> str:
+        """List this process's idle consumers also wait on, so a stop does not wait out their waits."""
+        return f"{self.namespace}:__wake__.{self.broker_id}"
+
+    def ring(self, queue: str) -> None:
+        """Wake an idle consumer of ``queue`` (of any process): a message was put on it."""
+        key = doorbell_key(self.namespace, queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(key, "1")
+        pipe.ltrim(key, -DOORBELL_TOKENS, -1)
+        pipe.pexpire(key, DOORBELL_TTL_MS)
+        pipe.execute()
+
+    def wake_consumers(self) -> None:
+        """Before stopping: this process's consumers return from their waits now and wait only
+        briefly from then on, so they notice the stop at once."""
+        self.stopping = True
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(self.wake_key, *["1"] * max(1, len(self.queues)))
+        pipe.pexpire(self.wake_key, 10_000)
+        pipe.execute()
+
+    def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
+        """Dramatiq's enqueue (retries, delayed messages coming due), then ring the queue it used."""
+        sent: Message[Any] = super().enqueue(message, delay=delay)
+        self.ring(sent.queue_name)
+        return sent
 
     def strand(self, queue: str, redis_message_ids: list[str]) -> None:
         """Note messages this process fetched and will not run (its consumer lost Redis); the next
@@ -123,6 +179,7 @@ class MailopsBroker(RedisBroker):
             while stranded:
                 queue, ids = stranded[0]
                 self.do_requeue(queue, *ids)
+                self.ring(queue)
                 stranded.pop(0)
                 done += len(ids)
         finally:

@@ -152,7 +152,7 @@ class CommandStore:
                 keys=[
                     self.keys.command(event.id), self.settings.events_stream, reply_to or "",
                     f"{ns}:{delayed.queue_name}", f"{ns}:{delayed.queue_name}.msgs",
-                    self.keys.command_history(event.id),
+                    self.keys.command_history(event.id), doorbell_key(ns, delayed.queue_name),
                 ],
                 args=[
                     generation, event.to_json() if publish else b"", self.settings.events_maxlen, now_ms(),

@@ -20,6 +20,7 @@ import redis
 
 from schemas.commands import Command
 from schemas.events import Event
+from workers.broker import doorbell_key
 from workers.command_store import CommandStore, now_ms
 from workers.lua import lua_script
 from workers.messages import GENERATION_OPTION, message_for
@@ -101,7 +102,8 @@ class DeadLetters:
         entry = {"result": "replayed", "start": now_ms(), "end": now_ms(), "worker": "dlq"}
         verdict = self._replay(
             keys=[self.keys.command(command_id), self.keys.dead_letters, self.store.settings.events_stream,
-                  f"{ns}:{message.queue_name}", f"{ns}:{message.queue_name}.msgs", self.keys.command_history(command_id)],
+                  f"{ns}:{message.queue_name}", f"{ns}:{message.queue_name}.msgs", self.keys.command_history(command_id),
+                  doorbell_key(ns, message.queue_name)],
             args=[now_ms(), message.options["redis_message_id"], message.encode(), event.to_json(),
                   self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s,
                   command_id],

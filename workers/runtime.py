@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import dramatiq
+import redis
 
 from schemas.commands import Command
 from workers import constants
 from workers.actors import declare_actors
 from workers.auth import sealer_for, security_gates
 from workers.backends.registry import build_backends
-from workers.broker import MailopsBroker, build_broker
+from workers.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
 from workers.command_store import CommandStore
 from workers.executor import Executor
 from workers.ingest import IngestGate, Ingestor
@@ -93,6 +94,11 @@ class Runtime:
         # waiting for the ingest thread's blocking read to return.
         self.ingestor.stop()
         if self._worker is not None:
+            try:
+                self.broker.wake_consumers()
+            except redis.RedisError:
+                logger.warning("could not wake the consumers (Redis unreachable); they notice the stop within %d ms",
+                               IDLE_WAIT_MS)
             self._worker.stop(timeout=drain_timeout_ms)
             if any(thread.is_alive() for thread in self._worker.workers):
                 logger.warning("drain timed out with commands still running; handing them back")

@@ -21,11 +21,20 @@ for _, worker in ipairs(dead) do
     for _, name in ipairs({queue, queue .. ".DQ"}) do
       local acks = ns .. ":__acks__." .. worker .. "." .. name
       local ids = redis.call("SMEMBERS", acks)
+      local put = 0
       for _, id in ipairs(ids) do
         if redis.call("HEXISTS", ns .. ":" .. name .. ".msgs", id) == 1 then
           redis.call("LPUSH", ns .. ":" .. name, id)
-          requeued = requeued + 1
+          put = put + 1
         end
+      end
+      if put > 0 then
+        -- Wake idle consumers of the queue (see WakingConsumer).
+        local bell = ns .. ":" .. name .. ".bell"
+        redis.call("RPUSH", bell, "1")
+        redis.call("LTRIM", bell, -16, -1)
+        redis.call("PEXPIRE", bell, 60000)
+        requeued = requeued + put
       end
       redis.call("DEL", acks)
     end

@@ -1,7 +1,7 @@
 -- Replay one dead-lettered command: through its own record, so idempotency still holds (a
 -- second replay of a command that is queued again, or already succeeded, does nothing).
 -- KEYS: 1 command record, 2 dead-letter set, 3 events stream, 4 queue list, 5 queue messages hash,
---       6 attempt history list
+--       6 attempt history list, 7 the queue's doorbell list
 -- ARGV: 1 now (ms), 2 redis message id, 3 message data, 4 accepted event JSON, 5 events maxlen,
 --       6 history entry JSON, 7 generation the message was built for (current gen + 1), 8 ttl (s),
 --       9 the command id
@@ -25,5 +25,8 @@ redis.call("RPUSH", KEYS[6], ARGV[6])
 redis.call("EXPIRE", KEYS[6], ARGV[8])
 redis.call("HSET", KEYS[5], ARGV[2], ARGV[3])
 redis.call("RPUSH", KEYS[4], ARGV[2])
+redis.call("RPUSH", KEYS[7], "1")
+redis.call("LTRIM", KEYS[7], -16, -1)
+redis.call("PEXPIRE", KEYS[7], 60000)
 redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[5], "*", "body", ARGV[4])
 return "replayed"

@@ -1,7 +1,7 @@
 -- Schedule the next run of a command and publish `retrying` (or `waiting`), atomically with the
 -- delayed Dramatiq message, so a crash can neither lose the command nor leave two live copies.
 -- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 delay queue list,
---       5 delay queue messages hash, 6 attempt history list
+--       5 delay queue messages hash, 6 attempt history list, 7 the delay queue's doorbell list
 -- ARGV: 1 new generation, 2 event JSON ("" = publish nothing), 3 events maxlen, 4 now (ms), 5 redis message id,
 --       6 message data, 7 status ("retrying" | "waiting"), 8 "1" to un-count this attempt,
 --       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s)
@@ -16,6 +16,10 @@ if ARGV[8] == "1" then
 end
 redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
 redis.call("RPUSH", KEYS[4], ARGV[5])
+-- Wake an idle consumer of the delay queue (see WakingConsumer).
+redis.call("RPUSH", KEYS[7], "1")
+redis.call("LTRIM", KEYS[7], -16, -1)
+redis.call("PEXPIRE", KEYS[7], 60000)
 if ARGV[9] ~= "" then
   redis.call("RPUSH", KEYS[6], ARGV[9])
   redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)

@@ -1,0 +1,88 @@
+"""Doorbells (workers/broker.py): every path that puts a message on a queue rings it, so idle
+consumers can wait long on their doorbells instead of polling Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import redis
+
+from schemas.commands import validate_command
+from schemas.events import Event
+from workers.broker import IDLE_WAIT_MS, build_broker, doorbell_key
+from workers.command_store import CommandStore
+from workers.messages import message_for
+from workers.runtime import Runtime
+from workers.sandbox import SandboxServer
+from workers.settings import Settings
+
+COMMAND = {"id": "bell-1", "command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"},
+           "producer": "abuse"}
+
+
+def tokens(client: redis.Redis, settings: Settings, queue: str) -> int:
+    return int(client.llen(doorbell_key(settings.keys.dramatiq_namespace, queue)))
+
+
+def test_a_retry_rings_the_delay_queue_it_is_scheduled_on(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    settings = settings_for({"whm1": ("whm", whm)})
+    store = CommandStore(redis_client, settings)
+    redis_client.hset(settings.keys.command("bell-1"), mapping={"status": "running", "attempts": 1})
+    event = Event(id="bell-1", command="suspend_outgoing", backend="whm1", status="retrying")
+    message = message_for(validate_command(COMMAND))
+    store.schedule_retry(event, generation=2, reply_to=None, message=message, delay_ms=1000, attempt={"result": "retry"})
+    assert tokens(redis_client, settings, f"{message.queue_name}.DQ") == 1
+
+
+def test_dramatiq_enqueues_and_requeues_ring_the_queue_they_use(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given the broker a worker runs on
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker = build_broker(redis_client, settings, [])
+    message: dramatiq.Message[Any] = message_for(validate_command(COMMAND))
+    queue = message.queue_name
+    broker.declare_queue(queue)
+    # When a message is enqueued now, another with a delay, and stranded messages are requeued
+    broker.enqueue(message)
+    broker.enqueue(message, delay=5000)
+    broker.strand(queue, ["x"])
+    broker.requeue_stranded()
+    # Then each rang the queue it put the message on
+    assert tokens(redis_client, settings, queue) == 2
+    assert tokens(redis_client, settings, f"{queue}.DQ") == 1
+
+
+def test_an_idle_worker_waits_on_its_doorbells_instead_of_polling_redis(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+        whm: SandboxServer) -> None:
+    # Given a worker with nothing to do (six consumers: three queues and their delay queues)
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    time.sleep(2 * IDLE_WAIT_MS / 1000)
+    redis_client.config_resetstat()
+    # When it idles for three seconds
+    time.sleep(3)
+    # Then it sent Redis a handful of commands a second (doorbell waits, a fetch after each,
+    # the liveness heartbeat, the ingest read), not a poll every 100 ms per consumer
+    stats: Any = redis_client.info("commandstats")
+    calls = sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_config", "cmdstat_info"))
+    assert calls < 3 * 40, stats
+
+
+def test_messages_reaped_from_a_dead_worker_ring_their_queue(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a worker that died holding one message of the urgent queue
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker = build_broker(redis_client, settings, [])
+    broker.declare_queue("urgent")
+    ns = settings.keys.dramatiq_namespace
+    redis_client.zadd(f"{ns}:__heartbeats__", {"dead-worker": 0})
+    redis_client.sadd(f"{ns}:__acks__.dead-worker.urgent", "m1")
+    redis_client.hset(f"{ns}:urgent.msgs", "m1", "{}")
+    # When a live worker reaps, then the message is back on its queue and the queue was rung
+    assert broker.heartbeat_and_reap() == 1
+    assert redis_client.lrange(f"{ns}:urgent", 0, -1) == [b"m1"]
+    assert tokens(redis_client, settings, "urgent") == 1
