@@ -91,7 +91,8 @@ def render(figures: dict[str, Any]) -> str:
                      f"(rounds {[r['ratio_vs_pool_floor'] for r in tp['rounds']]})")
     lines.append(f"redis: {tp['redis_cpu_us_per_command']} us of Redis CPU per command -> one Redis core carries "
                  f"about {tp['redis_bound_cps']} commands/s for the whole fleet")
-    lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s, {lat['count']} commands): "
+    lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s of {lat.get('max_rate_cps')}/s "
+                 f"measured just before, {lat['count']} commands): "
                  f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms")
     lines.append(f"urgent with {urg['bulk']} bulk (ingested in {urg['bulk_ingest_s']} s; "
                  f"{urg['bulk_waiting_at_start']} -> {urg['bulk_waiting_at_end']} still waiting): "
