@@ -96,3 +96,35 @@ def test_sigterm_to_a_multi_process_worker_drains_every_child_and_exits_0(
     assert Counter(e.id for e in terminal) == Counter({i: 1 for i in ids})
     assert {e.status for e in terminal} == {"succeeded"}
     assert Counter(c.target for c in app.ledger.changes()) == Counter({f"u{i}": 1 for i in range(n)})
+
+
+def test_a_drain_that_runs_out_hands_the_running_command_back_and_another_worker_finishes_it_once(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Given a worker with a 50 ms drain, 0.5 s into a 3 s panel call
+    app = whm_with_accounts(1)
+    with SandboxServer(app, faults=Faults(latency_s=3.0)) as whm:
+        env = worker_env(tmp_path, redis_server.url, whm, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
+        hasty = WorkerProcess(env, tmp_path / "hasty.log", threads=2, extra=("--drain-timeout", "0.05")).start()
+        spare = WorkerProcess(env, tmp_path / "spare.log", threads=2)
+        try:
+            add_many(redis_client, [suspend("h-1", "u0")])
+            deadline = time.monotonic() + 30
+            while whm.stats()["in_flight"] < 1:
+                assert time.monotonic() < deadline, "the worker never called the panel"
+                time.sleep(0.02)
+            time.sleep(0.5)
+            # When it gets SIGTERM, and a spare worker is running
+            code = hasty.terminate(timeout=30)
+            spare.start()
+            events = wait_all_terminal(redis_client, {"h-1"}, timeout=60)
+        finally:
+            hasty.stop()
+            spare.stop()
+    # Then it exited 0 saying it handed the command back
+    assert code == 0
+    assert "handing them back" in (tmp_path / "hasty.log").read_text()
+    # And the spare ran it as a second attempt: one terminal event, `succeeded`, one change on the panel
+    terminal = [e for e in events if e.terminal]
+    assert [(e.id, e.status, e.attempt) for e in terminal] == [("h-1", "succeeded", 2)]
+    assert [c.target for c in app.ledger.changes()] == ["u0"]
