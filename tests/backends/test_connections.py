@@ -40,7 +40,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             seen.max_in_flight = max(seen.max_in_flight, seen.in_flight)
         try:
             if self.path == "/slow":
-                time.sleep(0.2)
+                time.sleep(0.3)
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             if self.path == "/close":
@@ -118,7 +118,10 @@ def test_waiting_longer_than_the_wait_timeout_for_a_connection_fails_without_sen
     pool = pool_for(server, size=1, wait_timeout=0.05)
     busy = threading.Thread(target=pool.request, args=("POST", "/slow"), kwargs={"headers": {}, "body": b""})
     busy.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while Handler.seen.in_flight < 1:  # the only connection is in use
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     with pytest.raises(PoolExhausted):
         pool.request("POST", "/echo", headers={}, body=b"late")
     busy.join()
