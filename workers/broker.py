@@ -3,6 +3,7 @@ consumers that wake when work arrives, and acknowledgements folded into the term
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from dramatiq.middleware import Middleware
 
 from workers.lua import lua_script
 from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 #: Message option set once the terminal step (``finish.lua``) has acknowledged the message itself.
 ACKED_OPTION = "mailops_acked"
@@ -141,13 +144,19 @@ class MailopsBroker(RedisBroker):
         return f"{self.namespace}:__wake__.{self.broker_id}"
 
     def ring(self, queue: str) -> None:
-        """Wake an idle consumer of ``queue`` (of any process): a message was put on it."""
+        """Wake an idle consumer of ``queue`` (of any process): a message was put on it.
+
+        Best effort: the message is already queued, so a failure here must not make the caller
+        queue it again; consumers look at their queue every :data:`IDLE_WAIT_MS` anyway."""
         key = doorbell_key(self.namespace, queue)
         pipe = self.client.pipeline(transaction=False)
         pipe.rpush(key, "1")
         pipe.ltrim(key, -DOORBELL_TOKENS, -1)
         pipe.pexpire(key, DOORBELL_TTL_MS)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.debug("could not ring %s (%s); its consumers look within %d ms", queue, exc, IDLE_WAIT_MS)
 
     def wake_consumers(self) -> None:
         """Before stopping: this process's consumers return from their waits now and wait only
