@@ -65,11 +65,12 @@ def test_an_idle_worker_waits_on_its_doorbells_instead_of_polling_redis(
     redis_client.config_resetstat()
     # When it idles for three seconds
     time.sleep(3)
-    # Then it sent Redis a handful of commands a second (doorbell waits, a fetch after each,
-    # the liveness heartbeat, the ingest read), not a poll every 100 ms per consumer
+    # Then Redis ran a few dozen commands a second for it (doorbell waits, a fetch after each, the
+    # liveness heartbeat, the ingest read, and the commands their scripts run: ~35/s measured), not
+    # the ~270/s of a poll every 100 ms per consumer
     stats: Any = redis_client.info("commandstats")
     calls = sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_config", "cmdstat_info"))
-    assert calls < 3 * 40, stats
+    assert calls < 3 * 100, stats
 
 
 def test_messages_reaped_from_a_dead_worker_ring_their_queue(
