@@ -45,7 +45,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import redis
 
 from schemas.commands import Command
@@ -87,9 +86,8 @@ class AuthGate:
             )
 
     def __call__(self, command: Command, entry: Entry) -> Command:
-        raw = _raw(entry)
         try:
-            self.check(command, raw)
+            self.check(command, entry.decoded)
         except CommandRejected as exc:
             # (The entry, and any secret in it, is deleted when the rejection is answered.)
             self.audit(command, entry, exc)
@@ -159,14 +157,6 @@ def _refuse_system_accounts(args: Mapping[str, Any]) -> None:
         for path, value in walk_strings(args[name], f"args.{name}"):
             if value.lower() in SYSTEM_ACCOUNTS:
                 raise CommandRejected(path, "system_account", f"{value} is a system account; this producer may not target it")
-
-
-def _raw(entry: Entry) -> dict[str, Any]:
-    try:
-        decoded = orjson.loads(entry.body or b"{}")
-    except orjson.JSONDecodeError:  # parse_command rejected it already; defensive
-        return {}
-    return decoded if isinstance(decoded, dict) else {}
 
 
 def sealer_for(settings: Settings) -> Sealer | None:

@@ -112,7 +112,7 @@ class Executor:
             start = self.start_calls(command, entry)
             start.received(run_together(self.ordering.client, start.calls))
         turn = self._turn(start, entry)
-        lease = self._slot(start, turn, backend)
+        lease = self._slot(start, turn)
         pending = self.ordering.complete_later(turn, lambda c: self._call(backend, c, lease),
                                                settle=self._settlement(backend, lease))
         return pending.expected, pending
@@ -135,14 +135,14 @@ class Executor:
                 self.limits.give_back(start.slot.backend, start.slot.lease, "other")
             raise
 
-    def _slot(self, start: Start, turn: Turn, backend: Backend) -> str | None:
+    def _slot(self, start: Start, turn: Turn) -> str | None:
         """The backend lease for the call: the one granted with the turn, or waited for now. A
         command that will not call the panel keeps a granted lease only to give it back."""
         assert start.slot is not None
         if not self.ordering.needs_call(turn):
             return start.slot.lease if start.slot_granted else None
         try:
-            return self.limits.take(backend.name, request=start.slot, first=start.slot_reply)
+            return self.limits.take(start.slot, first=start.slot_reply)
         except BaseException:
             self.ordering.release(turn)
             raise

@@ -9,6 +9,7 @@ consumer that died are reclaimed with XAUTOCLAIM after ``ingest_claim_idle_ms``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -50,6 +51,16 @@ class Entry:
     @property
     def body(self) -> bytes | None:
         return self.fields.get(constants.BODY_FIELD.encode())
+
+    @functools.cached_property
+    def decoded(self) -> dict[str, Any]:
+        """The body as a JSON object, decoded once for every gate that reads it ({} when the body
+        is absent, not JSON or not an object: ``parse_command`` rejects those)."""
+        try:
+            value = orjson.loads(self.body or b"{}")
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 class IngestGate(Protocol):
@@ -179,16 +190,10 @@ class Ingestor:
         calls = []
         admitted: list[tuple[Entry, Command]] = []
         for entry in entries:
-            raw: dict[str, Any] | None = None
             try:
                 body = entry.body
                 if body is None:
                     raise CommandRejected("body", "missing", "the entry has no 'body' field")
-                try:
-                    decoded = orjson.loads(body)
-                    raw = decoded if isinstance(decoded, dict) else None
-                except orjson.JSONDecodeError:
-                    raw = None
                 command = parse_command(body)
                 for gate in self.gates:
                     command = gate(command, entry)
@@ -199,7 +204,8 @@ class Ingestor:
                 )
                 admitted.append((entry, command))
             except CommandError as exc:
-                reply_to = raw.get("reply_to") if raw and isinstance(raw.get("reply_to"), str) else None
+                raw = entry.decoded
+                reply_to = raw.get("reply_to") if isinstance(raw.get("reply_to"), str) else None
                 self.store.respond_and_ack(rejection_event(exc, entry, raw), entry=entry.id, reply_to=_safe_stream(reply_to))
         for (entry, command), verdict in zip(admitted, self.store.admit_many(calls), strict=True):
             if isinstance(verdict, redis.ResponseError):

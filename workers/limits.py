@@ -130,14 +130,14 @@ class BackendLimits:
         """Whether an acquire reply gave the slot."""
         return _text(reply[0]) in ("ok", "probe")
 
-    def take(self, backend: str, *, request: SlotRequest, first: Any = None) -> str:
-        """Take the slot ``request`` asks for on ``backend``; returns its lease id. ``first`` is
-        the reply to ``request`` when it was already sent together with other calls.
+    def take(self, request: SlotRequest, *, first: Any = None) -> str:
+        """Take the slot ``request`` asks for; returns its lease id. ``first`` is the reply to
+        ``request`` when it was already sent together with other calls.
 
         Waits in place while the concurrency cap is full (woken when a slot is given back), up
         to :data:`BUSY_WAIT_MS`; raises :class:`Defer` after that or while the breaker is open.
         """
-        lease = request.lease
+        backend, lease = request.backend, request.lease
         deadline = time.monotonic() + BUSY_WAIT_MS / 1000
         reply = first
         while True:

@@ -251,9 +251,11 @@ class TargetGuard:
         (tokens are ``<command id>:<12 hex>``)."""
         return _text(reply[0]) == "busy" and _text(reply[1])[:-13] == request.command.id
 
-    def needs_call(self, turn: Turn) -> bool:
-        """Whether the turn's command reaches the panel (an unsuspend under other holds does not)."""
-        plan = plan_for(turn.command)
+    @staticmethod
+    def needs_call(turn: Turn, plan: HoldPlan | None = None) -> bool:
+        """Whether the turn's command reaches the panel (an unsuspend under other holds does not);
+        ``plan`` is the command's hold plan if the caller has it already."""
+        plan = plan if plan is not None else plan_for(turn.command)
         return plan is None or plan.calls_panel(plan.after(turn.holding))
 
     def commit_call(self, turn: Turn, plan: HoldPlan | None) -> ScriptCall:
@@ -291,7 +293,8 @@ class TargetGuard:
         """Like :meth:`complete`, but the commit (and ``settle``'s calls) are left to the caller,
         to send together with its own next step (see :class:`Pending`)."""
         command = turn.command
-        called = self.needs_call(turn)
+        plan = plan_for(command)
+        called = self.needs_call(turn, plan)
         try:
             if called:
                 result = call(command)
@@ -300,7 +303,6 @@ class TargetGuard:
         except BaseException:
             self.release(turn)
             raise
-        plan = plan_for(command)
         extra = list(settle.calls(called)) if settle is not None else []
         return Pending(turn, plan, called, result, [self.commit_call(turn, plan), *extra], settle)
 
