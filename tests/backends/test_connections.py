@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.conftest import loopback_http
 from workers.backends.connections import ConnectFailed, ConnectionPool, PoolExhausted
 
 
@@ -58,12 +59,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Handler.seen = Seen()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_http(Handler) as url:
+        yield url
 
 
 def pool_for(url: str, size: int = 4, **kwargs: float) -> ConnectionPool:

@@ -7,7 +7,6 @@ import datetime
 import http.server
 import ipaddress
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
+from tests.conftest import loopback_http
 from workers.backends.transport import PanelHttp
 from workers.errors import PanelRefused, PanelUnavailable
 from workers.settings import BackendConfig
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as panels answer
     seen: list[tuple[str, str | None]] = []
 
     def log_message(self, format: str, *args: object) -> None:
@@ -42,12 +43,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def redirecting_server() -> Iterator[str]:
     Recorder.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(Recorder) as url:
+        yield url
 
 
 def test_a_redirecting_panel_is_refused_and_the_credentials_do_not_follow(redirecting_server: str) -> None:
@@ -92,15 +89,10 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server with a self-signed certificate; yields its URL and the certificate file."""
     Recorder.seen = []
     cert, key = self_signed(tmp_path)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", cert
-    server.shutdown()
-    server.server_close()
+    with loopback_http(Recorder, tls=context) as url:
+        yield url, cert
 
 
 def test_tls_is_verified_by_default_so_a_self_signed_panel_is_refused_before_any_request(
@@ -137,7 +129,17 @@ def test_a_ca_bundle_that_is_not_a_certificate_fails_loudly_at_start(tmp_path: P
         PanelHttp(BackendConfig(name="b", kind="whm", url="https://b.example:2087", ca_bundle=str(bundle)))
 
 
-def test_every_backend_has_connect_and_read_timeouts_by_default() -> None:
-    config = BackendConfig(name="a", kind="whm", url="https://a.example:2087")
-    assert config.verify_tls is True
-    assert 0 < config.connect_timeout <= 10 and 0 < config.read_timeout <= 60
+def test_every_panel_call_runs_with_the_backends_connect_and_read_timeouts(redirecting_server: str) -> None:
+    # Given the defaults (both set), and a backend with its own
+    default = BackendConfig(name="a", kind="whm", url="https://a.example:2087")
+    assert default.verify_tls is True
+    assert 0 < default.connect_timeout <= 10 and 0 < default.read_timeout <= 60
+    config = BackendConfig(name="b", kind="whm", url=redirecting_server, connect_timeout=2.5, read_timeout=7.5)
+    http = PanelHttp(config)
+    # When a call is made
+    assert http.request("GET", "/status", headers={}).status_code == 200
+    # Then its connection was opened with the connect timeout and reads with the read timeout
+    (connection,) = http._pool._idle
+    assert connection.timeout == 2.5
+    assert connection.sock is not None and connection.sock.gettimeout() == 7.5
+    http.close()
