@@ -101,10 +101,12 @@ def test_sigterm_to_a_multi_process_worker_drains_every_child_and_exits_0(
 def test_a_drain_that_runs_out_hands_the_running_command_back_and_another_worker_finishes_it_once(
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    # Given a worker with a 50 ms drain, 0.5 s into a 3 s panel call
+    # Given a worker with a 50 ms drain, 0.5 s into a 3 s panel call (read timeout 10 s: a read timeout equal
+    # to the call's length timed the spare's call out in about one run in four)
     app = whm_with_accounts(1)
     with SandboxServer(app, faults=Faults(latency_s=3.0)) as whm:
-        env = worker_env(tmp_path, redis_server.url, whm, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
+        env = worker_env(tmp_path, redis_server.url, whm, backend={"read_timeout": 10.0},
+                         heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
         hasty = WorkerProcess(env, tmp_path / "hasty.log", threads=2, extra=("--drain-timeout", "0.05")).start()
         spare = WorkerProcess(env, tmp_path / "spare.log", threads=2)
         try:
