@@ -18,6 +18,7 @@ import redis
 
 from schemas.events import Event
 from workers.embedded_redis import EmbeddedRedis
+from workers.limits import BackendLimits
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -112,6 +113,20 @@ def settings_for(tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redi
         return settings.model_copy(update=extra)
 
     return build
+
+
+def capped_limits(settings_for: Callable[..., Settings], whm: SandboxServer, cap: int, **extra: Any) -> BackendLimits:
+    """Backend limits of a settings whose one backend ``whm1`` (the ``whm`` sandbox) allows ``cap`` calls at once."""
+    settings = settings_for({"whm1": ("whm", whm)}, whm1={"max_concurrency": cap}, **extra)
+    return BackendLimits(redis.Redis.from_url(str(settings.redis_url)), settings)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.005)
 
 
 @pytest.fixture

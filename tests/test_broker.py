@@ -12,7 +12,7 @@ import redis
 
 from schemas.commands import validate_command
 from schemas.events import Event
-from workers.broker import IDLE_WAIT_MS, build_broker, doorbell_key
+from workers.broker import IDLE_WAIT_MS, build_broker
 from workers.command_store import CommandStore
 from workers.messages import message_for
 from workers.runtime import Runtime
@@ -24,7 +24,7 @@ COMMAND = {"id": "bell-1", "command": "suspend_outgoing", "backend": "whm1", "ar
 
 
 def tokens(client: redis.Redis, settings: Settings, queue: str) -> int:
-    return int(client.llen(doorbell_key(settings.keys.dramatiq_namespace, queue)))
+    return int(client.llen(settings.keys.dramatiq.doorbell(queue)))
 
 
 def test_a_retry_rings_the_delay_queue_it_is_scheduled_on(
@@ -79,11 +79,11 @@ def test_messages_reaped_from_a_dead_worker_ring_their_queue(
     settings = settings_for({"whm1": ("whm", whm)})
     broker = build_broker(redis_client, settings, [])
     broker.declare_queue("urgent")
-    ns = settings.keys.dramatiq_namespace
-    redis_client.zadd(f"{ns}:__heartbeats__", {"dead-worker": 0})
-    redis_client.sadd(f"{ns}:__acks__.dead-worker.urgent", "m1")
-    redis_client.hset(f"{ns}:urgent.msgs", "m1", "{}")
+    dq = settings.keys.dramatiq  # (reap.lua builds the same names itself)
+    redis_client.zadd(dq.heartbeats, {"dead-worker": 0})
+    redis_client.sadd(dq.acks("dead-worker", "urgent"), "m1")
+    redis_client.hset(dq.messages("urgent"), "m1", "{}")
     # When a live worker reaps, then the message is back on its queue and the queue was rung
     assert broker.heartbeat_and_reap() == 1
-    assert redis_client.lrange(f"{ns}:urgent", 0, -1) == [b"m1"]
+    assert redis_client.lrange(dq.queue("urgent"), 0, -1) == [b"m1"]
     assert tokens(redis_client, settings, "urgent") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
@@ -11,7 +12,7 @@ from redis.connection import PythonRespSerializer
 from workers.embedded_redis import EmbeddedRedis
 from workers.redis_client import connect
 from workers.settings import Settings
-from workers.wire import exchange, packed
+from workers.wire import exchange, packed, send_ahead
 
 
 @pytest.mark.parametrize("args", [
@@ -64,3 +65,41 @@ def test_each_thread_uses_its_own_connection(redis_client: redis.Redis) -> None:
         thread.join()
     # Then each thread kept one connection across its calls, and no two threads shared one
     assert len(seen) == 6 and len(set(seen)) == 3
+
+
+def test_a_command_sent_ahead_runs_at_once_and_its_reply_comes_with_the_next_round_trip(
+        redis_client: redis.Redis) -> None:
+    # When a command is sent ahead
+    ahead = send_ahead(redis_client, [("SET", "ahead", "1"), ("HGET", "ahead", "f")])
+    # Then Redis runs it without the caller reading anything (another client sees its effect)
+    deadline = time.monotonic() + 5
+    while redis_client.get("ahead") != b"1":
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    # And the thread's next round trip reads its replies first, then returns only its own
+    assert exchange(redis_client, [("INCR", "ahead")]) == [2]
+    replies = ahead.replies()
+    assert replies is not None and replies[0] == b"OK" and isinstance(replies[1], redis.ResponseError)
+
+
+def test_replies_no_round_trip_has_read_are_read_on_request(redis_client: redis.Redis) -> None:
+    first = send_ahead(redis_client, [("INCR", "n")])
+    second = send_ahead(redis_client, [("INCR", "n")])
+    assert second.replies() == [2] and first.replies() == [1]
+    assert exchange(redis_client, [("GET", "n")]) == [b"2"]
+
+
+def test_a_connection_lost_after_a_send_ahead_loses_those_replies_and_no_reply_goes_astray(
+        redis_server: EmbeddedRedis, redis_client: redis.Redis) -> None:
+    # Given a worker's client whose thread sent ahead a command that has not answered yet
+    client = connect(Settings(redis_url=redis_server.url))
+    own = exchange(client, [("CLIENT", "ID")])[0]
+    ahead = send_ahead(client, [("BLPOP", "never", 5)])
+    # When Redis drops the connection before the reply comes
+    time.sleep(0.05)
+    assert redis_client.client_kill_filter(_id=own) == 1
+    # Then the next round trip reconnects and gets its own replies, not the lost one's
+    assert exchange(client, [("INCR", "counter"), ("CLIENT", "ID")])[0] == 1
+    # And the command sent ahead says its replies were lost
+    assert ahead.replies() is None and ahead.lost
+    client.close()

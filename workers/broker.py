@@ -6,19 +6,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff, current_millis
+from dramatiq.common import compute_backoff, current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
-from workers.lua import lua_script
+from workers.constants import DramatiqKeys
+from workers.lua import ScriptCall, lua_script, registered, run_together
+from workers.messages import decoded, encoded, redis_message_id
 from workers.settings import Settings
+from workers.wire import execute
 
 logger = logging.getLogger(__name__)
 
@@ -31,16 +34,6 @@ IDLE_WAIT_MS = 1_000
 #: Tokens a doorbell keeps, and how long it keeps them (the Lua scripts use the same figures).
 DOORBELL_TOKENS = 16
 DOORBELL_TTL_MS = 60_000
-
-
-def doorbell_key(namespace: str, queue: str) -> str:
-    """List that ingest pushes a token to for each command it enqueues on ``queue``."""
-    return f"{namespace}:{queue}.bell"
-
-
-def ack_keys(namespace: str, broker_id: str, queue: str) -> tuple[str, str]:
-    """Dramatiq's ack set of this process for ``queue`` and the queue's message hash."""
-    return f"{namespace}:__acks__.{broker_id}.{queue}", f"{namespace}:{queue}.msgs"
 
 
 class WakingConsumer(_RedisConsumer):
@@ -78,7 +71,7 @@ class WakingConsumer(_RedisConsumer):
                     if data is None:
                         continue
                     self.misses = 0
-                    message = Message.decode(data)
+                    message = decoded(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
                 messages = []
@@ -96,7 +89,7 @@ class WakingConsumer(_RedisConsumer):
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
 
     def _strand(self) -> None:
-        ids = [str(Message.decode(data).options["redis_message_id"]) for data in self.message_cache if data]
+        ids = [str(decoded(data).options["redis_message_id"]) for data in self.message_cache if data]
         self.message_cache = []
         if ids:
             self.broker.strand(self.queue_name, ids)
@@ -118,19 +111,26 @@ class WakingConsumer(_RedisConsumer):
             time.sleep(min(backoff_ms, 5) / 1000)
             return
         timeout_ms = IDLE_WAIT_MS if idle else max(backoff_ms, 10)
-        broker.client.blpop([doorbell_key(broker.namespace, self.queue_name), broker.wake_key],
-                            timeout=timeout_ms / 1000)
+        # On the thread's own connection (workers.wire), like the fetch: once per command when
+        # commands arrive one at a time.
+        execute(broker.client, "BLPOP", broker.keys.doorbell(self.queue_name), broker.wake_key, timeout_ms / 1000)
 
 
 class MailopsBroker(RedisBroker):
     """Dramatiq's Redis broker, plus :meth:`heartbeat_and_reap` run on a fixed period."""
 
-    _reap: Any = None
     #: Set by :meth:`wake_consumers`: consumers stop waiting long (the process is stopping).
     stopping = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        #: Key names in this broker's namespace (workers.constants, like every other key).
+        self.keys = DramatiqKeys(self.namespace)
+        # Dramatiq's own script, registered so a worker loads it as it starts (lua.load_scripts).
+        source = self.scripts["dispatch"].script
+        assert isinstance(source, bytes | str)
+        self.scripts["dispatch"] = registered(self.client, source)
+        self._reap = registered(self.client, lua_script("reap"))
         self._stranded: list[tuple[str, list[str]]] = []
         self._stranded_lock = threading.Lock()
 
@@ -141,14 +141,14 @@ class MailopsBroker(RedisBroker):
     @property
     def wake_key(self) -> str:
         """List this process's idle consumers also wait on, so a stop does not wait out their waits."""
-        return f"{self.namespace}:__wake__.{self.broker_id}"
+        return self.keys.wake(self.broker_id)
 
     def ring(self, queue: str) -> None:
         """Wake an idle consumer of ``queue`` (of any process): a message was put on it.
 
         Best effort: the message is already queued, so a failure here must not make the caller
         queue it again; consumers look at their queue every :data:`IDLE_WAIT_MS` anyway."""
-        key = doorbell_key(self.namespace, queue)
+        key = self.keys.doorbell(queue)
         pipe = self.client.pipeline(transaction=False)
         pipe.rpush(key, "1")
         pipe.ltrim(key, -DOORBELL_TOKENS, -1)
@@ -157,6 +157,25 @@ class MailopsBroker(RedisBroker):
             pipe.execute()
         except redis.RedisError as exc:
             logger.debug("could not ring %s (%s); its consumers look within %d ms", queue, exc, IDLE_WAIT_MS)
+
+    def _dispatch(self, command: str) -> Callable[..., Any]:
+        """Dramatiq's calls of its dispatch script (fetch, ack, nack, enqueue, requeue), sent on
+        the calling thread's own connection (workers.wire) instead of through redis-py's pool:
+        the consumer fetches once per command when commands arrive one at a time. Same script,
+        same arguments as Dramatiq's; a script error is raised as redis-py would raise it."""
+        script = self.scripts["dispatch"]
+        keys = [self.namespace]
+
+        def do_dispatch(queue_name: str, *args: Any) -> Any:
+            call = ScriptCall(script, keys, [
+                command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+                self.dead_message_ttl, self._should_do_maintenance(command),
+                self._max_unpack_size(),  # type: ignore[no-untyped-call]
+                *args,
+            ])
+            return run_together(self.client, [call])[0]
+
+        return do_dispatch
 
     def wake_consumers(self) -> None:
         """Before stopping: this process's consumers return from their waits now and wait only
@@ -168,10 +187,18 @@ class MailopsBroker(RedisBroker):
         pipe.execute()
 
     def enqueue(self, message: Message[Any], *, delay: int | None = None) -> Message[Any]:
-        """Dramatiq's enqueue (retries, delayed messages coming due), then ring the queue it used."""
-        sent: Message[Any] = super().enqueue(message, delay=delay)
-        self.ring(sent.queue_name)
-        return sent
+        """Dramatiq's enqueue (delayed messages coming due, tools), in mailops' message form with
+        a short Redis id (:func:`~workers.messages.encoded`), then ring the queue it used."""
+        queue = message.queue_name
+        message = message.copy(options={"redis_message_id": redis_message_id()})
+        if delay is not None:
+            queue = dq_name(queue)
+            message = message.copy(queue_name=queue, options={"eta": current_millis() + delay})
+        self.emit_before("enqueue", message, delay)
+        self.do_enqueue(queue, message.options["redis_message_id"], encoded(message))
+        self.emit_after("enqueue", message, delay)
+        self.ring(queue)
+        return message
 
     def strand(self, queue: str, redis_message_ids: list[str]) -> None:
         """Note messages this process fetched and will not run (its consumer lost Redis); the next
@@ -205,8 +232,6 @@ class MailopsBroker(RedisBroker):
         not after the backlog. Returns how many messages were requeued.
         """
         self.requeue_stranded()
-        if self._reap is None:
-            self._reap = self.client.register_script(lua_script("reap"))
         queues = sorted({q for q in self.queues if not q.endswith(".DQ")})
         requeued = self._reap(
             keys=[self.namespace],
@@ -217,7 +242,7 @@ class MailopsBroker(RedisBroker):
     def hand_back(self) -> None:
         """Mark this process dead now, so the next reap (within a second) requeues whatever it
         still holds; used when a drain ends with commands still running."""
-        self.client.zadd(f"{self.namespace}:__heartbeats__", {self.broker_id: 0})
+        self.client.zadd(self.keys.heartbeats, {self.broker_id: 0})
 
     def _should_do_maintenance(self, command: str) -> int:
         # Maintenance runs deterministically from heartbeat_and_reap; never at random.

@@ -20,10 +20,10 @@ from dramatiq.common import dq_name
 
 from schemas.commands import Command
 from schemas.events import Event
-from workers.broker import doorbell_key
+from workers.constants import INGEST_GROUP
 from workers.errors import CommandError
-from workers.lua import ScriptCall, lua_script, run_each, run_together
-from workers.messages import redis_message_id, stored_form
+from workers.lua import ScriptCall, lua_script, registered, run_each, run_together
+from workers.messages import encoded, redis_message_id, stored_form
 from workers.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,16 +53,16 @@ class CommandStore:
         self.client = client
         self.settings = settings
         self.keys = settings.keys
-        self._admit = client.register_script(lua_script("admit"))
-        self._begin = client.register_script(lua_script("begin"))
-        self._finish = client.register_script(lua_script("finish"))
-        self._retry = client.register_script(lua_script("retry"))
+        self._admit = registered(client, lua_script("admit"))
+        self._begin = registered(client, lua_script("begin"))
+        self._finish = registered(client, lua_script("finish"))
+        self._retry = registered(client, lua_script("retry"))
 
     def admit_keys_args(
         self, command: Command, *, fingerprint: str, entry: str, message: Message[Any]
     ) -> tuple[list[str], list[Any]]:
         """Keys and arguments of one admit call (so ingest can pipeline a whole batch)."""
-        ns = self.keys.dramatiq_namespace
+        dq = self.keys.dramatiq
         base = Event(
             id=command.id,
             command=command.command,
@@ -77,10 +77,10 @@ class CommandStore:
             self.keys.command(command.id),
             self.settings.events_stream,
             self.settings.commands_stream,
-            f"{ns}:{message.queue_name}",
-            f"{ns}:{message.queue_name}.msgs",
+            dq.queue(message.queue_name),
+            dq.messages(message.queue_name),
             command.reply_to or "",
-            doorbell_key(ns, message.queue_name),
+            dq.doorbell(message.queue_name),
         ]
         args = [
             fingerprint,
@@ -88,10 +88,10 @@ class CommandStore:
             now_ms(),
             self.settings.idempotency_ttl_s,
             self.settings.events_maxlen,
-            _group(),
+            INGEST_GROUP,
             _base_event_json(base),
             message.options["redis_message_id"],
-            message.encode(),
+            encoded(message),
             message.queue_name,
         ]
         return keys, args
@@ -142,7 +142,7 @@ class CommandStore:
         publish ``event`` (unless not ``publish``: then no event and no history entry). ``uncount`` gives the attempt back (waiting is
         not an attempt)."""
         assert event.id is not None
-        ns = self.keys.dramatiq_namespace
+        dq = self.keys.dramatiq
         delayed = message.copy(
             queue_name=dq_name(message.queue_name),
             options={"redis_message_id": redis_message_id(), "eta": now_ms() + delay_ms},
@@ -151,12 +151,12 @@ class CommandStore:
             self._retry(
                 keys=[
                     self.keys.command(event.id), self.settings.events_stream, reply_to or "",
-                    f"{ns}:{delayed.queue_name}", f"{ns}:{delayed.queue_name}.msgs",
-                    self.keys.command_history(event.id), doorbell_key(ns, delayed.queue_name),
+                    dq.queue(delayed.queue_name), dq.messages(delayed.queue_name),
+                    self.keys.command_history(event.id), dq.doorbell(delayed.queue_name),
                 ],
                 args=[
                     generation, event.to_json() if publish else b"", self.settings.events_maxlen, now_ms(),
-                    delayed.options["redis_message_id"], delayed.encode(), event.status, "1" if uncount else "0",
+                    delayed.options["redis_message_id"], encoded(delayed), event.status, "1" if uncount else "0",
                     orjson.dumps(attempt) if publish else b"", self.settings.history_max, self.settings.idempotency_ttl_s,
                 ],
             )
@@ -167,7 +167,7 @@ class CommandStore:
         """Publish the terminal event and store it as the command's outcome, once.
 
         ``ack`` = (ack set, message hash, redis message id) acknowledges the Dramatiq message in
-        the same step (see :func:`workers.broker.ack_keys`). A dead-lettered ``command`` is kept in
+        the same step (see :meth:`workers.constants.DramatiqKeys.acks`). A dead-lettered ``command`` is kept in
         its record (its message is gone), for ``mailops dlq show`` and ``replay``.
         """
         return bool(self.finish_call(event, reply_to=reply_to, attempt=attempt, ack=ack, command=command).run())
@@ -228,7 +228,7 @@ class CommandStore:
         pipe.xadd(self.settings.events_stream, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
         if reply_to:
             pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
-        pipe.xack(self.settings.commands_stream, _group(), entry)
+        pipe.xack(self.settings.commands_stream, INGEST_GROUP, entry)
         pipe.xdel(self.settings.commands_stream, entry)
         pipe.execute()
 
@@ -239,12 +239,6 @@ class CommandStore:
     def outcome(self, command_id: str) -> Event | None:
         raw: Any = self.client.hget(self.keys.command(command_id), "outcome")
         return Event.from_json(raw) if raw else None
-
-
-def _group() -> str:
-    from workers.constants import INGEST_GROUP
-
-    return INGEST_GROUP
 
 
 def _base_event_json(event: Event) -> bytes:

@@ -57,6 +57,11 @@ class Keys:
         """Namespace of Dramatiq's own queues, ack sets and heartbeats."""
         return f"{self.prefix}:dq"
 
+    @property
+    def dramatiq(self) -> DramatiqKeys:
+        """The keys Dramatiq's broker (and mailops' scripts beside it) use in that namespace."""
+        return DramatiqKeys(self.dramatiq_namespace)
+
     def command(self, command_id: str) -> str:
         """Hash holding one command's record: fingerprint, status, attempts, outcome."""
         return f"{self.prefix}:cmd:{command_id}"
@@ -71,8 +76,23 @@ class Keys:
         return f"{self.prefix}:backend:{backend}:inflight"
 
     def backend_freed(self, backend: str) -> str:
-        """List a token is pushed to whenever a call slot on one backend is given back (wakes a waiter)."""
+        """List a token is pushed to when a call slot on one backend is given back and not granted
+        to a waiter (wakes waiters to ask again)."""
         return f"{self.prefix}:backend:{backend}:freed"
+
+    def backend_waiters(self, backend: str) -> str:
+        """Sorted set of leases waiting for a call slot on one backend, most urgent first, then
+        first come (see ``limits_release.lua``)."""
+        return f"{self.prefix}:backend:{backend}:waiters"
+
+    def backend_waiter_deadlines(self, backend: str) -> str:
+        """Sorted set of waiting leases by the time (ms) their waiter asks again or gives up."""
+        return f"{self.prefix}:backend:{backend}:waiters:until"
+
+    def backend_grant(self, backend: str, lease: str = "") -> str:
+        """List a give-back pushes to when it hands its slot to the waiting ``lease`` (without
+        ``lease``: the prefix the release script completes)."""
+        return f"{self.prefix}:backend:{backend}:grant:{lease}"
 
     def backend_rate(self, backend: str) -> str:
         """Sorted set of recent call start times on one backend (sliding window)."""
@@ -116,3 +136,36 @@ class Keys:
     def workers(self) -> str:
         """Sorted set of live worker process ids, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers"
+
+
+@dataclass(frozen=True)
+class DramatiqKeys:
+    """Key names inside one Dramatiq namespace (Dramatiq's Redis broker names them so; the
+    doorbells and wake lists are mailops' own, beside them)."""
+
+    namespace: str
+
+    def queue(self, queue: str) -> str:
+        """List of the Redis message ids waiting on ``queue`` (``<queue>.DQ`` for its delay queue)."""
+        return f"{self.namespace}:{queue}"
+
+    def messages(self, queue: str) -> str:
+        """Hash of Redis message id -> message data for ``queue``."""
+        return f"{self.namespace}:{queue}.msgs"
+
+    def doorbell(self, queue: str) -> str:
+        """List a token is pushed to for each message put on ``queue`` (wakes an idle consumer)."""
+        return f"{self.namespace}:{queue}.bell"
+
+    def acks(self, broker_id: str, queue: str) -> str:
+        """Set of the Redis message ids one worker process has fetched from ``queue`` and not acknowledged."""
+        return f"{self.namespace}:__acks__.{broker_id}.{queue}"
+
+    def wake(self, broker_id: str) -> str:
+        """List one worker process's idle consumers also wait on, so a stop does not wait out their waits."""
+        return f"{self.namespace}:__wake__.{broker_id}"
+
+    @property
+    def heartbeats(self) -> str:
+        """Sorted set of worker process (broker) id -> last heartbeat (ms)."""
+        return f"{self.namespace}:__heartbeats__"

@@ -20,10 +20,9 @@ import redis
 
 from schemas.commands import Command
 from schemas.events import Event
-from workers.broker import doorbell_key
 from workers.command_store import CommandStore, now_ms
-from workers.lua import lua_script
-from workers.messages import GENERATION_OPTION, message_for
+from workers.lua import lua_script, registered
+from workers.messages import GENERATION_OPTION, encoded, message_for
 
 #: Argument names whose values are never shown (sealed passwords and the like).
 SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
@@ -49,7 +48,7 @@ class DeadLetters:
         self.client = client
         self.store = store
         self.keys = store.keys
-        self._replay = client.register_script(lua_script("replay"))
+        self._replay = registered(client, lua_script("replay"))
 
     def ids(self) -> list[str]:
         raw: Any = self.client.zrange(self.keys.dead_letters, 0, -1)
@@ -96,15 +95,15 @@ class DeadLetters:
         generation = int(record.get("gen", "1")) + 1
         message = message_for(command)
         message = message.copy(options={GENERATION_OPTION: generation})
-        ns = self.keys.dramatiq_namespace
+        dq = self.keys.dramatiq
         event = Event(id=command.id, command=command.command, backend=command.backend, producer=command.producer,
                       status="accepted", batch=command.batch, details={"queue": message.queue_name, "replay": True})
         entry = {"result": "replayed", "start": now_ms(), "end": now_ms(), "worker": "dlq"}
         verdict = self._replay(
             keys=[self.keys.command(command_id), self.keys.dead_letters, self.store.settings.events_stream,
-                  f"{ns}:{message.queue_name}", f"{ns}:{message.queue_name}.msgs", self.keys.command_history(command_id),
-                  doorbell_key(ns, message.queue_name)],
-            args=[now_ms(), message.options["redis_message_id"], message.encode(), event.to_json(),
+                  dq.queue(message.queue_name), dq.messages(message.queue_name), self.keys.command_history(command_id),
+                  dq.doorbell(message.queue_name)],
+            args=[now_ms(), message.options["redis_message_id"], encoded(message), event.to_json(),
                   self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s,
                   command_id],
         )

@@ -20,6 +20,7 @@ from workers.limits import BackendLimits, SlotRequest
 from workers.lua import ScriptCall, run_together
 from workers.ordering import Pending, Settlement, TargetGuard, Turn, TurnRequest
 from workers.scrubbing import opened, scrub_exception
+from workers.wire import Ahead
 
 
 @dataclass
@@ -50,8 +51,46 @@ class Start:
         return self.turn is not None and self.turn_reply is not None and TargetGuard.granted(self.turn_reply)
 
     @property
-    def slot_granted(self) -> bool:
-        return self.slot is not None and self.slot_reply is not None and BackendLimits.granted(self.slot_reply)
+    def slot_claimed(self) -> bool:
+        """The slot was granted, or the ask put its lease in line for one (a give-back may grant
+        it at any moment): either way it is given back if the attempt does not use it."""
+        return self.slot is not None and self.slot_reply is not None and BackendLimits.claimed(self.slot_reply)
+
+
+class HeldSlot:
+    """A backend slot held for one turn: the panel call made in it, and how it is given back.
+
+    An answered call gives the slot back the moment the answer arrives, sent ahead of the
+    turn's commit and terminal event (:meth:`BackendLimits.give_back_ahead`), so the next
+    waiter's call starts while this command is still being recorded; a turn that made no call
+    gives it back with its commit (:meth:`settlement`); a failed call gives it back at once
+    with what the failure tells the breaker (:meth:`BackendLimits.call_holding`).
+    """
+
+    def __init__(self, limits: BackendLimits, backend: str, lease: str) -> None:
+        self.limits = limits
+        self.backend = backend
+        self.lease = lease
+        self.answered = False
+        self.ahead: Ahead | None = None
+
+    def call(self, fn: Callable[[], PanelResult]) -> PanelResult:
+        result = self.limits.call_holding(self.backend, self.lease, fn)
+        self.answered = True
+        self.ahead = self.limits.give_back_ahead(self.backend, self.lease)
+        return result
+
+    def settlement(self) -> Settlement:
+        def calls(called: bool) -> Sequence[ScriptCall]:
+            return [] if self.answered else [self.limits.give_back_call(self.backend, self.lease, "other")]
+
+        def replies(values: list[Any]) -> None:
+            if self.answered:
+                self.limits.settle_ahead(self.backend, self.lease, self.ahead)
+            else:
+                self.limits.settled(self.backend, values[0])
+
+        return Settlement(calls, replies)
 
 
 class Executor:
@@ -86,14 +125,14 @@ class Executor:
         backend = self.backends.get(command.backend or "")
         if backend is None or not backend.supports(command.command):
             return Start()
-        return Start(self.ordering.request(command, entry), self.limits.request(backend.name))
+        return Start(self.ordering.request(command, entry), self.limits.request(backend.name, queue=command.queue))
 
     def abandon(self, start: Start) -> None:
         """Give back what ``start`` was granted, for an attempt that will not run."""
         calls = []
         if start.turn is not None and start.turn_granted:
             calls.append(self.ordering.release_call(start.turn.token, start.turn.order_key))
-        if start.slot is not None and start.slot_granted:
+        if start.slot is not None and start.slot_claimed:
             calls.append(self.limits.give_back_call(start.slot.backend, start.slot.lease, "other"))
         if calls:
             run_together(self.ordering.client, calls)
@@ -113,12 +152,17 @@ class Executor:
             start.received(run_together(self.ordering.client, start.calls))
         turn = self._turn(start, entry)
         lease = self._slot(start, turn)
-        pending = self.ordering.complete_later(turn, lambda c: self._call(backend, c, lease),
-                                               settle=self._settlement(backend, lease))
+        if lease is None:
+            # _slot gives no lease only to a turn that makes no call.
+            pending = self.ordering.complete_later(turn, _no_slot)
+        else:
+            slot = HeldSlot(self.limits, backend.name, lease)
+            pending = self.ordering.complete_later(turn, lambda c: slot.call(lambda: self._execute(backend, c)),
+                                                   settle=slot.settlement())
         return pending.expected, pending
 
     def _turn(self, start: Start, entry: str | None) -> Turn:
-        """The granted turn, or the reason there is none (the slot, if granted, is given back)."""
+        """The granted turn, or the reason there is none (the slot, if claimed, is given back)."""
         assert start.turn is not None
         try:
             try:
@@ -131,39 +175,21 @@ class Executor:
                 # current one, so take the lease over instead of waiting out its TTL.
                 return self.ordering.take(start.turn.command, entry, takeover=True)
         except BaseException:
-            if start.slot is not None and start.slot_granted:
+            if start.slot is not None and start.slot_claimed:
                 self.limits.give_back(start.slot.backend, start.slot.lease, "other")
             raise
 
     def _slot(self, start: Start, turn: Turn) -> str | None:
         """The backend lease for the call: the one granted with the turn, or waited for now. A
-        command that will not call the panel keeps a granted lease only to give it back."""
+        command that will not call the panel keeps a granted (or waiting) lease only to give it back."""
         assert start.slot is not None
         if not self.ordering.needs_call(turn):
-            return start.slot.lease if start.slot_granted else None
+            return start.slot.lease if start.slot_claimed else None
         try:
             return self.limits.take(start.slot, first=start.slot_reply)
         except BaseException:
             self.ordering.release(turn)
             raise
-
-    def _settlement(self, backend: Backend, lease: str | None) -> Settlement | None:
-        limits = self.limits
-        if lease is None:
-            return None
-
-        def calls(called: bool) -> Sequence[ScriptCall]:
-            return [limits.give_back_call(backend.name, lease, "answered" if called else "other")]
-
-        def replies(values: list[Any]) -> None:
-            limits.settled(backend.name, values[0])
-
-        return Settlement(calls, replies)
-
-    def _call(self, backend: Backend, command: Command, lease: str | None) -> PanelResult:
-        # Only called when the command needs the panel, and then _slot has a lease for it.
-        assert lease is not None
-        return self.limits.call_holding(backend.name, lease, lambda: self._execute(backend, command))
 
     def _execute(self, backend: Backend, command: Command) -> PanelResult:
         if self.opener is None:
@@ -181,3 +207,7 @@ class Executor:
     def close(self) -> None:
         for backend in self.backends.values():
             backend.close()
+
+
+def _no_slot(command: Command) -> PanelResult:
+    raise AssertionError(f"{command.id}: a panel call without a backend slot")

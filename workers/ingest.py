@@ -31,7 +31,7 @@ from workers.command_store import CommandStore
 from workers.errors import CommandError, CommandRejected
 from workers.messages import message_for
 from workers.settings import Settings
-from workers.wire import exchange
+from workers.wire import execute
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +159,8 @@ class Ingestor:
                 return claimed
         # On the thread's own connection, the reply as Redis sends it (see workers.wire): when
         # commands arrive one at a time this read is half of ingest's CPU per command.
-        reply: Any = exchange(self.client, [("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", READ_COUNT,
-                                             "BLOCK", block_ms, "STREAMS", self.stream, ">")])[0]
-        if isinstance(reply, redis.ResponseError):
-            raise reply
+        reply: Any = execute(self.client, "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", READ_COUNT,
+                             "BLOCK", block_ms, "STREAMS", self.stream, ">")
         entries: list[Entry] = []
         for _stream, items in (reply.items() if isinstance(reply, dict) else reply or []):
             for eid, flat in items:

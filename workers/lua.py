@@ -10,12 +10,35 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from workers.wire import exchange
+from workers.wire import Ahead, exchange, send_ahead
+
+#: Every script source registered in this process, by SHA1 (what :func:`load_scripts` loads).
+_sources: dict[str, str | bytes] = {}
 
 
 def lua_script(name: str) -> str:
     """The source of ``workers/scripts/<name>.lua``."""
     return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def registered(client: redis.Redis, source: str | bytes) -> Script:
+    """``client.register_script(source)``, remembered so :func:`load_scripts` can load it before
+    its first call."""
+    script = client.register_script(source)
+    _sources[script.sha] = source
+    return script
+
+
+def load_scripts(client: redis.Redis) -> int:
+    """Load every registered script into Redis now, in one round trip (a worker does this as it
+    starts): its first commands then pay no ``NOSCRIPT`` retry, and calls sent ahead
+    (:func:`run_ahead`) run from the first one. Returns how many were loaded."""
+    sources = list(_sources.values())
+    pipe = client.pipeline(transaction=False)
+    for source in sources:
+        pipe.script_load(source)
+    pipe.execute()
+    return len(sources)
 
 
 @dataclass(frozen=True)
@@ -29,6 +52,18 @@ class ScriptCall:
     def run(self) -> Any:
         return self.script(keys=list(self.keys), args=list(self.args))
 
+    @property
+    def command(self) -> tuple[Any, ...]:
+        """The call as the Redis command that runs it (``EVALSHA``)."""
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+
+def run_ahead(client: redis.Redis, calls: Sequence[ScriptCall]) -> Ahead:
+    """Send ``calls`` now and read their replies with the thread's next round trip
+    (:func:`workers.wire.send_ahead`); a call Redis has no script for comes back as a
+    ``NoScriptError`` reply, not run."""
+    return send_ahead(client, [call.command for call in calls])
+
 
 def run_together(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     """Send ``calls`` in one round trip and return their results in order.
@@ -41,8 +76,6 @@ def run_together(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     then refuses, and the caller publishes what the commit did). Any error a script raised is
     raised here, after every call has run.
     """
-    if len(calls) == 1:
-        return [calls[0].run()]
     results = run_each(client, calls)
     for value in results:
         if isinstance(value, redis.ResponseError):
@@ -53,8 +86,7 @@ def run_together(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
 def run_each(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     """Like :func:`run_together`, but an error a script raised takes that call's place in the
     list instead of being raised (connection errors still raise)."""
-    results = exchange(client, [("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
-                                for call in calls])
+    results = exchange(client, [call.command for call in calls])
     for index, value in enumerate(results):
         if isinstance(value, redis.exceptions.NoScriptError):
             try:

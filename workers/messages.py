@@ -8,12 +8,14 @@ Redis stores compactly.
 from __future__ import annotations
 
 import base64
-import secrets
+import random
 import time
 from typing import Any
 
+import orjson
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
+from dramatiq.errors import DecodeError
 
 from schemas.commands import Command
 
@@ -32,6 +34,40 @@ COMMAND_OPTION = "mailops_cmd"
 ENTRY_OPTION = "mailops_entry"
 
 
+def encoded(message: Message[Any]) -> bytes:
+    """A message as it rests in Redis: Dramatiq's message JSON (written with orjson) without two
+    fields every mailops message would repeat, empty ``kwargs`` and a ``redis_message_id`` option
+    equal to the message id (:func:`message_for` makes them one). :func:`decoded` puts both back.
+
+    A queued command rests in its message, so these ~45 bytes take each queued command from
+    Redis' 448-byte allocation class to the 384-byte one (``mailops bench`` measures it). Only
+    mailops' own paths write and read its queues, through these two functions; Dramatiq's global
+    encoder is left alone, so a plain Dramatiq broker in the same process is unaffected.
+    """
+    fields = message.asdict()
+    options = fields["options"]
+    if options.get("redis_message_id") == fields["message_id"]:
+        fields["options"] = {k: v for k, v in options.items() if k != "redis_message_id"}
+    if not fields["kwargs"]:
+        del fields["kwargs"]
+    return orjson.dumps(fields)
+
+
+def decoded(data: bytes) -> Message[Any]:
+    """The message :func:`encoded` wrote; a message in Dramatiq's own full form reads too.
+
+    Raises :class:`dramatiq.errors.DecodeError` for data that is not such a message, as
+    ``Message.decode`` does."""
+    try:
+        fields = orjson.loads(data)
+        fields.setdefault("kwargs", {})
+        fields["options"].setdefault("redis_message_id", fields["message_id"])
+        fields["args"] = tuple(fields["args"])
+        return Message(**fields)
+    except Exception as exc:
+        raise DecodeError("Failed to decode message.", data, exc) from exc  # type: ignore[no-untyped-call]
+
+
 def stored_form(command: Command, *, without_id: bool = False) -> dict[str, Any]:
     """The command as it travels and rests after admission: secrets already sealed by the ingest
     gates, and without its signature (checked at the door; it signed the unsealed form). In a
@@ -42,8 +78,10 @@ def stored_form(command: Command, *, without_id: bool = False) -> dict[str, Any]
 
 def redis_message_id() -> str:
     """A Dramatiq message id: 64 random bits in 11 URL-safe characters instead of a 36-byte
-    UUID, since every queued command stores it four times."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(8)).rstrip(b"=").decode()
+    UUID, since every queued command stores it three times (list, hash field, message)."""
+    # Unique, not secret: the module's generator (reseeded in a forked child) instead of a system
+    # call per command, which under many threads also meant waiting again for the GIL.
+    return base64.urlsafe_b64encode(random.getrandbits(64).to_bytes(8, "big")).rstrip(b"=").decode()
 
 
 def message_for(command: Command, *, entry: str | None = None) -> Message[Any]:

@@ -43,13 +43,13 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         keys = self.settings.keys
-        ns = keys.dramatiq_namespace
+        dq = keys.dramatiq
         backends = sorted(self.settings.backends)
         now_ms = int(time.time() * 1000)
         pipe = self.client.pipeline(transaction=False)
         for queue in constants.QUEUES:
-            pipe.llen(f"{ns}:{queue}")
-            pipe.llen(f"{ns}:{queue}.DQ")
+            pipe.llen(dq.queue(queue))
+            pipe.llen(dq.queue(f"{queue}.DQ"))
         pipe.zcard(keys.dead_letters)
         for backend in backends:
             pipe.zcount(keys.backend_inflight(backend), now_ms, "+inf")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +39,7 @@ from workers.backends.base import PanelResult
 from workers.constants import Keys
 from workers.errors import Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
-from workers.lua import ScriptCall, run_together
+from workers.lua import ScriptCall, registered, run_together
 
 #: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
@@ -202,9 +201,9 @@ class TargetGuard:
         self.keys = keys
         self.max_skew_ms = max_skew_ms
         self.lease_ttl_ms = lease_ttl_ms
-        self._take = client.register_script(TAKE_LUA)
-        self._commit = client.register_script(COMMIT_LUA)
-        self._release = client.register_script(RELEASE_LUA)
+        self._take = registered(client, TAKE_LUA)
+        self._commit = registered(client, COMMIT_LUA)
+        self._release = registered(client, RELEASE_LUA)
 
     def request(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> TurnRequest:
         """The take call for the command's target+aspect turn (see :meth:`take`)."""
@@ -212,7 +211,7 @@ class TargetGuard:
         target, aspect = command.target, command.spec.aspect
         order_key, holds_key = self.keys.order(target, aspect), self.keys.holds(target, aspect)
         register = register_for(command)
-        token = f"{command.id}:{uuid.uuid4().hex[:12]}"
+        token = f"{command.id}:{random.getrandbits(48):012x}"  # unique, not secret (see messages.redis_message_id)
         call = ScriptCall(self._take, [order_key, holds_key],
                           [token, stamp.encode(), register, self.lease_ttl_ms, int(takeover)])
         return TurnRequest(command, stamp, token, order_key, holds_key, register, call)

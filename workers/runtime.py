@@ -22,6 +22,7 @@ from workers.command_store import CommandStore
 from workers.executor import Executor
 from workers.ingest import IngestGate, Ingestor
 from workers.limits import BackendLimits
+from workers.lua import load_scripts
 from workers.metrics import Metrics
 from workers.middleware import Lifecycle, Liveness
 from workers.middleware.metrics import CommandMetrics
@@ -80,6 +81,7 @@ class Runtime:
         self._ingest_thread: threading.Thread | None = None
 
     def start(self) -> Runtime:
+        load_scripts(self.client)
         self._worker = dramatiq.Worker(self.broker, worker_threads=self.threads, queues=set(self.queues), worker_timeout=100)
         self._worker.start()
         if self.ingest_enabled:

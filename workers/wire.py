@@ -2,7 +2,8 @@
 the calling thread's own connection, and their replies read back in order.
 
 The worker makes two such round trips per command (its first steps, then the terminal steps;
-see :mod:`workers.lua`). Through a redis-py pipeline each one also built a pipeline object and a
+see :mod:`workers.lua`), and may write a step ahead of them (:func:`send_ahead`) whose reply is read
+with the next round trip. Through a redis-py pipeline each one also built a pipeline object and a
 command stack, took a connection from the pool and gave it back (a lock, a readiness probe of the
 socket, connection-count bookkeeping, an event), and encoded every argument through a chunking
 encoder; measured here that was about half of the round trip's CPU.
@@ -35,20 +36,105 @@ def exchange(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[A
 
     def send_and_read() -> list[Any]:
         connection.send_packed_command(payload)
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(connection.read_response())
-            except redis.ResponseError as exc:
-                replies.append(exc)
-        return replies
+        _read_ahead(client.connection_pool, connection)
+        return _replies(connection, len(commands))
+
+    def reconnect(_error: Exception) -> None:
+        _lose_ahead(client.connection_pool)
+        connection.disconnect()
 
     try:
-        result: list[Any] = connection.retry.call_with_retry(send_and_read, lambda _error: connection.disconnect())
+        result: list[Any] = connection.retry.call_with_retry(send_and_read, reconnect)
         return result
     except BaseException:
+        reconnect(RuntimeError())
+        raise
+
+
+def execute(client: redis.Redis, *command: Any) -> Any:
+    """One command through :func:`exchange`: its reply, or its error reply raised."""
+    reply = exchange(client, [command])[0]
+    if isinstance(reply, redis.ResponseError):
+        raise reply
+    return reply
+
+
+class Ahead:
+    """Commands written by :func:`send_ahead`; their replies are read with the thread's next
+    :func:`exchange`, or by :meth:`replies`."""
+
+    def __init__(self, pool: redis.ConnectionPool, count: int) -> None:
+        self.pool = pool
+        self.count = count
+        self._replies: list[Any] | None = None
+        #: The connection failed before the replies were read: the commands may or may not have run.
+        self.lost = False
+
+    def replies(self) -> list[Any] | None:
+        """The replies (an error reply in its command's place), read now if no exchange has read
+        them yet; ``None`` if they were lost with the connection."""
+        if self._replies is None and not self.lost:
+            connection = own_connection(self.pool)
+            try:
+                _read_ahead(self.pool, connection)
+            except redis.ConnectionError:
+                connection.disconnect()
+        return self._replies
+
+
+def send_ahead(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> Ahead:
+    """Write ``commands`` on the calling thread's connection now, without waiting for their
+    replies: they run in Redis while the caller goes on, and their replies are read with the
+    thread's next :func:`exchange` (which retries only its own commands: send ahead only what is
+    safe to send again, or to leave undone, if the connection fails). Raises on a failed write."""
+    pool = client.connection_pool
+    connection = own_connection(pool)
+    try:
+        connection.send_packed_command([packed(commands)])
+    except BaseException:
+        _lose_ahead(pool)
         connection.disconnect()
         raise
+    ahead = Ahead(pool, len(commands))
+    _ahead_of(pool).append(ahead)
+    return ahead
+
+
+def _ahead_of(pool: redis.ConnectionPool) -> list[Ahead]:
+    pending: weakref.WeakKeyDictionary[redis.ConnectionPool, list[Ahead]] | None = getattr(_own, "ahead", None)
+    if pending is None:
+        pending = _own.ahead = weakref.WeakKeyDictionary()
+    return pending.setdefault(pool, [])
+
+
+def _read_ahead(pool: redis.ConnectionPool, connection: Any) -> None:
+    """Read the replies of what this thread sent ahead on ``connection`` (they come first)."""
+    pending = _ahead_of(pool)
+    try:
+        while pending:
+            ahead = pending[0]
+            ahead._replies = _replies(connection, ahead.count)
+            pending.pop(0)
+    except BaseException:
+        _lose_ahead(pool)
+        raise
+
+
+def _lose_ahead(pool: redis.ConnectionPool) -> None:
+    pending = _ahead_of(pool)
+    for ahead in pending:
+        ahead.lost = True
+    pending.clear()
+
+
+def _replies(connection: Any, count: int) -> list[Any]:
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 def own_connection(pool: redis.ConnectionPool) -> Any:
@@ -61,6 +147,7 @@ def own_connection(pool: redis.ConnectionPool) -> Any:
     if connection is None or connection.pid != os.getpid():
         connection = pool.connection_class(**pool.connection_kwargs)
         connections[pool] = connection
+        _lose_ahead(pool)
     return connection
 
 

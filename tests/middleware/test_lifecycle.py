@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import dramatiq
 import redis
 
 from tests.conftest import add_command, read_events, wait_for_terminal
 from workers.command_store import CommandStore
+from workers.middleware import Lifecycle
 from workers.sandbox import Faults, SandboxServer
+from workers.wire import own_connection
 
 
 def suspend(id: str, user: str = "example", command: str = "suspend_outgoing") -> dict[str, object]:
@@ -162,3 +166,21 @@ def test_a_success_whose_turn_was_overtaken_before_its_commit_reports_what_the_c
     assert pending.expected.details["holds"]["after"] == ["abuse"]
     assert events[0].details["holds"]["after"] == []
     assert "lease expired" in events[0].details["holds"]["note"]
+
+
+def test_a_worker_thread_opens_its_own_redis_connection_as_it_boots(redis_client: redis.Redis, settings_for, whm) -> None:
+    # Given the lifecycle middleware of a worker
+    settings = settings_for({"whm1": ("whm", whm)})
+    lifecycle = Lifecycle(CommandStore(redis.Redis.from_url(str(settings.redis_url)), settings), "w-1")
+    seen: list[bool] = []
+
+    def boot() -> None:
+        lifecycle.after_worker_thread_boot(dramatiq.get_broker(), None)
+        seen.append(own_connection(lifecycle.store.client.connection_pool)._sock is not None)
+
+    # When a worker thread boots
+    thread = threading.Thread(target=boot)
+    thread.start()
+    thread.join()
+    # Then its own connection is open before it runs anything
+    assert seen == [True]

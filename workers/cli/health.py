@@ -26,7 +26,7 @@ from workers.settings import Settings
 
 def heartbeats_key(settings: Settings) -> str:
     """Dramatiq's sorted set of worker heartbeats in this deployment's namespace."""
-    return f"{settings.keys.dramatiq_namespace}:__heartbeats__"
+    return settings.keys.dramatiq.heartbeats
 
 
 def host_of(worker_id: str) -> str:

@@ -2,7 +2,8 @@
 -- process (no heartbeat for heartbeat_timeout) had fetched but not acknowledged. Unlike
 -- Dramatiq's maintenance it runs on every call (not 0.1 % of them), covers every queue at once,
 -- puts recovered work first instead of behind the backlog, and never uses KEYS.
--- KEYS: 1 Dramatiq namespace
+-- KEYS: 1 Dramatiq namespace (the key names below are the ones workers.constants.DramatiqKeys
+--       spells: a script reaches every dead process's ack set, so it builds them itself)
 -- ARGV: 1 now (ms), 2 this worker's id, 3 heartbeat timeout (ms), 4 dead message ttl (ms),
 --       5.. queue names (without .DQ)
 -- Returns the number of messages requeued.
