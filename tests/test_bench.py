@@ -39,6 +39,7 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
             assert name in figures[run], f"{run}.{name} missing"
     assert figures["throughput"]["statuses"] == {"succeeded": 200}
     assert figures["latency"]["missing"] == 0 and figures["urgent_under_bulk"]["missing"] == 0
+    assert figures["latency"]["warmup"]["count"] > 0 and figures["latency"]["warmup"]["missing"] == 0
     assert all(pool and all(rss > 0 for rss in pool) for pool in figures["peak_rss_bytes"].values())
     assert [row["name"] for row in figures["targets"]] == [t.name for t in TARGETS]
     assert all(math.isfinite(row["value"]) for row in figures["targets"])

@@ -93,7 +93,9 @@ def render(figures: dict[str, Any]) -> str:
                  f"about {tp['redis_bound_cps']} commands/s for the whole fleet")
     lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s of {lat.get('max_rate_cps')}/s "
                  f"measured just before, {lat['count']} commands): "
-                 f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms")
+                 f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; "
+                 f"not counted, the first {lat['warmup']['seconds']:g} s after the workers started "
+                 f"({lat['warmup']['count']} commands): p50 {lat['warmup']['p50_ms']} ms, p99 {lat['warmup']['p99_ms']} ms")
     lines.append(f"urgent with {urg['bulk']} bulk (ingested in {urg['bulk_ingest_s']} s; "
                  f"{urg['bulk_waiting_at_start']} -> {urg['bulk_waiting_at_end']} still waiting): "
                  f"p50 {urg['p50_ms']} ms, p95 {urg['p95_ms']} ms, p99 {urg['p99_ms']} ms over {urg['count']}")

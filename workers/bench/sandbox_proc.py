@@ -9,6 +9,7 @@ Faults and statistics go through each server's ``/__sandbox__/`` control endpoin
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
             app.add_account(user)
         server = SandboxServer(app).start()
         servers.append(server)
+    # The accounts live as long as the process: keep them out of the garbage collector's full
+    # passes (one over 50,000 accounts paused every answer for ~44 ms, measured mid-run).
+    gc.freeze()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

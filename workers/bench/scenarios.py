@@ -60,7 +60,10 @@ class BenchOptions:
     threads: int = 8
     #: Fraction of the measured maximum rate the latency run is paced at.
     load_fraction: float = 0.5
-    latency_duration_s: float = 8.0
+    latency_duration_s: float = 20.0
+    #: Seconds of paced commands sent first and not counted (new worker processes open their
+    #: connections and warm up; reported apart as ``latency.warmup``).
+    latency_warmup_s: float = 1.0
     bulk: int = 20_000
     urgent: int = 40
     backend_latency_s: float = 0.05
@@ -74,7 +77,8 @@ class BenchOptions:
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
-        values: dict[str, Any] = dict(commands=600, rounds=1, latency_duration_s=3.0, bulk=2000, urgent=15,
+        values: dict[str, Any] = dict(commands=600, rounds=1, latency_duration_s=3.0, latency_warmup_s=0.5,
+                                      bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
                                       ceiling_s=2.0)
         values.update(overrides)
@@ -224,13 +228,17 @@ class Bench:
         pool = start_mailops(self.redis_url, self.config("latency", {"whm1": max(o.threads, 8)}), phase,
                              processes=o.processes, threads=o.threads)
         watcher = EventWatcher(self.client, phase.events_stream).start()
+        warmup = int(rate * o.latency_warmup_s)
         try:
-            sent = self._paced(phase, "lat", int(rate * o.latency_duration_s), rate)
+            sent = self._paced(phase, "lat", warmup + int(rate * o.latency_duration_s), rate)
             watcher.wait_terminal(len(sent), PHASE_TIMEOUT_S)
         finally:
             self._finish("latency", pool, watcher)
+        # In sending order: the warm-up's commands first.
+        order = list(sent.items())
         return {"load_fraction": o.load_fraction, "max_rate_cps": round(max_rate, 1), "rate_cps": round(rate, 1),
-                **self._latencies(sent, watcher)}
+                **self._latencies(dict(order[warmup:]), watcher),
+                "warmup": {"seconds": o.latency_warmup_s, **self._latencies(dict(order[:warmup]), watcher)}}
 
     def _paced(self, phase: Phase, tag: str, count: int, rate: float, *, priority: str | None = "default",
                ) -> dict[str, tuple[float, int]]:
@@ -348,8 +356,8 @@ class Bench:
                 "record": self.client.memory_usage(keys.command("mem-0")) or 0,
                 "commands_stream": (self.client.memory_usage(phase.commands_stream, samples=0) or 0) / count,
                 "events_stream": (self.client.memory_usage(phase.events_stream, samples=0) or 0) / count,
-                "dramatiq_queue": ((self.client.memory_usage(f"{keys.dramatiq_namespace}:bulk", samples=0) or 0)
-                                   + (self.client.memory_usage(f"{keys.dramatiq_namespace}:bulk.msgs", samples=0) or 0))
+                "dramatiq_queue": ((self.client.memory_usage(keys.dramatiq.queue("bulk"), samples=0) or 0)
+                                   + (self.client.memory_usage(keys.dramatiq.messages("bulk"), samples=0) or 0))
                 / count,
             }
         finally:
