@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 
@@ -15,12 +16,18 @@ from workers.settings import Settings
 from workers.wire import exchange, packed, send_ahead
 
 
+class Status(enum.StrEnum):
+    ACTIVE = "active"
+
+
 @pytest.mark.parametrize("args", [
     ("SET", "key", "value"),
     ("EVALSHA", "a" * 40, 2, "k1", "k2", 1795330921088, -3, 0.25, b"\x00\xffraw", "ünïcødé ✓", ""),
     ("XADD", "stream", "*", "body", "x" * 10_000),
+    ("HSET", Status.ACTIVE, "field", Status.ACTIVE, b"raw", memoryview(b"view")),
 ])
 def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(args: tuple[object, ...]) -> None:
+    # (hiredis packs the first three; the str subclass and the memoryview take the Python packer)
     reference = b"".join(bytes(part) for part in PythonRespSerializer(6000, redis.connection.Encoder(
         "utf-8", "strict", False).encode).pack(*args))
     assert packed([args]) == reference
