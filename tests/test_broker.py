@@ -3,6 +3,7 @@ consumers can wait long on their doorbells instead of polling Redis."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,8 @@ import redis
 
 from schemas.commands import validate_command
 from schemas.events import Event
-from workers.broker import IDLE_WAIT_MS, build_broker
+from tests.conftest import wait_until
+from workers.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
 from workers.command_store import CommandStore
 from workers.messages import message_for
 from workers.runtime import Runtime
@@ -21,6 +23,14 @@ from workers.settings import Settings
 
 COMMAND = {"id": "bell-1", "command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"},
            "producer": "abuse"}
+
+
+def broker_and_message(client: redis.Redis, settings: Settings) -> tuple[MailopsBroker, dramatiq.Message[Any]]:
+    """The broker a worker runs on, with the queue of a message for ``COMMAND`` declared."""
+    broker = build_broker(client, settings, [])
+    message: dramatiq.Message[Any] = message_for(validate_command(COMMAND))
+    broker.declare_queue(message.queue_name)
+    return broker, message
 
 
 def tokens(client: redis.Redis, settings: Settings, queue: str) -> int:
@@ -42,10 +52,8 @@ def test_dramatiq_enqueues_and_requeues_ring_the_queue_they_use(
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
     # Given the broker a worker runs on
     settings = settings_for({"whm1": ("whm", whm)})
-    broker = build_broker(redis_client, settings, [])
-    message: dramatiq.Message[Any] = message_for(validate_command(COMMAND))
+    broker, message = broker_and_message(redis_client, settings)
     queue = message.queue_name
-    broker.declare_queue(queue)
     # When a message is enqueued now, another with a delay, and stranded messages are requeued
     broker.enqueue(message)
     broker.enqueue(message, delay=5000)
@@ -65,7 +73,7 @@ def test_an_idle_worker_waits_on_its_doorbells_instead_of_polling_redis(
     redis_client.config_resetstat()
     # When it idles for three seconds
     time.sleep(3)
-    # Then Redis ran a few dozen commands a second for it (doorbell waits, a fetch after each, the
+    # Then Redis ran a few dozen commands a second for it (doorbell waits, a fetch behind each, the
     # liveness heartbeat, the ingest read, and the commands their scripts run: ~35/s measured), not
     # the ~270/s of a poll every 100 ms per consumer
     stats: Any = redis_client.info("commandstats")
@@ -87,3 +95,38 @@ def test_messages_reaped_from_a_dead_worker_ring_their_queue(
     assert broker.heartbeat_and_reap() == 1
     assert redis_client.lrange(dq.queue("urgent"), 0, -1) == [b"m1"]
     assert tokens(redis_client, settings, "urgent") == 1
+
+
+def test_a_consumer_waiting_on_its_doorbell_returns_the_message_that_rang_it_from_the_same_call(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given an idle consumer of an empty queue, waiting on its doorbell in another thread
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker, message = broker_and_message(redis_client, settings)
+    consumer = broker.consume(message.queue_name, prefetch=4, timeout=100)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(next(consumer)))
+    waiter.start()
+    wait_until(lambda: int(redis_client.info("clients")["blocked_clients"]) == 1)
+    # When a message is queued (which rings the doorbell)
+    broker.enqueue(message)
+    waiter.join(timeout=5)
+    # Then the call that was waiting hands it out: the fetch rode behind the wait, in the same
+    # write, so no second round trip was needed
+    assert [m.message_id if m else None for m in got] == [message.message_id]
+
+
+def test_a_fetch_sent_behind_a_long_wait_never_moves_the_heartbeat_back(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a worker whose heartbeat was refreshed a minute "later" than the consumer's clock
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker, message = broker_and_message(redis_client, settings)
+    message = broker.enqueue(message)
+    later = int(time.time() * 1000) + 60_000
+    redis_client.zadd(settings.keys.dramatiq.heartbeats, {broker.broker_id: later})
+    # When its consumer fetches (with the time it started waiting)
+    fetched = next(broker.consume(message.queue_name, prefetch=4, timeout=100))
+    # Then it got the message, in the process's ack set, and the heartbeat stayed where it was
+    assert fetched is not None and fetched.message_id == message.message_id
+    assert redis_client.smembers(settings.keys.dramatiq.acks(broker.broker_id, message.queue_name)) == {
+        message.options["redis_message_id"].encode()}
+    assert redis_client.zscore(settings.keys.dramatiq.heartbeats, broker.broker_id) == later

@@ -21,7 +21,7 @@ from workers.constants import DramatiqKeys
 from workers.lua import ScriptCall, lua_script, registered, run_together
 from workers.messages import decoded, encoded, redis_message_id
 from workers.settings import Settings
-from workers.wire import execute
+from workers.wire import exchange, execute
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 ACKED_OPTION = "mailops_acked"
 #: Longest an idle consumer (nothing fetched and unacknowledged) waits on its doorbell before it
 #: looks at its queue anyway. Every path that queues a message rings the doorbell; this is the
-#: safety net, and what an idle worker costs Redis (two round trips per consumer per wait).
+#: safety net, and what an idle worker costs Redis (one round trip per consumer per wait).
 IDLE_WAIT_MS = 1_000
 #: Tokens a doorbell keeps, and how long it keeps them (the Lua scripts use the same figures).
 DOORBELL_TOKENS = 16
@@ -37,16 +37,18 @@ DOORBELL_TTL_MS = 60_000
 
 
 class WakingConsumer(_RedisConsumer):
-    """Dramatiq's Redis consumer, with two changes.
+    """Dramatiq's Redis consumer, with these changes.
 
     * An idle consumer waits on its queue's doorbell (BLPOP) instead of sleeping, so a command is
       fetched as soon as ingest enqueues it, not after a poll interval of up to ``worker_timeout``.
       With nothing in hand it waits up to :data:`IDLE_WAIT_MS` (every enqueue path rings, see
       :meth:`MailopsBroker.ring`); with messages in hand, or a delay queue holding messages until
       their ETA, it keeps Dramatiq's short backoff so acknowledgements and due messages move on time.
+    * The fetch rides behind the wait, in the same write (``fetch.lua``, Dramatiq's fetch with a
+      heartbeat that only moves forward): the call that waited hands out what rang the doorbell.
     * A fetch that brought fewer messages than it asked for found the queue empty: the next
-      look waits on the doorbell instead of fetching again (one round trip per message less
-      when commands arrive one at a time).
+      look waits on the doorbell instead of fetching again. Together, a command arriving alone
+      costs its consumer one round trip, where Dramatiq's poll-then-fetch took two.
     * A message the terminal step already acknowledged (:data:`ACKED_OPTION`) costs no second
       round trip.
     * When Redis drops the connection, the messages it had fetched but not handed out yet are
@@ -74,16 +76,21 @@ class WakingConsumer(_RedisConsumer):
                     message = decoded(data)
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
-                messages = []
+                messages: list[bytes | None] = []
                 wanted = self.prefetch - self.outstanding_message_count
                 if wanted > 0 and not self.drained:
-                    self.message_cache = messages = self.broker.do_fetch(self.queue_name, wanted)
-                    self.drained = len(messages) < wanted
+                    messages = self._fetch(wanted)
                 if not messages:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                    self._wait(backoff_ms, wake=wanted > 0)
-                    self.drained = False
-                    return None
+                    fetched = self._wait(backoff_ms, fetch=wanted)
+                    # (A wait that fetched nothing leaves the queue known empty, so the next look
+                    # waits again; one that could not fetch leaves the next look to fetch.)
+                    self.drained = fetched is not None
+                    if not fetched:
+                        return None
+                    messages = fetched
+                self.message_cache = messages
+                self.drained = len(messages) < wanted
         except redis.ConnectionError as e:
             self._strand()
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
@@ -98,22 +105,47 @@ class WakingConsumer(_RedisConsumer):
         super().requeue(messages)  # type: ignore[no-untyped-call]
         self.broker.ring(self.queue_name)
 
-    def _wait(self, backoff_ms: int, *, wake: bool) -> None:
+    def _wait(self, backoff_ms: int, *, fetch: int) -> list[bytes | None] | None:
+        """Wait for work; return the messages fetched as the wait ended (up to ``fetch`` of them),
+        or ``None`` if this wait could not fetch."""
         broker: MailopsBroker = self.broker
         idle = self.outstanding_message_count == 0 and not broker.stopping
         # A delay queue holding messages moves them to their queue between two looks: look often.
         if self.queue_name.endswith(".DQ") and not idle:
             time.sleep(backoff_ms / 1000)
-            return
+            return None
         # A full prefetch cannot take more until a worker thread finishes one; look again soon
         # (no Redis call until then) rather than after a backoff of up to worker_timeout.
-        if not wake:
+        if fetch <= 0:
             time.sleep(min(backoff_ms, 5) / 1000)
-            return
+            return None
         timeout_ms = IDLE_WAIT_MS if idle else max(backoff_ms, 10)
-        # On the thread's own connection (workers.wire), like the fetch: once per command when
-        # commands arrive one at a time.
-        execute(broker.client, "BLPOP", broker.keys.doorbell(self.queue_name), broker.wake_key, timeout_ms / 1000)
+        wait = ("BLPOP", broker.keys.doorbell(self.queue_name), broker.wake_key, timeout_ms / 1000)
+        if broker.stopping:
+            execute(broker.client, *wait)
+            return None
+        # The fetch goes in the same write, behind the wait: Redis runs it as soon as the wait
+        # ends (a blocked client's next command waits for it), so a command arriving alone costs
+        # this consumer one round trip, not two. On the thread's own connection (workers.wire).
+        call = self._fetch_call(fetch)
+        reply = exchange(broker.client, [wait, call.command])[1]
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            reply = call.run()
+        elif isinstance(reply, redis.ResponseError):
+            raise reply
+        return list(reply)
+
+    def _fetch(self, count: int) -> list[bytes | None]:
+        """Up to ``count`` messages off the queue, now."""
+        return list(run_together(self.broker.client, [self._fetch_call(count)])[0])
+
+    def _fetch_call(self, count: int) -> ScriptCall:
+        broker: MailopsBroker = self.broker
+        keys = broker.keys
+        return ScriptCall(broker.fetch_script, [
+            keys.queue(self.queue_name), keys.messages(self.queue_name),
+            keys.acks(broker.broker_id, self.queue_name), keys.heartbeats,
+        ], [current_millis(), broker.broker_id, min(count, broker._max_unpack_size())])  # type: ignore[no-untyped-call]
 
 
 class MailopsBroker(RedisBroker):
@@ -131,6 +163,8 @@ class MailopsBroker(RedisBroker):
         assert isinstance(source, bytes | str)
         self.scripts["dispatch"] = registered(self.client, source)
         self._reap = registered(self.client, lua_script("reap"))
+        #: Dramatiq's fetch with a heartbeat that only moves forward (see WakingConsumer._wait).
+        self.fetch_script = registered(self.client, lua_script("fetch"))
         self._stranded: list[tuple[str, list[str]]] = []
         self._stranded_lock = threading.Lock()
 
