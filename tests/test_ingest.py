@@ -7,11 +7,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import redis
 
-from tests.conftest import add_command, wait_for_terminal
+from tests.conftest import add_command, wait_for_terminal, wait_until
 from tests.test_end_to_end import suspend
+from workers.command_store import CommandStore
+from workers.constants import INGEST_GROUP
+from workers.ingest import Ingestor
+from workers.redis_client import connect
 from workers.sandbox import SandboxServer
 
 READ_AND_HANG = textwrap.dedent(
@@ -58,3 +63,31 @@ def test_entries_read_by_a_killed_ingest_consumer_are_reclaimed_and_run(
     assert {e.id for e in terminal if e.status == "succeeded"} >= {"k-3"}
     assert {(c.target, c.new) for c in whm.app.ledger.changes()} == {("example", "suspended"), ("other", "suspended")}
     assert redis_client.xpending("mailops:commands", "mailops-ingest")["pending"] == 0
+
+
+def test_an_admit_redis_refuses_is_answered_and_the_batch_around_it_is_admitted(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for
+) -> None:
+    # Given an ingest loop running, and a command whose record key Redis holds as another type
+    settings = settings_for({"whm1": ("whm", whm)})
+    redis_client.set(settings.keys.command("clash-1"), "not a hash")
+    client = connect(settings)
+    ingestor = Ingestor(client, settings, CommandStore(client, settings), consumer="loop")
+    loop = threading.Thread(target=ingestor.run, daemon=True)
+    loop.start()
+    try:
+        # When that command arrives between two valid ones, in one batch
+        for i in ("ok-1", "clash-1", "ok-2"):
+            add_command(redis_client, suspend(i))
+        # Then (its admit's verdict coming back with the loop's next read) it gets a `rejected`
+        # event naming the rule, the two around it are accepted, and nothing is left pending
+        events = wait_for_terminal(redis_client, {"clash-1"}, timeout=10)
+        wait_until(lambda: redis_client.xpending(settings.commands_stream, INGEST_GROUP)["pending"] == 0)
+    finally:
+        ingestor.stop()
+        loop.join(timeout=5)
+    rejected = [e for e in events if e.id == "clash-1"]
+    assert [(e.status, e.error and e.error.field, e.error and e.error.rule) for e in rejected] == [
+        ("rejected", "body", "unadmittable")]
+    assert {e.id for e in events if e.status == "accepted"} == {"ok-1", "ok-2"}
+    assert not loop.is_alive()

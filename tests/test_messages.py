@@ -64,8 +64,8 @@ def test_an_admitted_command_rests_in_the_short_form(
                                 "args": {"user": "example"}, "producer": "abuse"})
     message = message_for(command, entry="1-0")
     store = CommandStore(redis_client, settings)
-    assert store.admit_many([store.admit_keys_args(command, fingerprint="f" * 32, entry="1-0", message=message)]) \
-        == ["accepted"]
+    batch = store.admit_ahead([store.admit_keys_args(command, fingerprint="f" * 32, entry="1-0", message=message)])
+    assert batch.verdicts() == ["accepted"]
     # Then the queued message is the short form, and it reads back as the message that was queued
     stored = redis_client.hget(settings.keys.dramatiq.messages(command.queue), message.message_id)
     assert isinstance(stored, bytes)

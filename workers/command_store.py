@@ -22,9 +22,10 @@ from schemas.commands import Command
 from schemas.events import Event
 from workers.constants import INGEST_GROUP
 from workers.errors import CommandError
-from workers.lua import ScriptCall, lua_script, registered, run_each, run_together
+from workers.lua import ScriptCall, lua_script, registered, run_ahead, run_together
 from workers.messages import encoded, redis_message_id, stored_form
 from workers.settings import Settings
+from workers.wire import Ahead
 
 if TYPE_CHECKING:
     from workers.ordering import CommitGuard
@@ -44,6 +45,32 @@ class Attempt:
     @property
     def should_run(self) -> bool:
         return self.state == "run"
+
+
+@dataclass
+class AdmitBatch:
+    """Admit calls sent ahead (:meth:`CommandStore.admit_ahead`)."""
+
+    calls: list[ScriptCall]
+    ahead: Ahead | None
+
+    def verdicts(self) -> list[str | redis.ResponseError] | None:
+        """Each call's verdict, or the error of a call Redis refused (read now if no round trip
+        has read them yet; a call Redis had no script for, after a restart, is run now). ``None``
+        if the replies were lost with the connection: the admits may or may not have run, and the
+        entries of those that did not are still pending, so they are reclaimed and admitted then."""
+        replies = self.ahead.replies() if self.ahead is not None else []
+        if replies is None:
+            return None
+        verdicts: list[str | redis.ResponseError] = []
+        for call, value in zip(self.calls, replies, strict=True):
+            if isinstance(value, redis.exceptions.NoScriptError):
+                try:
+                    value = call.run()
+                except redis.ResponseError as exc:
+                    value = exc
+            verdicts.append(value if isinstance(value, redis.ResponseError) else _text(value))
+        return verdicts
 
 
 class CommandStore:
@@ -96,18 +123,13 @@ class CommandStore:
         ]
         return keys, args
 
-    def admit_many(self, calls: list[tuple[list[str], list[Any]]]) -> list[str | redis.ResponseError]:
-        """Run a batch of admit calls in one round trip; returns each verdict, or the error of a call
-        Redis refused (connection errors still raise: the entries stay pending and are reclaimed)."""
-        if not calls:
-            return []
-        results: list[str | redis.ResponseError] = []
-        for value in run_each(self.client, [ScriptCall(self._admit, keys, args) for keys, args in calls]):
-            if isinstance(value, redis.ResponseError):
-                results.append(value)
-            else:
-                results.append(value.decode() if isinstance(value, bytes) else str(value))
-        return results
+    def admit_ahead(self, calls: list[tuple[list[str], list[Any]]]) -> AdmitBatch:
+        """Send a batch of admit calls now, in one write, without waiting for their verdicts
+        (:func:`workers.lua.run_ahead`): Redis runs them at once, and the calling thread's next
+        round trip brings the verdicts back (:meth:`AdmitBatch.verdicts`). Raises on a failed write
+        (the entries stay pending and are reclaimed)."""
+        scripts = [ScriptCall(self._admit, keys, args) for keys, args in calls]
+        return AdmitBatch(scripts, run_ahead(self.client, scripts) if scripts else None)
 
     def begin_call(self, command_id: str, worker_id: str, generation: int) -> ScriptCall:
         """Count an attempt, unless the command ended or a newer copy of its message exists (a
@@ -245,3 +267,7 @@ def _base_event_json(event: Event) -> bytes:
     data = event.model_dump(mode="json", exclude_none=True)
     data.pop("status", None)
     return orjson.dumps(data)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

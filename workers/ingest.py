@@ -27,7 +27,7 @@ import redis
 from schemas.commands import Command, parse_command
 from schemas.events import ErrorInfo, Event
 from workers import constants
-from workers.command_store import CommandStore
+from workers.command_store import AdmitBatch, CommandStore
 from workers.errors import CommandError, CommandRejected
 from workers.messages import message_for
 from workers.settings import Settings
@@ -141,6 +141,8 @@ class Ingestor:
         self._last_claim = 0.0
         #: Entries handled since start (for liveness checks).
         self.handled = 0
+        #: Admits sent ahead whose verdicts are not handled yet (see :meth:`admit`).
+        self._unsettled: list[tuple[list[tuple[Entry, Command]], AdmitBatch]] = []
 
     def ensure_group(self) -> None:
         try:
@@ -184,7 +186,15 @@ class Ingestor:
                 return entries
 
     def process(self, entries: Sequence[Entry]) -> None:
-        """Validate and admit a batch of entries (one pipeline for all the valid ones)."""
+        """Validate and admit a batch of entries, and handle Redis' verdicts on them."""
+        self.admit(entries)
+        self.settle()
+
+    def admit(self, entries: Sequence[Entry]) -> None:
+        """Validate a batch of entries, answer the invalid ones, and send the valid ones' admit
+        calls in one write without waiting (:meth:`CommandStore.admit_ahead`): the loop's next
+        read of the stream brings their verdicts back, so a command arriving alone costs ingest
+        one round trip, not two (:meth:`settle` handles them)."""
         calls = []
         admitted: list[tuple[Entry, Command]] = []
         for entry in entries:
@@ -205,15 +215,22 @@ class Ingestor:
                 raw = entry.decoded
                 reply_to = raw.get("reply_to") if isinstance(raw.get("reply_to"), str) else None
                 self.store.respond_and_ack(rejection_event(exc, entry, raw), entry=entry.id, reply_to=_safe_stream(reply_to))
-        for (entry, command), verdict in zip(admitted, self.store.admit_many(calls), strict=True):
-            if isinstance(verdict, redis.ResponseError):
-                # Redis refused this one entry (e.g. a key of the wrong type); answer it rather
-                # than leave it pending to fail again on every reclaim.
-                logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
-                error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
-                self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}),
-                                           entry=entry.id)
+        if calls:
+            self._unsettled.append((admitted, self.store.admit_ahead(calls)))
         self.handled += len(entries)
+
+    def settle(self) -> None:
+        """Handle the verdicts of the admits sent ahead: an entry Redis refused is answered rather
+        than left pending to fail again on every reclaim. Verdicts lost with the connection need
+        nothing: the entries whose admit did not run are still pending, and are reclaimed."""
+        unsettled, self._unsettled = self._unsettled, []
+        for admitted, batch in unsettled:
+            for (entry, command), verdict in zip(admitted, batch.verdicts() or [], strict=False):
+                if isinstance(verdict, redis.ResponseError):
+                    logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
+                    error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
+                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}),
+                                               entry=entry.id)
 
     def _check_reply_to(self, command: Command) -> None:
         """``reply_to`` must not name one of mailops's own keys (or the commands stream)."""
@@ -229,9 +246,12 @@ class Ingestor:
                 self.ensure_group()
                 while not self._stop.is_set():
                     entries = self.read_batch()
+                    # (The read brought the verdicts of the last batch's admits back with it.)
+                    self.settle()
                     if entries:
-                        self.process(entries)
+                        self.admit(entries)
                     backoff = 0.1
+                self.settle()
             except redis.ConnectionError as exc:
                 logger.warning("ingest: Redis unreachable (%s); retrying in %.1fs", type(exc).__name__, backoff)
             except redis.ResponseError as exc:
