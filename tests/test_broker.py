@@ -130,3 +130,21 @@ def test_a_fetch_sent_behind_a_long_wait_never_moves_the_heartbeat_back(
     assert redis_client.smembers(settings.keys.dramatiq.acks(broker.broker_id, message.queue_name)) == {
         message.options["redis_message_id"].encode()}
     assert redis_client.zscore(settings.keys.dramatiq.heartbeats, broker.broker_id) == later
+
+
+def test_a_closing_consumer_puts_back_what_it_fetched_and_did_not_hand_out(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a consumer that fetched three messages in one go and handed out one
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker, message = broker_and_message(redis_client, settings)
+    queued = [broker.enqueue(message.copy(message_id=f"m-{i}")) for i in range(3)]
+    consumer = broker.consume(message.queue_name, prefetch=4, timeout=100)
+    handed = next(consumer)
+    assert handed is not None and handed.message_id == "m-0"
+    # When it closes (the worker is stopping)
+    consumer.close()
+    # Then the other two are back on their queue, no longer held by this process
+    dq = settings.keys.dramatiq
+    redis_ids = [m.options["redis_message_id"].encode() for m in queued]
+    assert redis_client.lrange(dq.queue(message.queue_name), 0, -1) == redis_ids[1:]
+    assert redis_client.smembers(dq.acks(broker.broker_id, message.queue_name)) == {redis_ids[0]}

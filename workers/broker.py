@@ -105,6 +105,20 @@ class WakingConsumer(_RedisConsumer):
         super().requeue(messages)  # type: ignore[no-untyped-call]
         self.broker.ring(self.queue_name)
 
+    def close(self) -> None:
+        """Put back what this consumer fetched and has not handed out: a stopping worker ends the
+        consumer's loop after the message in hand, and the rest would otherwise wait in this
+        process's ack set until the process is found dead (``heartbeat_timeout`` later)."""
+        messages = [decoded(data) for data in self.message_cache if data]
+        self.message_cache = []
+        if not messages:
+            return
+        try:
+            self.requeue(messages)
+        except redis.RedisError as exc:
+            logger.warning("could not put %d fetched messages back on %s (%s); they are requeued when this "
+                           "process is found dead", len(messages), self.queue_name, exc)
+
     def _wait(self, backoff_ms: int, *, fetch: int) -> list[bytes | None] | None:
         """Wait for work; return the messages fetched as the wait ended (up to ``fetch`` of them),
         or ``None`` if this wait could not fetch."""
