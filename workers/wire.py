@@ -102,10 +102,7 @@ def send_ahead(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> Ahea
 
 
 def _ahead_of(pool: redis.ConnectionPool) -> list[Ahead]:
-    pending: weakref.WeakKeyDictionary[redis.ConnectionPool, list[Ahead]] | None = getattr(_own, "ahead", None)
-    if pending is None:
-        pending = _own.ahead = weakref.WeakKeyDictionary()
-    return pending.setdefault(pool, [])
+    return _link(pool).ahead
 
 
 def _read_ahead(pool: redis.ConnectionPool, connection: Any) -> None:
@@ -141,15 +138,31 @@ def _replies(connection: Any, count: int) -> list[Any]:
 def own_connection(pool: redis.ConnectionPool) -> Any:
     """The calling thread's connection to ``pool``'s server, opened on first use (and again in a
     forked child). It is dropped with the thread, or with the pool."""
-    connections: weakref.WeakKeyDictionary[redis.ConnectionPool, Any] | None = getattr(_own, "connections", None)
-    if connections is None:
-        connections = _own.connections = weakref.WeakKeyDictionary()
-    connection = connections.get(pool)
-    if connection is None or connection.pid != os.getpid():
-        connection = pool.connection_class(**pool.connection_kwargs)
-        connections[pool] = connection
+    link = _link(pool)
+    if link.connection is None or link.connection.pid != os.getpid():
+        link.connection = pool.connection_class(**pool.connection_kwargs)
         _lose_ahead(pool)
-    return connection
+    return link.connection
+
+
+class _Link:
+    """One thread's connection to one pool's server, and what it sent ahead on it."""
+
+    __slots__ = ("connection", "ahead")
+
+    def __init__(self) -> None:
+        self.connection: Any = None
+        self.ahead: list[Ahead] = []
+
+
+def _link(pool: redis.ConnectionPool) -> _Link:
+    links: weakref.WeakKeyDictionary[redis.ConnectionPool, _Link] | None = getattr(_own, "links", None)
+    if links is None:
+        links = _own.links = weakref.WeakKeyDictionary()
+    link = links.get(pool)
+    if link is None:
+        link = links[pool] = _Link()
+    return link
 
 
 def packed(commands: Sequence[tuple[Any, ...]]) -> bytes:
