@@ -17,7 +17,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
-from workers.constants import DramatiqKeys
+from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS, DramatiqKeys
 from workers.lua import ScriptCall, lua_script, registered, run_together
 from workers.messages import decoded, encoded, redis_message_id
 from workers.settings import Settings
@@ -31,9 +31,6 @@ ACKED_OPTION = "mailops_acked"
 #: looks at its queue anyway. Every path that queues a message rings the doorbell; this is the
 #: safety net, and what an idle worker costs Redis (one round trip per consumer per wait).
 IDLE_WAIT_MS = 1_000
-#: Tokens a doorbell keeps, and how long it keeps them (the Lua scripts use the same figures).
-DOORBELL_TOKENS = 16
-DOORBELL_TTL_MS = 60_000
 
 
 class WakingConsumer(_RedisConsumer):

@@ -38,6 +38,10 @@ DEFAULT_BREAKER_FAILURES = 5
 DEFAULT_BREAKER_COOLDOWN_MS = 2_000
 #: Seconds a command may wait for a down backend (open breaker) before it is dead-lettered.
 DEFAULT_OUTAGE_TOLERANCE_S = 3600
+#: Tokens a queue's doorbell keeps, and how long it keeps them (``MailopsBroker.ring`` and the
+#: scripts' ``ring``, ``workers/scripts/prelude.lua``).
+DOORBELL_TOKENS = 16
+DOORBELL_TTL_MS = 60_000
 #: Attempts kept in a command's history (the oldest are dropped beyond this).
 DEFAULT_HISTORY_MAX = 50
 #: Milliseconds an in-flight call lease outlives the call's own timeouts if its holder dies.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -10,6 +11,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS
 from workers.wire import Ahead, exchange, send_ahead
 
 #: Every script source registered in this process, by SHA1 (what :func:`load_scripts` loads).
@@ -17,7 +19,19 @@ _sources: dict[str, str | bytes] = {}
 
 
 def lua_script(name: str) -> str:
-    """The source of ``workers/scripts/<name>.lua``."""
+    """The source of ``workers/scripts/<name>.lua``, after the shared ``prelude.lua`` (its helpers,
+    with their figures from :mod:`workers.constants`)."""
+    return prelude() + _read(name)
+
+
+@functools.cache
+def prelude() -> str:
+    """The shared helpers every script starts with (``workers/scripts/prelude.lua``, figures filled in)."""
+    return (_read("prelude").replace("DOORBELL_TOKENS", str(DOORBELL_TOKENS))
+            .replace("DOORBELL_TTL_MS", str(DOORBELL_TTL_MS)))
+
+
+def _read(name: str) -> str:
     return resources.files("workers").joinpath("scripts", f"{name}.lua").read_text(encoding="utf-8")
 
 

@@ -28,10 +28,7 @@ if not rec[1] then
   redis.call("EXPIRE", KEYS[1], ARGV[4])
   redis.call("HSET", KEYS[5], ARGV[8], ARGV[9])
   redis.call("RPUSH", KEYS[4], ARGV[8])
-  -- Wake one idle consumer of the queue (see WakingConsumer); a few tokens are enough.
-  redis.call("RPUSH", KEYS[7], "1")
-  redis.call("LTRIM", KEYS[7], -16, -1)
-  redis.call("PEXPIRE", KEYS[7], 60000)
+  ring(KEYS[7])
   base["status"] = "accepted"
   publish(base)
   verdict = "accepted"

@@ -30,11 +30,7 @@ for _, worker in ipairs(dead) do
         end
       end
       if put > 0 then
-        -- Wake idle consumers of the queue (see WakingConsumer).
-        local bell = ns .. ":" .. name .. ".bell"
-        redis.call("RPUSH", bell, "1")
-        redis.call("LTRIM", bell, -16, -1)
-        redis.call("PEXPIRE", bell, 60000)
+        ring(ns .. ":" .. name .. ".bell")
         requeued = requeued + put
       end
       redis.call("DEL", acks)

@@ -16,10 +16,7 @@ if ARGV[8] == "1" then
 end
 redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
 redis.call("RPUSH", KEYS[4], ARGV[5])
--- Wake an idle consumer of the delay queue (see WakingConsumer).
-redis.call("RPUSH", KEYS[7], "1")
-redis.call("LTRIM", KEYS[7], -16, -1)
-redis.call("PEXPIRE", KEYS[7], 60000)
+ring(KEYS[7])
 if ARGV[9] ~= "" then
   redis.call("RPUSH", KEYS[6], ARGV[9])
   redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
