@@ -27,6 +27,7 @@ from workers.backends.base import Backend, PanelResult
 from workers.backends.registry import build_backends
 from workers.errors import PanelError, Superseded, TargetBusy
 from workers.holds import holds_of, plan_for
+from workers.lua import run_together
 from workers.ordering import OrderStamp, TargetGuard, Turn, stamp_for
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -38,6 +39,18 @@ T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TARGETS = ("alpha", "beta")
 REASONS = ("abuse", "billing", "manual")
 SCHEDULES_PER_EXAMPLE = 4
+
+
+def commit(guard: TargetGuard, turn: Turn) -> tuple[str, tuple[str, ...]]:
+    """Commit a turn on its own (a worker sends the commit with its terminal step): (verdict, reasons holding)."""
+    verdict, holding = guard.commit_call(turn, plan_for(turn.command)).run()
+    return verdict.decode(), tuple(sorted(r.decode() for r in holding))
+
+
+def complete(guard: TargetGuard, turn: Turn, call: Callable[[Command], PanelResult]) -> PanelResult:
+    """Apply a taken turn and commit it in its own round trip (a worker adds its terminal step)."""
+    pending = guard.complete_later(turn, call)
+    return pending.result_from(run_together(guard.client, pending.calls))
 EXAMPLES = 250
 
 
@@ -98,8 +111,8 @@ def test_a_dead_holders_lease_expires_and_its_late_commit_cannot_overwrite_a_new
     time.sleep(0.2)
     # when: a newer unsuspend of the same reason takes the expired turn and commits, then the stalled one commits
     newer = guard.take(command("unsuspend_outgoing", "alpha", at=T0 + timedelta(minutes=1), reason="abuse"), "2-0")
-    assert guard.commit(newer, plan_for(newer.command)) == ("committed", ())
-    verdict = guard.commit(stalled, plan_for(stalled.command))
+    assert commit(guard, newer) == ("committed", ())
+    verdict = commit(guard, stalled)
     # then: the late commit is refused and no abuse hold comes back
     assert verdict == ("stale", ())
     assert holds_of(redis_client, keys, "alpha", "outgoing") == {}
@@ -186,7 +199,7 @@ def run_schedule(h: Harness, commands: list[Command], rng: random.Random) -> Non
             delivery = running.pop(rng.randrange(len(running)))
             assert delivery.turn is not None
             try:
-                guard.complete(delivery.turn, call)
+                complete(guard, delivery.turn, call)
             except PanelError:
                 pending.append(Delivery(delivery.index))  # a retry
                 continue

@@ -39,7 +39,7 @@ from workers.backends.base import PanelResult
 from workers.constants import Keys
 from workers.errors import Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
-from workers.lua import ScriptCall, registered, run_together
+from workers.lua import ScriptCall, registered
 
 #: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
@@ -268,10 +268,6 @@ class TargetGuard:
                           [turn.token, turn.stamp.encode(), turn.register, op, reason, record,
                            turn.command.backend or "", args])
 
-    def commit(self, turn: Turn, plan: HoldPlan | None) -> tuple[str, tuple[str, ...]]:
-        """Store the stamp and the hold change, free the lease; returns (verdict, reasons holding)."""
-        return _committed(self.commit_call(turn, plan).run())
-
     def release_call(self, token: str, order_key: str) -> ScriptCall:
         """The call that frees a lease if ``token`` still holds it; nothing is committed."""
         return ScriptCall(self._release, [order_key], [token])
@@ -280,17 +276,11 @@ class TargetGuard:
         """Free the lease after a failed call; nothing is committed."""
         self.release_call(turn.token, turn.order_key).run()
 
-    def complete(self, turn: Turn, call: Callable[[Command], PanelResult], *,
-                 settle: Settlement | None = None) -> PanelResult:
-        """Once the turn is taken: apply the hold logic, make the panel call if needed, commit;
-        release the turn if the call fails. ``settle`` adds calls to the commit's round trip."""
-        pending = self.complete_later(turn, call, settle=settle)
-        return pending.result_from(run_together(self.client, pending.calls))
-
     def complete_later(self, turn: Turn, call: Callable[[Command], PanelResult], *,
                        settle: Settlement | None = None) -> Pending:
-        """Like :meth:`complete`, but the commit (and ``settle``'s calls) are left to the caller,
-        to send together with its own next step (see :class:`Pending`)."""
+        """Once the turn is taken: apply the hold logic and make the panel call if needed
+        (releasing the turn if the call fails); the commit (and ``settle``'s calls) are left to
+        the caller, to send together with its own next step (see :class:`Pending`)."""
         command = turn.command
         plan = plan_for(command)
         called = self.needs_call(turn, plan)

@@ -9,6 +9,7 @@ import dramatiq
 import redis
 
 from tests.conftest import add_command, read_events, wait_for_terminal
+from tests.test_ordering import commit
 from workers.command_store import CommandStore
 from workers.middleware import Lifecycle
 from workers.sandbox import Faults, SandboxServer
@@ -140,7 +141,6 @@ def test_a_success_whose_turn_was_overtaken_before_its_commit_reports_what_the_c
 
     from schemas.commands import validate_command
     from workers.backends.base import PanelResult
-    from workers.holds import plan_for
     from workers.middleware.lifecycle import Lifecycle
     from workers.ordering import TargetGuard
 
@@ -155,7 +155,7 @@ def test_a_success_whose_turn_was_overtaken_before_its_commit_reports_what_the_c
     # ... and, its lease run out, a newer unsuspend of the same reason took the turn and committed
     time.sleep(0.2)
     newer = guard.take(validate_command(order("new-1", "unsuspend_outgoing", 1)), "2-0")
-    guard.commit(newer, plan_for(newer.command))
+    commit(guard, newer)
     redis_client.hset(settings.keys.command("slow-1"), mapping={"status": "running", "attempts": 1})
     # When the worker ends the first command, its commit sent with the terminal event
     Lifecycle(CommandStore(redis_client, settings), "w-1")._finish(
