@@ -104,9 +104,12 @@ def test_a_consumer_waiting_on_its_doorbell_returns_the_message_that_rang_it_fro
     broker, message = broker_and_message(redis_client, settings)
     consumer = broker.consume(message.queue_name, prefetch=4, timeout=100)
     got: list[Any] = []
+    others = {c["id"] for c in redis_client.client_list()}
     waiter = threading.Thread(target=lambda: got.append(next(consumer)))
     waiter.start()
-    wait_until(lambda: int(redis_client.info("clients")["blocked_clients"]) == 1)
+    # (its thread's own connection, blocked in BLPOP)
+    wait_until(lambda: any(c["id"] not in others and c["cmd"] == "blpop" and "b" in c["flags"]
+                           for c in redis_client.client_list()))
     # When a message is queued (which rings the doorbell)
     broker.enqueue(message)
     waiter.join(timeout=5)
