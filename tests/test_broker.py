@@ -151,3 +151,18 @@ def test_a_closing_consumer_puts_back_what_it_fetched_and_did_not_hand_out(
     redis_ids = [m.options["redis_message_id"].encode() for m in queued]
     assert redis_client.lrange(dq.queue(message.queue_name), 0, -1) == redis_ids[1:]
     assert redis_client.smembers(dq.acks(broker.broker_id, message.queue_name)) == {redis_ids[0]}
+
+
+def test_a_consumer_with_nothing_to_put_back_closes_without_a_redis_call(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a consumer holding nothing (as every consumer of a stopping worker's delay queues does)
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker, message = broker_and_message(redis_client, settings)
+    consumer = broker.consume(message.queue_name, prefetch=4, timeout=100)
+    redis_client.config_resetstat()
+    # When the stopping worker requeues its (empty) delay queue and closes it
+    consumer.requeue(iter([]))
+    consumer.close()
+    # Then Redis saw nothing from it (during an outage each call was a round of reconnect attempts)
+    stats: Any = redis_client.info("commandstats")
+    assert set(stats) <= {"cmdstat_config|resetstat", "cmdstat_info"}, stats

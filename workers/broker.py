@@ -99,8 +99,13 @@ class WakingConsumer(_RedisConsumer):
             self.broker.strand(self.queue_name, ids)
 
     def requeue(self, messages: Any) -> None:
-        super().requeue(messages)  # type: ignore[no-untyped-call]
-        self.broker.ring(self.queue_name)
+        """Dramatiq's requeue, then ring the queue, if there was anything to put back (a stopping
+        worker requeues each consumer's delay queue, nearly always empty: no Redis call for that,
+        which during a Redis outage cost each consumer a round of reconnect attempts)."""
+        messages = list(messages)
+        if messages:
+            super().requeue(messages)  # type: ignore[no-untyped-call]
+            self.broker.ring(self.queue_name)
 
     def close(self) -> None:
         """Put back what this consumer fetched and has not handed out: a stopping worker ends the
