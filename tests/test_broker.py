@@ -166,3 +166,19 @@ def test_a_consumer_with_nothing_to_put_back_closes_without_a_redis_call(
     # Then Redis saw nothing from it (during an outage each call was a round of reconnect attempts)
     stats: Any = redis_client.info("commandstats")
     assert set(stats) <= {"cmdstat_config|resetstat", "cmdstat_info"}, stats
+
+
+def test_a_fetch_behind_a_wait_runs_on_a_redis_that_lost_its_scripts(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a queued message, a consumer that found its queue empty once (so its next look waits),
+    # and a Redis that restarted (no scripts loaded)
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker, message = broker_and_message(redis_client, settings)
+    consumer = broker.consume(message.queue_name, prefetch=4, timeout=100)
+    assert next(consumer) is None
+    message = broker.enqueue(message)
+    redis_client.script_flush()
+    # When it waits and fetches in one write, then the fetch came back NOSCRIPT, ran again, and
+    # handed out the message
+    fetched = next(consumer)
+    assert fetched is not None and fetched.message_id == message.message_id

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 import redis
 
+from schemas.commands import validate_command
 from schemas.events import Event
 from tests.conftest import read_events
 from workers.command_store import CommandStore
+from workers.messages import message_for
 from workers.ordering import CommitGuard
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
@@ -42,3 +44,21 @@ def test_a_terminal_event_sent_with_a_commit_is_published_only_if_the_commit_lef
     _, ended = store.finish_after([], event, reply_to=None, guard=expected)
     assert ended == 1
     assert [e.status for e in read_events(redis_client)] == ["succeeded"]
+
+
+def test_admits_sent_ahead_to_a_redis_that_lost_its_scripts_still_run(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer,
+) -> None:
+    # Given a Redis that restarted (no scripts loaded)
+    settings = settings_for({"whm1": ("whm", whm)})
+    store = CommandStore(redis_client, settings)
+    redis_client.script_flush()
+    # When ingest sends two admits ahead and reads their verdicts
+    commands = [validate_command({"id": f"ns-{i}", "command": "suspend_outgoing", "backend": "whm1",
+                                  "args": {"user": "example"}, "producer": "abuse"}) for i in range(2)]
+    batch = store.admit_ahead([store.admit_keys_args(c, fingerprint="f" * 32, entry=f"{i + 1}-0",
+                                                     message=message_for(c, entry=f"{i + 1}-0"))
+                               for i, c in enumerate(commands)])
+    # Then both ran (each came back NOSCRIPT and was run again, loading the script) and were accepted
+    assert batch.verdicts() == ["accepted", "accepted"]
+    assert [e.status for e in read_events(redis_client)] == ["accepted", "accepted"]

@@ -18,7 +18,7 @@ from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
 from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS, DramatiqKeys
-from workers.lua import ScriptCall, lua_script, registered, run_together
+from workers.lua import ScriptCall, loaded, lua_script, registered, run_together
 from workers.messages import decoded, encoded, redis_message_id
 from workers.settings import Settings
 from workers.wire import exchange, execute
@@ -144,10 +144,8 @@ class WakingConsumer(_RedisConsumer):
         # ends (a blocked client's next command waits for it), so a command arriving alone costs
         # this consumer one round trip, not two. On the thread's own connection (workers.wire).
         call = self._fetch_call(fetch)
-        reply = exchange(broker.client, [wait, call.command])[1]
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            reply = call.run()
-        elif isinstance(reply, redis.ResponseError):
+        reply = loaded([call], exchange(broker.client, [wait, call.command])[1:])[0]
+        if isinstance(reply, redis.ResponseError):
             raise reply
         return list(reply)
 

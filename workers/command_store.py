@@ -22,7 +22,7 @@ from schemas.commands import Command
 from schemas.events import Event
 from workers.constants import INGEST_GROUP
 from workers.errors import CommandError
-from workers.lua import ScriptCall, lua_script, registered, run_ahead, run_together
+from workers.lua import ScriptCall, loaded, lua_script, registered, run_ahead, run_together
 from workers.messages import encoded, redis_message_id, stored_form
 from workers.settings import Settings
 from workers.wire import Ahead
@@ -52,25 +52,18 @@ class AdmitBatch:
     """Admit calls sent ahead (:meth:`CommandStore.admit_ahead`)."""
 
     calls: list[ScriptCall]
-    ahead: Ahead | None
+    ahead: Ahead
 
     def verdicts(self) -> list[str | redis.ResponseError] | None:
         """Each call's verdict, or the error of a call Redis refused (read now if no round trip
         has read them yet; a call Redis had no script for, after a restart, is run now). ``None``
         if the replies were lost with the connection: the admits may or may not have run, and the
         entries of those that did not are still pending, so they are reclaimed and admitted then."""
-        replies = self.ahead.replies() if self.ahead is not None else []
+        replies = self.ahead.replies()
         if replies is None:
             return None
-        verdicts: list[str | redis.ResponseError] = []
-        for call, value in zip(self.calls, replies, strict=True):
-            if isinstance(value, redis.exceptions.NoScriptError):
-                try:
-                    value = call.run()
-                except redis.ResponseError as exc:
-                    value = exc
-            verdicts.append(value if isinstance(value, redis.ResponseError) else _text(value))
-        return verdicts
+        return [value if isinstance(value, redis.ResponseError) else _text(value)
+                for value in loaded(self.calls, replies)]
 
 
 class CommandStore:
@@ -129,7 +122,7 @@ class CommandStore:
         round trip brings the verdicts back (:meth:`AdmitBatch.verdicts`). Raises on a failed write
         (the entries stay pending and are reclaimed)."""
         scripts = [ScriptCall(self._admit, keys, args) for keys, args in calls]
-        return AdmitBatch(scripts, run_ahead(self.client, scripts) if scripts else None)
+        return AdmitBatch(scripts, run_ahead(self.client, scripts))
 
     def begin_call(self, command_id: str, worker_id: str, generation: int) -> ScriptCall:
         """Count an attempt, unless the command ended or a newer copy of its message exists (a

@@ -100,7 +100,14 @@ def run_together(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
 def run_each(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     """Like :func:`run_together`, but an error a script raised takes that call's place in the
     list instead of being raised (connection errors still raise)."""
-    results = exchange(client, [call.command for call in calls])
+    return loaded(calls, exchange(client, [call.command for call in calls]))
+
+
+def loaded(calls: Sequence[ScriptCall], replies: Sequence[Any]) -> list[Any]:
+    """``replies`` to ``calls`` sent as ``EVALSHA``, with the reply of each call Redis had no
+    script for (a restarted Redis) replaced by running that call now, which loads the script; an
+    error it raises takes its place."""
+    results = list(replies)
     for index, value in enumerate(results):
         if isinstance(value, redis.exceptions.NoScriptError):
             try:
