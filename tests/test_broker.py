@@ -182,3 +182,29 @@ def test_a_fetch_behind_a_wait_runs_on_a_redis_that_lost_its_scripts(
     # handed out the message
     fetched = next(consumer)
     assert fetched is not None and fetched.message_id == message.message_id
+
+
+def test_after_a_lost_connection_a_consumer_puts_back_what_its_ack_set_holds_and_no_thread_has(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a consumer that handed out one message, and a second message its fetch moved to the
+    # process's ack set before Redis dropped the connection (the fetch's reply was lost)
+    settings = settings_for({"whm1": ("whm", whm)})
+    broker, message = broker_and_message(redis_client, settings)
+    dq = settings.keys.dramatiq
+    handed_message = broker.enqueue(message.copy(message_id="m-held"))
+    consumer = broker.consume(message.queue_name, prefetch=1, timeout=100)
+    handed = next(consumer)
+    assert handed is not None and handed.message_id == "m-held"
+    lost = broker.enqueue(message.copy(message_id="m-lost"))
+    lost_id = lost.options["redis_message_id"]
+    assert redis_client.lpop(dq.queue(message.queue_name)) == lost_id.encode()
+    redis_client.sadd(dq.acks(broker.broker_id, message.queue_name), lost_id)
+    broker.unsure.add(message.queue_name)
+    # When the replacement consumer Dramatiq makes looks at the queue (a worker thread still runs
+    # the handed-out message)
+    again = next(broker.consume(message.queue_name, prefetch=1, timeout=100))
+    # Then the lost one was put back and handed out again; the one a thread runs stayed where it was
+    assert again is not None and again.message_id == "m-lost"
+    assert redis_client.llen(dq.queue(message.queue_name)) == 0
+    assert redis_client.sismember(dq.acks(broker.broker_id, message.queue_name),
+                                  handed_message.options["redis_message_id"])

@@ -3,6 +3,7 @@ consumers that wake when work arrives, and acknowledgements folded into the term
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -57,10 +58,18 @@ class WakingConsumer(_RedisConsumer):
     drained = False
 
     def ack(self, message: MessageProxy) -> None:
+        self._let_go(message)
         if message.options.get(ACKED_OPTION):
             self.queued_message_ids.discard(message.message_id)
             return
         super().ack(message)  # type: ignore[no-untyped-call]
+
+    def nack(self, message: MessageProxy) -> None:
+        self._let_go(message)
+        super().nack(message)  # type: ignore[no-untyped-call]
+
+    def _let_go(self, message: Message[Any] | MessageProxy) -> None:
+        self.broker.held[self.queue_name].discard(str(message.options["redis_message_id"]))
 
     def __next__(self) -> MessageProxy | None:
         try:
@@ -72,7 +81,10 @@ class WakingConsumer(_RedisConsumer):
                     self.misses = 0
                     message = decoded(data)
                     self.queued_message_ids.add(message.message_id)
+                    self.broker.held[self.queue_name].add(str(message.options["redis_message_id"]))
                     return MessageProxy(message)
+                if self.queue_name in self.broker.unsure:
+                    self._recover()
                 messages: list[bytes | None] = []
                 wanted = self.prefetch - self.outstanding_message_count
                 if wanted > 0 and not self.drained:
@@ -90,7 +102,23 @@ class WakingConsumer(_RedisConsumer):
                 self.drained = len(messages) < wanted
         except redis.ConnectionError as e:
             self._strand()
+            self.broker.unsure.add(self.queue_name)
             raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+
+    def _recover(self) -> None:
+        """After a lost connection, put back what this process's ack set for the queue holds and
+        no worker thread of it has: a fetch that ran but whose reply was lost, an acknowledgement
+        that never arrived. (A message finished meanwhile has left the set first, and Dramatiq's
+        requeue moves only ids still in it.)"""
+        broker: MailopsBroker = self.broker
+        in_set = {_text(m) for m in broker.client.smembers(broker.keys.acks(broker.broker_id, self.queue_name))}
+        lost = sorted(in_set - broker.held[self.queue_name])
+        if lost:
+            logger.warning("putting back %d messages of %s fetched before Redis dropped the connection",
+                           len(lost), self.queue_name)
+            broker.do_requeue(self.queue_name, *lost)
+            broker.ring(self.queue_name)
+        broker.unsure.discard(self.queue_name)
 
     def _strand(self) -> None:
         ids = [str(decoded(data).options["redis_message_id"]) for data in self.message_cache if data]
@@ -103,6 +131,8 @@ class WakingConsumer(_RedisConsumer):
         worker requeues each consumer's delay queue, nearly always empty: no Redis call for that,
         which during a Redis outage cost each consumer a round of reconnect attempts)."""
         messages = list(messages)
+        for message in messages:
+            self._let_go(message)
         if messages:
             super().requeue(messages)  # type: ignore[no-untyped-call]
             self.broker.ring(self.queue_name)
@@ -181,6 +211,13 @@ class MailopsBroker(RedisBroker):
         self.fetch_script = registered(self.client, lua_script("fetch"))
         self._stranded: list[tuple[str, list[str]]] = []
         self._stranded_lock = threading.Lock()
+        #: Per queue, the Redis ids of the messages this process's consumers handed out and that are
+        #: not acknowledged yet (kept here, not in a consumer: Dramatiq replaces a consumer that
+        #: lost its connection while worker threads still run its messages).
+        self.held: collections.defaultdict[str, set[str]] = collections.defaultdict(set)
+        #: Queues whose consumer lost its connection: their ack set may hold messages this process
+        #: no longer has (see WakingConsumer._recover).
+        self.unsure: set[str] = set()
 
     @property
     def consumer_class(self) -> type[WakingConsumer]:
@@ -311,3 +348,7 @@ def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[M
     if broker_id is not None:
         broker.broker_id = broker_id
     return broker  # type: ignore[no-any-return]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
