@@ -34,9 +34,10 @@ def test_redis_killed_and_restarted_mid_run_loses_no_accepted_command(tmp_path: 
         try:
             ids = {f"r-{i}" for i in range(n)}
             add_many(client, [suspend(f"r-{i}", f"u{i}") for i in range(n)])
-            # When Redis is SIGKILLed while commands run, and comes back 1 s later
+            # When Redis is SIGKILLed while commands run (both workers past their start: a worker
+            # that cannot reach Redis as it starts exits 3, by design), and comes back 1 s later
             deadline = time.monotonic() + 60
-            while len(app.ledger) < 50:
+            while len(app.ledger) < 50 or not all("threads on" in p.log.read_text() for p in procs):
                 assert time.monotonic() < deadline, "workers never started applying"
                 time.sleep(0.05)
             server.kill()
