@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from schemas.events import Event
-from workers.embedded_redis import EmbeddedRedis
+from workers.embedded_redis import REDIS_SERVER_ENV, EmbeddedRedis, redis_server_binary
 from workers.limits import BackendLimits
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -42,11 +42,52 @@ def loopback_http(handler: type[http.server.BaseHTTPRequestHandler], *,
         server.server_close()
 
 
+#: Set by CI (``.ci/run`` runs with CI=true): there every tool a test needs is provisioned, so a skip is a failure.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where nothing may be skipped: {report.longrepr}"
+
+
+#: Modules whose tests touch ages, TTLs, replay windows, backoff or ``issued_at``: ``scripts/test`` runs them a
+#: second time with the clock 400 days ahead (``-m clock`` under faketime), so none of them depends on the day.
+CLOCK_SENSITIVE = frozenset({
+    "tests/middleware/test_lifecycle.py", "tests/test_ordering.py", "tests/test_holds.py",
+    "tests/test_dead_letters.py", "tests/test_retry_policy.py", "tests/security/test_signatures.py",
+    "tests/security/test_signing_examples.py", "tests/security/test_secrets.py", "tests/test_command_store.py",
+    "tests/test_reconcile.py", "tests/test_end_to_end.py", "tests/test_ingest.py", "tests/test_producer.py",
+    "tests/test_http_ingress.py", "tests/test_limits.py", "tests/guarantees/test_worker_crashes.py",
+    "tests/cli/test_publish.py", "tests/cli/test_bulk.py", "tests/test_clock.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        if Path(str(item.path)).relative_to(root).as_posix() in CLOCK_SENSITIVE:
+            item.add_marker(pytest.mark.clock)
+
+
+def pytest_report_header() -> list[str]:
+    """The versions this run used (tests/test_lock.py checks they are requirements.lock's)."""
+    from importlib import metadata
+
+    names = ("dramatiq", "redis", "hiredis", "pydantic", "httpx", "sentry-sdk", "fastapi", "mypy", "ruff")
+    return ["mailops dependencies: " + ", ".join(f"{n}=={metadata.version(n)}" for n in names),
+            f"redis-server: {redis_server_binary()}", f"clock at start: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"]
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No MAILOPS_* variable of the developer's shell leaks into a test."""
+    """No MAILOPS_* variable of the developer's shell leaks into a test (but the choice of redis-server binary)."""
     for name in list(os.environ):
-        if name.startswith("MAILOPS_") or name == "SENTRY_DSN":
+        if (name.startswith("MAILOPS_") and name != REDIS_SERVER_ENV) or name == "SENTRY_DSN":
             monkeypatch.delenv(name)
 
 

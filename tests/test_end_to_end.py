@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from tests.clock import ISSUED
 from tests.conftest import add_command, wait_for_terminal
 from workers.sandbox import SandboxServer
 
@@ -11,7 +12,7 @@ from workers.sandbox import SandboxServer
 def suspend(id: str, user: str = "example", backend: str = "whm1", command: str = "suspend_outgoing") -> dict[str, object]:
     return {
         "id": id, "command": command, "backend": backend, "args": {"user": user},
-        "producer": "abuse-detector", "issued_at": "2026-11-22T10:00:00Z",
+        "producer": "abuse-detector", "issued_at": ISSUED,
     }
 
 

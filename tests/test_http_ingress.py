@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.clock import ISSUED
 from tests.conftest import wait_for_terminal
 from workers.embedded_redis import EmbeddedRedis
 from workers.http_ingress import create_app
@@ -29,7 +30,7 @@ def test_a_signed_webhook_is_queued_with_its_key_as_id_and_its_signature_intact(
                                                                                 redis_client: redis.Redis) -> None:
     # Given a command signed with the Idempotency-Key as its id
     body = {"id": "hook-1", "command": "unsuspend_outgoing", "backend": "whm1", "args": {"user": "example"},
-            "producer": "billing", "issued_at": "2026-11-22T10:00:00Z"}
+            "producer": "billing", "issued_at": ISSUED}
     body["signature"] = sign(body, b"billing-key")
     # When it is posted
     reply = api.post("/v1/commands", json={k: v for k, v in body.items() if k != "id"},

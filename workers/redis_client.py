@@ -98,10 +98,10 @@ def connect(settings: Settings, *, max_connections: int = 64) -> redis.Redis:
     }
     if settings.redis_url.startswith(f"{SENTINEL_SCHEME}://"):
         address = parse_sentinel_url(settings.redis_url)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             list(address.sentinels), sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2}
         )
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        client: redis.Redis = sentinel.master_for(
             address.master, db=address.db, username=address.username, password=address.password,
             max_connections=max_connections, connection_class=_MasterFollowingConnection,
             # A failover takes seconds: retry long enough (about 5 s) to reach the new master.

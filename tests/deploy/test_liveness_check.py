@@ -44,7 +44,8 @@ def test_the_check_is_green_while_a_worker_runs_and_red_once_its_heartbeat_is_st
     code, output = check({"MAILOPS_REDIS_URL": redis_server.url})
     assert (code, "1 worker process" in output) == (RET_OK, True), output
     # When the worker stops and its last heartbeat is older than the heartbeat timeout
-    runtime.stop(drain_timeout_ms=1000)
+    # (a drain long enough that its consumer threads are joined: a live one would heartbeat on its next fetch)
+    runtime.stop(drain_timeout_ms=5000)
     stale = {str(member, "ascii") if isinstance(member, bytes) else str(member): 1
              for member in redis_client.zrange(key, 0, -1)}
     redis_client.zadd(key, stale)  # scores in ms since the epoch: 1970, long stale

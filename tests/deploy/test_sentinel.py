@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.clock import ISSUED
 from tests.conftest import add_command, read_events, write_config
 from workers.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
 from workers.errors import ConfigError
@@ -132,7 +133,7 @@ def sentinel_setup() -> Iterator[SentinelSetup]:
 def suspend(id: str) -> dict[str, object]:
     return {
         "id": id, "command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"},
-        "producer": "abuse-detector", "issued_at": "2026-11-22T10:00:00Z",
+        "producer": "abuse-detector", "issued_at": ISSUED,
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from tests.clock import ISSUED
 from tests.conftest import WHM_TOKEN
 from workers.sandbox import SandboxServer
 
@@ -45,7 +46,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log: Path, *, module: str = "workers", threads: int = 8,
                  extra: tuple[str, ...] = ()) -> None:
-        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self.log = log
         self.args = [sys.executable, "-m", module, "worker", "-p", "1", "-t", str(threads), *extra]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -101,7 +102,7 @@ def wait_all_terminal(client: Any, ids: set[str], *, timeout: float, poll_s: flo
 def suspend(id: str, user: str, *, backend: str = "whm1", priority: str | None = None,
             command: str = "suspend_outgoing") -> dict[str, Any]:
     body: dict[str, Any] = {"id": id, "command": command, "backend": backend, "args": {"user": user},
-                            "producer": "migration", "issued_at": "2026-11-22T10:00:00Z"}
+                            "producer": "migration", "issued_at": ISSUED}
     if priority:
         body["priority"] = priority
     return body

@@ -8,6 +8,7 @@ import time
 import dramatiq
 import redis
 
+from tests.clock import ISSUED
 from tests.conftest import add_command, read_events, wait_for_terminal
 from tests.test_ordering import commit
 from workers.command_store import CommandStore
@@ -18,7 +19,7 @@ from workers.wire import own_connection
 
 def suspend(id: str, user: str = "example", command: str = "suspend_outgoing") -> dict[str, object]:
     return {"id": id, "command": command, "backend": "whm1", "args": {"user": user},
-            "producer": "billing", "issued_at": "2026-11-22T10:00:00Z"}
+            "producer": "billing", "issued_at": ISSUED}
 
 
 def terminal_of(events, id):
@@ -137,15 +138,16 @@ def test_a_success_whose_turn_was_overtaken_before_its_commit_reports_what_the_c
     redis_client: redis.Redis, whm: SandboxServer, settings_for
 ) -> None:
     # Given an abuse suspend of ``example`` that took its turn (50 ms lease) and made its panel call ...
-    from datetime import UTC, datetime
+    from datetime import timedelta
 
     from schemas.commands import validate_command
+    from tests.clock import SESSION_START, iso
     from workers.backends.base import PanelResult
     from workers.middleware.lifecycle import Lifecycle
     from workers.ordering import TargetGuard
 
     def order(id: str, name: str, minutes: int) -> dict[str, object]:
-        at = datetime(2026, 11, 22, 10, minutes, tzinfo=UTC).isoformat()
+        at = iso(SESSION_START + timedelta(minutes=minutes))
         return {**suspend(id, command=name), "producer": "abuse-detector", "reason": "abuse", "issued_at": at}
 
     settings = settings_for({"whm1": ("whm", whm)})

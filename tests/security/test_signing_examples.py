@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from schemas.commands import validate_command
+from tests.clock import ISSUED
 from tests.conftest import wait_for_terminal
 from tests.security.conftest import KEYS
 from workers.sandbox import SandboxServer
@@ -40,7 +41,7 @@ KEY = 'billing-kéy "2026"'
 PASSWD: dict[str, Any] = {
     "id": "billing/invoice-7", "command": "passwd", "backend": "whm1", "producer": "billing",
     "args": {"email": "info@xn--bcher-kva.example", "password": "Grüße/ß€-Passwort-1"},
-    "issued_at": "2026-11-22T10:00:00Z",
+    "issued_at": ISSUED,
 }
 #: What JSON encoders disagree on: quotes, backslash, <>&, U+2028, emoji, nested and empty values, key order.
 AWKWARD: dict[str, Any] = {

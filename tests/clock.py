@@ -1,0 +1,20 @@
+"""Times for the commands tests send, read from the clock when the session starts — never a date that ages.
+
+One shared ``issued_at`` per session: a test that sends the same command twice (a producer's retry)
+must send the same payload, and the retry and age caps measure from it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+SESSION_START = datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as producers write it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+#: The ``issued_at`` of commands whose time does not matter to the test.
+ISSUED = iso(SESSION_START)
