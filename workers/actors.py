@@ -1,4 +1,5 @@
-"""The actors: one per queue, all running :meth:`Executor.run_pending` on the current command.
+"""The actors: one per queue, all running :meth:`Executor.run_pending` on the current command
+(alone in the process when an earlier attempt died in a shared one, see :mod:`workers.isolation`).
 
 There is one actor per queue so Dramatiq's in-memory priority puts a prefetched urgent
 command ahead of prefetched bulk ones; the queues themselves keep bulk work from ever being
@@ -12,8 +13,10 @@ from typing import Any
 import dramatiq
 
 from workers import constants
+from workers.command_store import CommandStore
 from workers.errors import MailopsError
 from workers.executor import Executor
+from workers.isolation import ProcessGate
 from workers.messages import actor_name_for
 from workers.middleware.lifecycle import current_execution
 
@@ -21,15 +24,19 @@ from workers.middleware.lifecycle import current_execution
 QUEUE_PRIORITY = {constants.QUEUE_URGENT: 0, constants.QUEUE_DEFAULT: 10, constants.QUEUE_BULK: 20}
 
 
-def declare_actors(broker: dramatiq.Broker, executor: Executor) -> dict[str, Any]:
+def declare_actors(broker: dramatiq.Broker, executor: Executor, store: CommandStore) -> dict[str, Any]:
     """Register the actors on ``broker``; returns them by queue."""
+    gate = ProcessGate()
 
     def execute(command_id: str) -> None:
         execution = current_execution()
         assert execution.command.id == command_id
+        turn = (gate.alone(lambda: store.mark_alone(command_id, execution.attempt)) if execution.alone
+                else gate.shared())
         try:
-            execution.result, execution.pending = executor.run_pending(execution.command, entry=execution.entry,
-                                                                       start=execution.start)
+            with turn:
+                execution.result, execution.pending = executor.run_pending(
+                    execution.command, entry=execution.entry, start=execution.start)
         except MailopsError as exc:
             # Expected failures are the Lifecycle middleware's to classify; letting them
             # propagate would make Dramatiq log each one as a crash with a traceback.

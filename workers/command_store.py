@@ -41,6 +41,8 @@ class Attempt:
 
     state: str
     number: int
+    #: Run alone in the process: an earlier attempt died in a process it shared (see begin.lua).
+    alone: bool = False
 
     @property
     def should_run(self) -> bool:
@@ -145,8 +147,14 @@ class CommandStore:
     @staticmethod
     def attempt_from(reply: Any) -> Attempt:
         """The :class:`Attempt` a reply of ``begin.lua`` stands for."""
-        state, number, *_ = reply
-        return Attempt(state.decode() if isinstance(state, bytes) else str(state), int(number))
+        state, number, *rest = reply
+        alone = len(rest) > 1 and int(rest[1]) == 1
+        return Attempt(state.decode() if isinstance(state, bytes) else str(state), int(number), alone)
+
+    def mark_alone(self, command_id: str, attempt: int) -> None:
+        """Record that ``attempt`` now runs alone in its process, so a crash during it counts
+        against the command (``begin.lua`` reads it when the next attempt starts)."""
+        self.client.hset(self.keys.command(command_id), "iso", attempt)
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,

@@ -70,7 +70,7 @@ class Runtime:
              Lifecycle(self.store, self.worker_id, starter=self.executor), SentryContext(), self.liveness],
             broker_id=self.worker_id,
         )
-        declare_actors(self.broker, self.executor)
+        declare_actors(self.broker, self.executor, self.store)
         for queue in constants.QUEUES:
             self.broker.declare_queue(queue)
         if gates is None:

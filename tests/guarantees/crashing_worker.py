@@ -1,7 +1,8 @@
 """A worker whose WHM backend kills its own process (os._exit) on account ``poison``.
 
 Test-only entry point: ``python -m tests.guarantees.crashing_worker worker -p 1``. The attempt
-cap of ``suspend_outgoing`` is lowered to :data:`MAX_ATTEMPTS` so the test stays short.
+cap of ``suspend_outgoing`` is lowered to :data:`MAX_ATTEMPTS` (or ``$CRASH_TEST_MAX_ATTEMPTS``) so
+the test stays short.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class CrashingWhm(WhmBackend):
 def install() -> None:
     """Patch this process only (never the test process that imports MAX_ATTEMPTS)."""
     registry.KINDS["whm"] = CrashingWhm
-    retry_policy.POLICIES["suspend_outgoing"] = retry_policy.RetryPolicy(max_attempts=MAX_ATTEMPTS)
+    cap = int(os.environ.get("CRASH_TEST_MAX_ATTEMPTS", MAX_ATTEMPTS))
+    retry_policy.POLICIES["suspend_outgoing"] = retry_policy.RetryPolicy(max_attempts=cap)
 
 
 if __name__ == "__main__":

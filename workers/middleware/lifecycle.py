@@ -79,6 +79,8 @@ class Execution:
     start: Start | None = None
     #: The turn's commit, sent with the terminal event (set by the actor with :attr:`result`).
     pending: Pending | None = None
+    #: Run with no other command in this process (an earlier attempt died in a shared process).
+    alone: bool = False
 
 
 _local = threading.local()
@@ -152,7 +154,7 @@ class Lifecycle(Middleware):
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
         _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
-                                     entry=entry, start=start)
+                                     entry=entry, start=start, alone=attempt.alone)
 
     def _abandon(self, start: Start) -> None:
         starter = self.starter

@@ -1,12 +1,16 @@
--- Start one attempt of a command: count it (a crash counts too) and mark it running.
+-- Start one attempt of a command: count it (a crash it caused counts too) and mark it running.
 -- KEYS: 1 command record, 2 attempt history list
 -- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s)
--- Returns {state, attempts, previous attempt lost (0|1: its history entry was written)}:
+-- Returns {state, attempts, previous attempt lost (0|1: its history entry was written), alone (0|1)}:
 -- state "run"; "stale" when a newer copy of the
 -- message was scheduled; the terminal status if the command already ended; "missing".
 -- A record still "running" here means the previous attempt's worker died: that attempt is
--- written to the history as `worker_lost` before the new one starts.
-local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "worker", "started")
+-- written to the history as `worker_lost` before the new one starts. Crashes are attributed:
+-- an attempt that shared its process with others when it died is not counted (any of them may
+-- have killed it), and the command runs alone in its process from then on (`alone`); an attempt
+-- that ran alone (the record's `iso` is its number, see CommandStore.mark_alone) is counted, so a
+-- command that kills its worker every time still reaches its attempt cap.
+local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "worker", "started", "iso", "alone")
 if not rec[1] then
   return {"missing", 0}
 end
@@ -18,15 +22,30 @@ if gen < tonumber(rec[2] or "1") then
   return {"stale", tonumber(rec[4])}
 end
 local lost = 0
+local counted = true
+local alone = rec[8] and 1 or 0
 if rec[1] == "running" then
   lost = 1
-  local lost = {attempt = tonumber(rec[4]), start = tonumber(rec[6] or "0"), ["end"] = tonumber(ARGV[1]),
-                worker = rec[5] or "", result = "worker_lost",
-                error = {kind = "worker_lost", message = "the worker running this attempt died before it ended"}}
-  redis.call("RPUSH", KEYS[2], cjson.encode(lost))
+  local number = tonumber(rec[4])
+  counted = (rec[7] and tonumber(rec[7]) == number) or false
+  local entry = {attempt = number, start = tonumber(rec[6] or "0"), ["end"] = tonumber(ARGV[1]),
+                 worker = rec[5] or "", result = "worker_lost", counted = counted,
+                 error = {kind = "worker_lost", message = counted
+                   and "the worker died while this attempt ran alone in it"
+                   or "the worker died while this attempt shared it with other commands: not counted, next run alone"}}
+  redis.call("RPUSH", KEYS[2], cjson.encode(entry))
   redis.call("LTRIM", KEYS[2], -tonumber(ARGV[4]), -1)
   redis.call("EXPIRE", KEYS[2], ARGV[5])
+  if not counted then
+    alone = 1
+    redis.call("HSET", KEYS[1], "alone", 1)
+  end
 end
-local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
+local attempts
+if counted then
+  attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
+else
+  attempts = tonumber(rec[4])
+end
 redis.call("HSET", KEYS[1], "status", "running", "updated", ARGV[1], "started", ARGV[1], "worker", ARGV[2], "gen", gen)
-return {"run", attempts, lost}
+return {"run", attempts, lost, alone}
