@@ -79,3 +79,24 @@ def test_purge_empties_the_index_but_the_id_is_still_remembered(redis_client: re
     add_command(redis_client, suspend("dl-1", "example", command="unsuspend_outgoing"))
     events = wait_for_terminal(redis_client, count=2, timeout=30)
     assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered", "duplicate"]
+
+
+def test_a_replayed_command_tells_its_reply_to_stream_as_well_as_the_events_stream(
+        redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a command with a reply_to stream, dead-lettered against a failing panel
+    monkeypatch.setitem(retry_policy.POLICIES, "unsuspend_outgoing",
+                        retry_policy.RetryPolicy(max_attempts=1, min_backoff_ms=50, max_backoff_ms=100))
+    settings = settings_for({"whm1": ("whm", whm)}, require_signatures=False)
+    runtime_for(settings)
+    whm.set_faults(Faults(error_rate=1.0))
+    add_command(redis_client, suspend("rt-1", "example", command="unsuspend_outgoing") | {"reply_to": "billing:replies"})
+    wait_for_terminal(redis_client, {"rt-1"}, timeout=30)
+    whm.set_faults(Faults())
+    monkeypatch.setenv("MAILOPS_REDIS_URL", settings.redis_url or "")
+    # When an operator replays it
+    assert CliRunner().invoke(cli, ["dlq", "replay", "rt-1"]).exit_code == 0
+    events = wait_for_terminal(redis_client, count=2, timeout=30)
+    # Then its reply_to stream got every event the events stream got for it, the replay's included
+    ours = [e.status for e in events if e.id == "rt-1"]
+    theirs = [e.status for e in read_events(redis_client, "billing:replies")]
+    assert ours == theirs and "succeeded" in theirs and theirs.count("accepted") == 2

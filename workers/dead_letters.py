@@ -102,10 +102,10 @@ class DeadLetters:
         verdict = self._replay(
             keys=[self.keys.command(command_id), self.keys.dead_letters, self.store.settings.events_stream,
                   dq.queue(message.queue_name), dq.messages(message.queue_name), self.keys.command_history(command_id),
-                  dq.doorbell(message.queue_name)],
+                  dq.doorbell(message.queue_name), command.reply_to or ""],
             args=[now_ms(), message.options["redis_message_id"], encoded(message), event.to_json(),
                   self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s,
-                  command_id],
+                  command_id, self.store.settings.history_max],
         )
         return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
 

@@ -1,10 +1,10 @@
 -- Replay one dead-lettered command: through its own record, so idempotency still holds (a
 -- second replay of a command that is queued again, or already succeeded, does nothing).
 -- KEYS: 1 command record, 2 dead-letter set, 3 events stream, 4 queue list, 5 queue messages hash,
---       6 attempt history list, 7 the queue's doorbell list
+--       6 attempt history list, 7 the queue's doorbell list, 8 the command's reply_to stream (or "")
 -- ARGV: 1 now (ms), 2 redis message id, 3 message data, 4 accepted event JSON, 5 events maxlen,
 --       6 history entry JSON, 7 generation the message was built for (current gen + 1), 8 ttl (s),
---       9 the command id
+--       9 the command id, 10 history max
 -- Returns "replayed", or the command's status when it is not dead-lettered ("missing" if gone).
 local rec = redis.call("HMGET", KEYS[1], "status", "gen")
 if not rec[1] then
@@ -17,14 +17,19 @@ if tonumber(rec[2] or "1") + 1 ~= tonumber(ARGV[7]) then
   return "changed"
 end
 redis.call("HSET", KEYS[1], "status", "queued", "attempts", 0, "gen", ARGV[7], "updated", ARGV[1])
-redis.call("HDEL", KEYS[1], "outcome", "worker", "started")
+-- (a fresh attempt budget: crash attribution starts over too, see begin.lua)
+redis.call("HDEL", KEYS[1], "outcome", "worker", "started", "iso", "alone")
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[8])
 redis.call("ZREM", KEYS[2], ARGV[9])
 redis.call("RPUSH", KEYS[6], ARGV[6])
+redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
 redis.call("EXPIRE", KEYS[6], ARGV[8])
 redis.call("HSET", KEYS[5], ARGV[2], ARGV[3])
 redis.call("RPUSH", KEYS[4], ARGV[2])
 ring(KEYS[7])
 redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[5], "*", "body", ARGV[4])
+if KEYS[8] ~= "" then
+  redis.call("XADD", KEYS[8], "MAXLEN", "~", ARGV[5], "*", "body", ARGV[4])
+end
 return "replayed"
