@@ -17,8 +17,10 @@ from tests.guarantees.processes import (
     wait_all_terminal,
     worker_env,
 )
+from workers.command_store import CommandStore
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
+from workers.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +128,10 @@ def test_a_drain_that_runs_out_hands_the_running_command_back_and_another_worker
     # Then it exited 0 saying it handed the command back
     assert code == 0
     assert "handing them back" in (tmp_path / "hasty.log").read_text()
-    # And the spare ran it as a second attempt: one terminal event, `succeeded`, one change on the panel
+    # And the spare ran it again without spending an attempt (the hand-back was not its fault):
+    # one terminal event, `succeeded`, one change on the panel
     terminal = [e for e in events if e.terminal]
-    assert [(e.id, e.status, e.attempt) for e in terminal] == [("h-1", "succeeded", 2)]
+    assert [(e.id, e.status, e.attempt) for e in terminal] == [("h-1", "succeeded", 1)]
+    history = CommandStore(redis_client, Settings(redis_url=redis_server.url)).history("h-1")
+    assert [(h["result"], h.get("counted")) for h in history] == [("worker_lost", False), ("succeeded", None)]
     assert [c.target for c in app.ledger.changes()] == ["u0"]
