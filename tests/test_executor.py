@@ -23,8 +23,8 @@ def test_an_answered_call_frees_its_slot_before_its_command_is_recorded(
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
     # Given a backend allowing one call (its scripts loaded by an earlier call), and a slot held for a call
     limits = capped_limits(settings_for, whm, 1)
-    limits.give_back("whm1", limits.take(limits.request("whm1", queue="default")), "answered")
-    slot = HeldSlot(limits, "whm1", limits.take(limits.request("whm1", queue="default")))
+    limits.give_back("whm1", limits.take(limits.request("whm1")), "answered")
+    slot = HeldSlot(limits, "whm1", limits.take(limits.request("whm1")))
     redis_client.hset(limits.keys.breaker("whm1"), "failures", 2)  # two failures before this call
     # When the panel answers
     slot.call(lambda: PanelResult())
@@ -41,7 +41,7 @@ def test_an_answered_call_frees_its_slot_before_its_command_is_recorded(
 def test_a_give_back_whose_reply_was_lost_is_sent_again(
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
     limits = capped_limits(settings_for, whm, 1)
-    lease = limits.take(limits.request("whm1", queue="default"))
+    lease = limits.take(limits.request("whm1"))
     assert limits.settle_ahead("whm1", lease, None) == "closed"
     assert limits.in_flight("whm1") == 0
 
@@ -50,7 +50,7 @@ def test_a_give_back_redis_could_not_run_is_sent_again_when_the_command_is_recor
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
     # Given a slot held for a call, and a Redis that has lost its scripts (a restart)
     limits = capped_limits(settings_for, whm, 1)
-    slot = HeldSlot(limits, "whm1", limits.take(limits.request("whm1", queue="default")))
+    slot = HeldSlot(limits, "whm1", limits.take(limits.request("whm1")))
     redis_client.script_flush()
     # When the panel answers, the give-back sent ahead finds no script and does not run
     slot.call(lambda: PanelResult())
@@ -63,7 +63,7 @@ def test_a_give_back_redis_could_not_run_is_sent_again_when_the_command_is_recor
 def test_a_failed_call_gives_its_slot_back_at_once_with_what_the_failure_tells_the_breaker(
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
     limits = capped_limits(settings_for, whm, 1)
-    slot = HeldSlot(limits, "whm1", limits.take(limits.request("whm1", queue="default")))
+    slot = HeldSlot(limits, "whm1", limits.take(limits.request("whm1")))
 
     def refused() -> PanelResult:
         raise PanelUnavailable("connection refused")
@@ -75,11 +75,11 @@ def test_a_failed_call_gives_its_slot_back_at_once_with_what_the_failure_tells_t
     assert slot.ahead is None
 
 
-def test_an_attempt_that_will_not_run_leaves_the_line_it_joined_for_a_slot(
+def test_an_attempt_that_will_not_run_and_found_the_backend_full_takes_no_slot(
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
-    # Given a backend whose one slot is held, and a command whose first step put it in line for a slot
+    # Given a backend whose one slot is held, and a command whose first step found it full
     limits = capped_limits(settings_for, whm, 1)
-    holder = limits.take(limits.request("whm1", queue="default"))
+    holder = limits.take(limits.request("whm1"))
     executor = Executor(build_backends(limits.settings.backends), limits=limits,
                         ordering=TargetGuard(limits.client, limits.settings.keys))
     command = validate_command({"id": "line-1", "command": "suspend_outgoing", "backend": "whm1",
@@ -90,7 +90,7 @@ def test_an_attempt_that_will_not_run_leaves_the_line_it_joined_for_a_slot(
     # When the attempt is abandoned (it will not run), then the holder gives its slot back
     executor.abandon(start)
     limits.give_back("whm1", holder, "answered")
-    # Then it is out of the line, and no slot was granted to it: the backend is free
-    assert redis_client.zcard(limits.keys.backend_waiters("whm1")) == 0
+    # Then nothing of it is parked and no slot is left to it: the backend is free
+    assert limits.parked("whm1") == 0
     assert limits.in_flight("whm1") == 0
     executor.close()

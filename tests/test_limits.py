@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -10,17 +9,18 @@ import pytest
 import redis
 
 from tests.conftest import (
+    WHM_TOKEN,
     add_command,
     capped_limits,
     read_events,
     wait_for_terminal,
-    wait_until,
     whm_with_accounts,
 )
 from tests.guarantees.processes import suspend
 from workers.errors import Defer
-from workers.limits import BackendLimits
+from workers.limits import BackendLimits, park_score
 from workers.sandbox import Faults, SandboxServer
+from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
 
 
@@ -58,92 +58,93 @@ def test_the_calls_per_second_cap_holds_across_two_worker_runtimes(redis_client:
     assert times[-1] - times[0] >= 1.0
 
 
-def test_a_slot_given_back_goes_straight_to_the_waiters_most_urgent_first(
-        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
-    # Given a backend capped at one call, held, and a bulk command waiting for it before an urgent one
+def test_a_full_backend_parks_the_command_instead_of_holding_a_thread(
+        settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a backend capped at one call, held
     limits = capped_limits(settings_for, whm, 1)
-    holder = limits.take(limits.request("whm1", queue="default"))
-    order: list[str] = []
+    limits.take(limits.request("whm1"))
+    # When another call asks for a slot
+    with pytest.raises(Defer) as deferred:
+        limits.take(limits.request("whm1"))
+    # Then it is told at once to park for that backend (no wait in place)
+    assert (deferred.value.reason, deferred.value.parked_on) == ("cap_full", "whm1")
 
-    def wait_for_slot(queue: str) -> None:
-        lease = limits.take(limits.request("whm1", queue=queue))
-        order.append(queue)
-        time.sleep(0.05)
-        limits.give_back("whm1", lease, "answered")
 
-    waiters = redis_client.zcard
-    key = limits.keys.backend_waiters("whm1")
-    bulk = threading.Thread(target=wait_for_slot, args=("bulk",))
-    bulk.start()
-    wait_until(lambda: waiters(key) == 1)
-    urgent = threading.Thread(target=wait_for_slot, args=("urgent",))
-    urgent.start()
-    wait_until(lambda: waiters(key) == 2)
+def park(client: redis.Redis, limits: BackendLimits, queue: str, message_id: str, arrival: int) -> None:
+    """Put a command in ``whm1``'s parked line as ``retry.lua`` does (its member and score)."""
+    client.zadd(limits.keys.backend_parked("whm1"), {f"{queue}/{message_id}": park_score(queue, arrival)})
+
+
+def test_a_give_back_releases_the_most_urgent_parked_command_to_the_head_of_its_queue(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a backend capped at one call, held, and a bulk command parked before an urgent one
+    limits = capped_limits(settings_for, whm, 1)
+    holder = limits.take(limits.request("whm1"))
+    park(redis_client, limits, "bulk", "b1", 1_000)
+    park(redis_client, limits, "urgent", "u1", 2_000)
+    queues = limits.keys.dramatiq
+    redis_client.rpush(queues.queue("urgent"), "already-queued")
     # When the holder gives its slot back
     limits.give_back("whm1", holder, "answered")
-    bulk.join(5)
-    urgent.join(5)
-    # Then the urgent command got it first, the bulk one next, and nobody is left in line
-    assert order == ["urgent", "bulk"]
-    assert waiters(key) == 0 and limits.in_flight("whm1") == 0
+    # Then the urgent one went to the head of its queue, and the bulk one still waits its turn
+    assert redis_client.lrange(queues.queue("urgent"), 0, -1) == [b"u1", b"already-queued"]
+    assert redis_client.zrange(limits.keys.backend_parked("whm1"), 0, -1) == [b"bulk/b1"]
+    # And the next give-back releases it
+    limits.give_back("whm1", limits.take(limits.request("whm1")), "answered")
+    assert redis_client.lrange(queues.queue("bulk"), 0, -1) == [b"b1"] and limits.parked("whm1") == 0
 
 
-def test_a_waiter_that_gives_up_leaves_the_line_and_a_dead_waiter_is_skipped(
+def test_parked_commands_stay_parked_while_the_breaker_opens_and_the_heartbeat_releases_them_after(
         redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
-    # Given a full backend (cap 1) and three waiters in line: one that dies, one that gives up, one that waits
-    limits = capped_limits(settings_for, whm, 1)
-    holder = limits.take(limits.request("whm1", queue="default"))
-    dead, quitter, patient = (limits.request("whm1", queue="urgent") for _ in range(3))
-    assert [r.call.run()[0] for r in (dead, quitter, patient)] == [b"full"] * 3
-    time.sleep(1.3)  # the dead waiter stops asking; its place lapses (WAITER_TTL_MS)
-    # the others ask again (each ask is a new call: it carries the time it is made)
-    assert [limits.request("whm1", r.lease, queue="urgent").call.run()[0] for r in (quitter, patient)] == [b"full"] * 2
-    # When one gives up, then the holder gives its slot back
-    limits.give_back("whm1", quitter.lease, "other")
-    limits.give_back("whm1", holder, "answered")
-    # Then the slot went to the one still waiting, on its own grant list
-    grant = limits.keys.backend_grant
-    assert redis_client.llen(grant("whm1", patient.lease)) == 1
-    assert redis_client.exists(grant("whm1", dead.lease), grant("whm1", quitter.lease)) == 0
-    assert redis_client.zrange(limits.keys.backend_inflight("whm1"), 0, -1) == [patient.lease.encode()]
-    # And asking again with the granted lease finds the slot already its own
-    assert limits.take(patient) == patient.lease
-    assert redis_client.llen(grant("whm1", patient.lease)) == 0
-
-
-def test_a_waiter_out_of_time_defers_and_leaves_the_line(
-        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer,
-        monkeypatch) -> None:
-    # Given a full backend and a waiter allowed to wait 0.3 s
-    monkeypatch.setattr("workers.limits.BUSY_WAIT_MS", 300)
-    limits = capped_limits(settings_for, whm, 1)
-    holder = limits.take(limits.request("whm1", queue="default"))
-    waiter = limits.request("whm1", queue="bulk")
-    # When nothing is given back in time
-    with pytest.raises(Defer) as deferred:
-        limits.take(waiter)
-    assert deferred.value.reason == "backend_busy"
-    # Then it is out of the line, and the slot given back later stays free for whoever asks
-    assert redis_client.zcard(limits.keys.backend_waiters("whm1")) == 0
-    limits.give_back("whm1", holder, "answered")
-    assert limits.in_flight("whm1") == 0
-
-
-def test_no_slot_is_granted_while_the_breaker_opens_the_waiters_are_woken_instead(
-        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
-    # Given a backend (cap 1, breaker opens after 1 failure) whose call is failing, and a waiter
-    limits = capped_limits(settings_for, whm, 1, breaker_failures=1)
-    holder = limits.take(limits.request("whm1", queue="default"))
-    waiter = limits.request("whm1", queue="urgent")
-    assert waiter.call.run()[0] == b"full"
+    # Given a backend (cap 1, breaker opens after 1 failure, 50 ms cooldown) whose call is failing, and a parked command
+    limits = capped_limits(settings_for, whm, 1, breaker_failures=1, breaker_cooldown_ms=50)
+    holder = limits.take(limits.request("whm1"))
+    park(redis_client, limits, "default", "d1", 1_000)
     # When the call's failure opens the breaker as the slot is given back
     assert limits.give_back("whm1", holder, "down") == "opened"
-    # Then the slot is not handed on; the waiters are woken to ask again, and learn the breaker is open
-    assert redis_client.llen(limits.keys.backend_grant("whm1", waiter.lease)) == 0
-    assert redis_client.llen(limits.keys.backend_freed("whm1")) == 1
-    with pytest.raises(Defer) as deferred:
-        limits.take(waiter)
-    assert deferred.value.reason == "backend_down"
+    # Then nothing is released, not even by the heartbeat's safety net
+    assert limits.release_parked() == 0 and limits.parked("whm1") == 1
+    # And once the breaker is no longer open, the safety net releases it
+    redis_client.hset(limits.keys.breaker("whm1"), "state", "closed")
+    assert limits.release_parked() == 1
+    assert redis_client.lrange(limits.keys.dramatiq.queue("default"), 0, -1) == [b"d1"]
+
+
+def test_the_heartbeat_releases_commands_parked_behind_a_holder_that_died_without_giving_back(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a backend capped at one call whose holder died (its lease ran out) and a parked command
+    limits = capped_limits(settings_for, whm, 1)
+    holder = limits.take(limits.request("whm1"))
+    park(redis_client, limits, "default", "d1", 1_000)
+    assert limits.release_parked() == 0
+    redis_client.zadd(limits.keys.backend_inflight("whm1"), {holder: 1})  # its expiry: long past
+    # When a heartbeat's safety net runs, then the command is released
+    assert limits.release_parked() == 1 and limits.parked("whm1") == 0
+
+
+def test_commands_for_a_healthy_backend_run_while_a_full_backends_queue_is_deep(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., object]) -> None:
+    # Given a slow backend (one call at a time, 300 ms each) and a fast one, and one worker with 4 threads
+    slow_app, fast_app = whm_with_accounts(12), WhmSandbox(token=WHM_TOKEN)
+    for i in range(3):
+        fast_app.add_account(f"f{i}")
+    with SandboxServer(slow_app, faults=Faults(latency_s=0.3)) as slow, SandboxServer(fast_app) as fast:
+        settings = settings_for({"slow": ("whm", slow), "fast": ("whm", fast)}, slow={"max_concurrency": 1})
+        runtime_for(settings, threads=4)
+        # When 12 commands for the slow backend are queued, then 3 for the fast one
+        for i in range(12):
+            add_command(redis_client, suspend(f"slow-{i}", f"u{i}", backend="slow") | {"priority": "bulk"})
+        for i in range(3):
+            add_command(redis_client, suspend(f"fast-{i}", f"f{i}", backend="fast") | {"priority": "bulk"})
+        events = wait_for_terminal(redis_client, count=15, timeout=60)
+        slow_app_changes = slow_app.ledger.changes()
+    # Then the fast commands ended before the slow backend had finished even a quarter of its work
+    order = [e.id for e in events if e.terminal]
+    assert all(order.index(f"fast-{i}") < order.index("slow-3") for i in range(3)), order
+    # And every command succeeded, the slow ones parked rather than waiting in a thread, each applied once
+    assert {e.status for e in events if e.terminal} == {"succeeded"}
+    assert any(e.status == "waiting" and e.details.get("reason") == "cap_full" for e in events)
+    assert sorted(c.target for c in slow_app_changes) == sorted(f"u{i}" for i in range(12))
 
 
 def test_a_backend_refusing_connections_opens_its_breaker_and_nothing_is_dead_lettered_after_recovery(

@@ -49,6 +49,15 @@ class Attempt:
         return self.state == "run"
 
 
+@dataclass(frozen=True)
+class Parking:
+    """Where a command whose backend's concurrency cap is full waits: that backend's line, at
+    ``score`` (:func:`workers.limits.park_score`)."""
+
+    backend: str
+    score: int
+
+
 @dataclass
 class AdmitBatch:
     """Admit calls sent ahead (:meth:`CommandStore.admit_ahead`)."""
@@ -158,29 +167,34 @@ class CommandStore:
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,
-        attempt: dict[str, Any], uncount: bool = False, publish: bool = True,
+        attempt: dict[str, Any], uncount: bool = False, publish: bool = True, parked: Parking | None = None,
     ) -> bool:
         """Atomically: mark the command ``event.status`` (retrying/waiting) at ``generation``, put
-        ``message`` on its delay queue for ``delay_ms``, append ``attempt`` to the history and
-        publish ``event`` (unless not ``publish``: then no event and no history entry). ``uncount`` gives the attempt back (waiting is
-        not an attempt)."""
+        ``message`` on its delay queue for ``delay_ms`` — or, with ``parked``, in its backend's
+        line of parked commands, released by a give-back on that backend — append ``attempt`` to the
+        history and publish ``event`` (unless not ``publish``: then no event and no history entry).
+        ``uncount`` gives the attempt back (waiting is not an attempt)."""
         assert event.id is not None
         dq = self.keys.dramatiq
-        delayed = message.copy(
-            queue_name=dq_name(message.queue_name),
-            options={"redis_message_id": redis_message_id(), "eta": now_ms() + delay_ms},
-        )
+        if parked is None:
+            queued = message.copy(queue_name=dq_name(message.queue_name),
+                                  options={"redis_message_id": redis_message_id(), "eta": now_ms() + delay_ms})
+        else:
+            queued = message.copy(options={"redis_message_id": redis_message_id()})
+        message_id = str(queued.options["redis_message_id"])
         return bool(
             self._retry(
                 keys=[
                     self.keys.command(event.id), self.settings.events_stream, reply_to or "",
-                    dq.queue(delayed.queue_name), dq.messages(delayed.queue_name),
-                    self.keys.command_history(event.id), dq.doorbell(delayed.queue_name),
+                    dq.queue(queued.queue_name), dq.messages(queued.queue_name),
+                    self.keys.command_history(event.id), dq.doorbell(queued.queue_name),
+                    self.keys.backend_parked(parked.backend) if parked else "",
                 ],
                 args=[
                     generation, event.to_json() if publish else b"", self.settings.events_maxlen, now_ms(),
-                    delayed.options["redis_message_id"], encoded(delayed), event.status, "1" if uncount else "0",
+                    message_id, encoded(queued), event.status, "1" if uncount else "0",
                     orjson.dumps(attempt) if publish else b"", self.settings.history_max, self.settings.idempotency_ttl_s,
+                    parked.score if parked else 0, f"{queued.queue_name}/{message_id}",
                 ],
             )
         )

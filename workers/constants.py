@@ -79,24 +79,11 @@ class Keys:
         """Sorted set of in-flight call leases on one backend, scored by expiry (ms)."""
         return f"{self.prefix}:backend:{backend}:inflight"
 
-    def backend_freed(self, backend: str) -> str:
-        """List a token is pushed to when a call slot on one backend is given back and not granted
-        to a waiter (wakes waiters to ask again)."""
-        return f"{self.prefix}:backend:{backend}:freed"
-
-    def backend_waiters(self, backend: str) -> str:
-        """Sorted set of leases waiting for a call slot on one backend, most urgent first, then
-        first come (see ``limits_release.lua``)."""
-        return f"{self.prefix}:backend:{backend}:waiters"
-
-    def backend_waiter_deadlines(self, backend: str) -> str:
-        """Sorted set of waiting leases by the time (ms) their waiter asks again or gives up."""
-        return f"{self.prefix}:backend:{backend}:waiters:until"
-
-    def backend_grant(self, backend: str, lease: str = "") -> str:
-        """List a give-back pushes to when it hands its slot to the waiting ``lease`` (without
-        ``lease``: the prefix the release script completes)."""
-        return f"{self.prefix}:backend:{backend}:grant:{lease}"
+    def backend_parked(self, backend: str) -> str:
+        """Sorted set of commands parked while one backend's concurrency cap is full ("queue/message
+        id", most urgent first, then first come); a give-back releases the first (``unpark`` in
+        ``prelude.lua``)."""
+        return f"{self.prefix}:backend:{backend}:parked"
 
     def backend_rate(self, backend: str) -> str:
         """Sorted set of recent call start times on one backend (sliding window)."""

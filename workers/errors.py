@@ -116,16 +116,20 @@ class Defer(MailopsError):
     """Signal, not a failure: run the command again in ``delay_ms`` without counting this attempt.
 
     Lifecycle re-enqueues it with the next generation and publishes a ``waiting`` event with
-    ``reason``. Used for an open circuit breaker (``backend_down``), a full concurrency or rate
-    cap (``backend_busy``) and, by the ordering gate, a busy target.
+    ``reason``. Used for an open circuit breaker (``backend_down``), a full rate cap
+    (``backend_busy``), a full concurrency cap (``cap_full``: the command is *parked* for
+    ``parked_on``, not delayed, and a give-back on that backend releases it) and, by the ordering
+    gate, a busy target.
     """
 
     kind = "deferred"
 
-    def __init__(self, delay_ms: int, reason: str, message: str = "") -> None:
+    def __init__(self, delay_ms: int, reason: str, message: str = "", *, parked_on: str | None = None) -> None:
         super().__init__(message or f"deferred {delay_ms} ms: {reason}")
         self.delay_ms = max(0, int(delay_ms))
         self.reason = reason
+        #: The backend whose give-back releases the command (instead of a delay).
+        self.parked_on = parked_on
 
 
 class Superseded(CommandError):

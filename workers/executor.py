@@ -125,7 +125,7 @@ class Executor:
         backend = self.backends.get(command.backend or "")
         if backend is None or not backend.supports(command.command):
             return Start()
-        return Start(self.ordering.request(command, entry), self.limits.request(backend.name, queue=command.queue))
+        return Start(self.ordering.request(command, entry), self.limits.request(backend.name))
 
     def abandon(self, start: Start) -> None:
         """Give back what ``start`` was granted, for an attempt that will not run."""

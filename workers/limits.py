@@ -4,10 +4,13 @@ Every worker process on every host takes a *lease* before it calls a panel and g
 after, through two Lua scripts, so the caps hold across the whole fleet. A lease expires on its
 own (the call's timeouts plus :data:`~workers.constants.LEASE_MARGIN_MS`) if its holder dies.
 
-When the concurrency cap is full the caller becomes a *waiter*, ranked by its command's priority
-(urgent first) and then by arrival, and a give-back hands its slot straight to the first live
-waiter, which finds the grant on its own list: the slot goes from one call to the next with no
-acquire round trip in between, and an urgent command waiting for a busy backend goes first.
+When the concurrency cap is full the command is *parked* for that backend (in Redis, fleet-wide:
+:meth:`~workers.command_store.CommandStore.schedule_retry` with ``parked``), ranked by its
+priority (urgent first) and then by arrival, and its worker thread goes on to other work: one
+full or slow backend never holds threads that other backends' commands need. Each give-back
+releases the first parked command to the head of its queue (``limits_release.lua``), and every
+heartbeat releases parked commands of backends with room (:meth:`BackendLimits.unpark_call`), in
+case a holder died without giving back.
 
 The breaker counts consecutive transient failures (:class:`~workers.errors.PanelUnavailable`);
 ``breaker_failures`` of them open it. While it is open no call is made: the command is deferred
@@ -37,21 +40,17 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Longest a worker thread waits in place for a full cap before deferring the command instead.
+#: Longest a worker thread waits in place for the calls-per-second cap before deferring instead.
 BUSY_WAIT_MS = 2_000
 #: Seconds a call waits for Redis to come back before it fails (and is retried as an attempt).
 REDIS_WAIT_S = 30.0
-#: How long a waiter's place in line stays valid after it last asked (ms). A waiter asks again at
-#: least every 200 ms (the longest wait ``limits_acquire.lua`` gives it) or withdraws; the rest is
-#: room for a busy process. The next give-back skips a waiter silent for longer (it died).
-WAITER_TTL_MS = 1_200
 
 
-def waiter_score(queue: str, now_ms: int) -> int:
-    """Where a waiter for a slot stands in line: by its command's queue (urgent first), then by
+def park_score(queue: str, arrival_ms: int) -> int:
+    """Where a parked command stands in its backend's line: by its queue (urgent first), then by
     arrival (Redis sorted-set scores keep integers up to 2^53 exact)."""
     rank = QUEUES.index(queue) if queue in QUEUES else len(QUEUES)
-    return (rank << 42) + now_ms
+    return (rank << 42) + arrival_ms
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,6 @@ class SlotRequest:
 
     backend: str
     lease: str
-    #: The queue of the command asking (its place in line if it has to wait).
-    queue: str
     call: ScriptCall
 
 
@@ -85,6 +82,7 @@ class BackendLimits:
         self.keys = settings.keys
         self._acquire = registered(client, lua_script("limits_acquire"))
         self._release = registered(client, lua_script("limits_release"))
+        self._unpark = registered(client, lua_script("unpark"))
 
     def call_holding(self, backend: str, lease: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` holding ``lease``. If it fails, the slot is given back with what the failure
@@ -134,85 +132,81 @@ class BackendLimits:
         config = self.settings.backends.get(backend)
         return (config.max_concurrency, config.max_rate) if config else (8, 0.0)
 
-    def request(self, backend: str, lease: str | None = None, *, queue: str) -> SlotRequest:
-        """The acquire call for a slot on ``backend`` (a new lease id unless ``lease`` is given),
-        for a command of ``queue``: if it has to wait, it waits in line by that priority."""
+    def request(self, backend: str, lease: str | None = None) -> SlotRequest:
+        """The acquire call for a slot on ``backend`` (a new lease id unless ``lease`` is given)."""
         cap, rate = self._caps(backend)
         lease = lease or f"{random.getrandbits(128):032x}"  # unique, not secret (see messages.redis_message_id)
-        keys = [
-            self.keys.backend_inflight(backend), self.keys.backend_rate(backend),
-            self.keys.breaker(backend), self.keys.breaker_probe(backend),
-            self.keys.backend_waiters(backend), self.keys.backend_waiter_deadlines(backend),
-            self.keys.backend_grant(backend, lease),
-        ]
-        now = int(time.time() * 1000)
-        args = [now, lease, self._lease_ttl_ms(backend), cap, rate, waiter_score(queue, now), WAITER_TTL_MS]
-        return SlotRequest(backend, lease, queue, ScriptCall(self._acquire, keys, args))
+        keys = [self.keys.backend_inflight(backend), self.keys.backend_rate(backend),
+                self.keys.breaker(backend), self.keys.breaker_probe(backend)]
+        args = [int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]
+        return SlotRequest(backend, lease, ScriptCall(self._acquire, keys, args))
 
     @staticmethod
     def claimed(reply: Any) -> bool:
-        """Whether an acquire reply gave the slot, or put the lease in line for one."""
-        return _text(reply[0]) in ("ok", "probe", "full")
+        """Whether an acquire reply gave the slot."""
+        return _text(reply[0]) in ("ok", "probe")
 
     def take(self, request: SlotRequest, *, first: Any = None) -> str:
         """Take the slot ``request`` asks for; returns its lease id. ``first`` is the reply to
         ``request`` when it was already sent together with other calls.
 
-        Waits in place while the concurrency cap is full, up to :data:`BUSY_WAIT_MS`: in line for
-        a give-back to hand it the slot (``limits_release.lua``). Raises :class:`Defer` after that
-        or while the breaker is open, having left the line (a slot granted meanwhile goes on to
-        the next waiter).
+        Raises :class:`Defer`: parked for the backend (``cap_full``) when its concurrency cap is
+        full, delayed while its breaker is open; waits in place only for the calls-per-second
+        cap, up to :data:`BUSY_WAIT_MS`.
         """
         backend, lease = request.backend, request.lease
         deadline = time.monotonic() + BUSY_WAIT_MS / 1000
-        grant = self.keys.backend_grant(backend, lease)
-        in_line = False
         reply = first
-        try:
-            while True:
-                if reply is None:
-                    try:
-                        reply = self.request(backend, lease, queue=request.queue).call.run()
-                    except (redis.ConnectionError, redis.TimeoutError):
-                        # Redis restarting: no call was made yet, so waiting costs nothing but time.
-                        if time.monotonic() > deadline + REDIS_WAIT_S:
-                            raise
-                        time.sleep(0.25)
-                        continue
-                verdict, wait_ms = _text(reply[0]), int(reply[1])
-                reply = None
-                if verdict in ("ok", "probe"):
-                    return lease
-                if verdict == "open":
-                    raise Defer(wait_ms + random.randint(0, 250), "backend_down", f"{backend}: circuit breaker open")
-                in_line = in_line or verdict == "full"
-                if time.monotonic() + wait_ms / 1000 > deadline:
-                    raise Defer(wait_ms + random.randint(50, 500), "backend_busy", f"{backend}: call caps full")
-                if verdict == "full":
-                    # In line: a give-back grants the slot on our own list (limits_release.lua), or,
-                    # when it cannot grant, wakes the waiters through the freed list to ask again.
-                    woken = self.client.blpop([grant, self.keys.backend_freed(backend)], timeout=wait_ms / 1000)
-                    if woken is not None and _text(woken[0]) == grant:
-                        return lease
-                else:
-                    time.sleep(wait_ms / 1000 + random.uniform(0, 0.02))
-        except BaseException:
-            if in_line:
-                # Leave the line; a slot granted to us meanwhile goes on to the next waiter.
-                self.give_back(backend, lease, "other")
-            raise
+        while True:
+            if reply is None:
+                try:
+                    reply = self.request(backend, lease).call.run()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Redis restarting: no call was made yet, so waiting costs nothing but time.
+                    if time.monotonic() > deadline + REDIS_WAIT_S:
+                        raise
+                    time.sleep(0.25)
+                    continue
+            verdict, wait_ms = _text(reply[0]), int(reply[1])
+            reply = None
+            if verdict in ("ok", "probe"):
+                return lease
+            if verdict == "open":
+                raise Defer(wait_ms + random.randint(0, 250), "backend_down", f"{backend}: circuit breaker open")
+            if verdict == "full":
+                raise Defer(wait_ms, "cap_full", f"{backend}: {self._caps(backend)[0]} calls in flight",
+                            parked_on=backend)
+            if time.monotonic() + wait_ms / 1000 > deadline:
+                raise Defer(wait_ms + random.randint(50, 500), "backend_busy", f"{backend}: calls-per-second cap")
+            time.sleep(wait_ms / 1000 + random.uniform(0, 0.02))
 
     def give_back_call(self, backend: str, lease: str, outcome: str) -> ScriptCall:
-        """The call that gives ``lease`` back (handing the slot to the first waiter) and tells the
-        breaker the call's ``outcome``; for a waiter giving up, it leaves the line."""
-        cap, rate = self._caps(backend)
+        """The call that gives ``lease`` back (releasing the first parked command) and tells the
+        breaker the call's ``outcome``."""
+        cap, _rate = self._caps(backend)
         keys = [self.keys.backend_inflight(backend), self.keys.breaker(backend), self.keys.breaker_probe(backend),
-                self.keys.backend_freed(backend), self.keys.backend_waiters(backend),
-                self.keys.backend_waiter_deadlines(backend)]
+                self.keys.backend_parked(backend)]
         args: list[str | int | float] = [lease, outcome, int(time.time() * 1000), self.settings.breaker_failures,
-                                         self._cooldown_ms(), self._lease_ttl_ms(backend), cap, rate,
-                                         self.keys.backend_grant(backend)]
+                                         self._cooldown_ms(), cap, self.keys.dramatiq_namespace]
         return ScriptCall(self._release, keys, args)
+
+    def unpark_call(self) -> ScriptCall:
+        """Release parked commands of every backend with room and a breaker not open (run by each
+        worker process's heartbeat: the safety net for a holder that died without giving back)."""
+        keys: list[str] = []
+        caps: list[str | int | float] = []
+        for name, config in sorted(self.settings.backends.items()):
+            keys += [self.keys.backend_inflight(name), self.keys.backend_parked(name), self.keys.breaker(name)]
+            caps.append(config.max_concurrency)
+        return ScriptCall(self._unpark, keys, [int(time.time() * 1000), self.keys.dramatiq_namespace, *caps])
+
+    def release_parked(self) -> int:
+        """Run :meth:`unpark_call` now; returns how many commands it released."""
+        return int(self.unpark_call().run()) if self.settings.backends else 0
+
+    def parked(self, backend: str) -> int:
+        """Commands parked for ``backend`` now."""
+        return int(self.client.zcard(self.keys.backend_parked(backend)))
 
     def give_back_ahead(self, backend: str, lease: str) -> Ahead | None:
         """Give back the lease of an answered call now, without waiting for the reply (read with

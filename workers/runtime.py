@@ -62,7 +62,7 @@ class Runtime:
             ordering=TargetGuard(self.client, settings.keys, max_skew_ms=settings.max_clock_skew_s * 1000),
             opener=_opener(settings),
         )
-        self.liveness = Liveness()
+        self.liveness = Liveness(chores=[self.limits.release_parked])
         self.broker: MailopsBroker = build_broker(
             self.client, settings,
             # CommandMetrics goes first: its after-hook runs last, once Lifecycle has decided.

@@ -41,9 +41,10 @@ from schemas.commands import Command
 from schemas.events import ErrorInfo, Event, EventStatus
 from workers.backends.base import PanelResult
 from workers.broker import ACKED_OPTION, MailopsBroker
-from workers.command_store import CommandStore, now_ms
+from workers.command_store import CommandStore, Parking, now_ms
 from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
 from workers.executor import Start
+from workers.limits import park_score
 from workers.lua import run_together
 from workers.messages import COMMAND_OPTION, GENERATION_OPTION, command_of, entry_of
 from workers.ordering import Pending
@@ -247,9 +248,14 @@ class Lifecycle(Middleware):
         )
         entry = self._entry(execution, "waiting", error)
         _local.outcome = ("waiting", command)
+        parked = None
+        if signal.parked_on is not None:
+            # In its backend's line by priority, then by arrival (its stream entry, else its first wait).
+            arrival = int(execution.entry.split("-")[0]) if execution.entry else int(since)
+            parked = Parking(signal.parked_on, park_score(message.queue_name, arrival))
         _retry_redis(lambda: self.store.schedule_retry(
             event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay,
-            attempt=entry, uncount=True, publish=_worth_publishing(waits)))
+            attempt=entry, uncount=True, publish=_worth_publishing(waits), parked=parked))
 
     def _entry(self, execution: Execution, result: str, error: ErrorInfo | None = None) -> dict[str, Any]:
         """One attempt for the command's history (never its args: they may hold sealed secrets)."""

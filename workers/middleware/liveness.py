@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dramatiq
@@ -23,8 +24,10 @@ logger = logging.getLogger(__name__)
 class Liveness(Middleware):
     """Heartbeat and reap on a fixed period in every worker process."""
 
-    def __init__(self, *, interval_s: float = 1.0) -> None:
+    def __init__(self, *, interval_s: float = 1.0, chores: Sequence[Callable[[], object]] = ()) -> None:
         self.interval_s = interval_s
+        #: Run after each heartbeat (e.g. releasing commands parked for backends with room).
+        self.chores = tuple(chores)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: monotonic time of the last successful heartbeat (for ``mailops worker --check``).
@@ -47,5 +50,7 @@ class Liveness(Middleware):
             try:
                 broker.heartbeat_and_reap()
                 self.last_beat = time.monotonic()
+                for chore in self.chores:
+                    chore()
             except redis.RedisError as exc:
                 logger.warning("liveness: Redis error %s", type(exc).__name__)

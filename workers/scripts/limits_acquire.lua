@@ -1,20 +1,12 @@
 -- Take a call slot on one backend: breaker, concurrency cap and calls-per-second cap together.
 -- KEYS: 1 in-flight leases (zset lease -> expiry ms), 2 recent call starts (zset), 3 breaker hash,
---       4 probe key, 5 waiters (zset lease -> priority, then arrival), 6 waiters' deadlines
---       (zset lease -> ms), 7 this lease's grant list
--- ARGV: 1 now (ms), 2 lease id, 3 lease ttl (ms), 4 concurrency cap, 5 calls per second (0 = none),
---       6 waiter score (priority rank * 2^42 + now), 7 how long the caller waits for a grant (ms)
+--       4 probe key
+-- ARGV: 1 now (ms), 2 lease id, 3 lease ttl (ms), 4 concurrency cap, 5 calls per second (0 = none)
 -- Returns {verdict, wait_ms}: "ok", "probe" (the one call that tests a half-open breaker),
 -- "open" (breaker open: wait_ms until the next probe), "full" (the concurrency cap is full: the
--- caller is now a waiter, and a give-back hands it the slot through its grant list, see
--- limits_release.lua; wait_ms is when the first lease expires), "busy" (the rate cap: retry in
--- wait_ms).
+-- caller parks its command for a give-back to release, see limits_release.lua; wait_ms is when
+-- the first lease expires), "busy" (the rate cap: retry in wait_ms).
 local now = tonumber(ARGV[1])
-if redis.call("ZSCORE", KEYS[1], ARGV[2]) then
-  -- A give-back granted this waiter its slot while it was not reading its grant list.
-  redis.call("DEL", KEYS[7])
-  return {"ok", 0}
-end
 local state = redis.call("HMGET", KEYS[3], "state", "until")
 local verdict = "ok"
 if state[1] == "open" then
@@ -30,13 +22,8 @@ end
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
 if redis.call("ZCARD", KEYS[1]) >= tonumber(ARGV[4]) then
   if verdict == "probe" then redis.call("DEL", KEYS[4]) end
-  -- NX: a waiter asking again keeps its place in the line.
-  redis.call("ZADD", KEYS[5], "NX", ARGV[6], ARGV[2])
-  redis.call("ZADD", KEYS[6], now + tonumber(ARGV[7]), ARGV[2])
-  redis.call("PEXPIRE", KEYS[5], 60000)
-  redis.call("PEXPIRE", KEYS[6], 60000)
   local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-  return {"full", math.max(10, math.min(200, tonumber(first[2]) - now))}
+  return {"full", math.max(10, tonumber(first[2]) - now)}
 end
 local rate = tonumber(ARGV[5])
 if rate > 0 then
@@ -51,8 +38,6 @@ if rate > 0 then
   redis.call("ZADD", KEYS[2], now, ARGV[2])
   redis.call("PEXPIRE", KEYS[2], window + 1000)
 end
-redis.call("ZREM", KEYS[5], ARGV[2])
-redis.call("ZREM", KEYS[6], ARGV[2])
 redis.call("ZADD", KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 redis.call("PEXPIRE", KEYS[1], tonumber(ARGV[3]) + 1000)
 return {verdict, 0}

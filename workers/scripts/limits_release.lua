@@ -1,18 +1,13 @@
--- Give back a call slot, feed the call's outcome to the backend's circuit breaker, and hand the
--- slot straight to the first live waiter (most urgent first, then first come), so the waiter's
--- wait ends with the slot instead of another acquire round trip. Also withdraws a waiter that
--- gives up (its lease may have been granted meanwhile: then that slot goes to the next waiter).
--- KEYS: 1 in-flight leases, 2 breaker hash, 3 probe key, 4 freed-slot list (wakes waiters when no
---       grant is made), 5 waiters (zset), 6 waiters' deadlines (zset)
+-- Give back a call slot, feed the call's outcome to the backend's circuit breaker, and release
+-- the first command parked for the backend (most urgent first, then first come) to the head of
+-- its queue, so the slot goes to the longest-waiting command while no worker thread waited for it.
+-- KEYS: 1 in-flight leases, 2 breaker hash, 3 probe key, 4 parked commands (zset)
 -- ARGV: 1 lease id, 2 outcome ("answered" | "down" | "other"), 3 now (ms), 4 failures to open,
---       5 cooldown (ms), 6 lease ttl (ms), 7 concurrency cap, 8 calls per second (0 = none),
---       9 grant list key prefix (a waiter's list is this prefix and its lease id)
+--       5 cooldown (ms), 6 concurrency cap, 7 Dramatiq namespace
 -- Returns the breaker state after the call: "closed", "open", or "opened"/"reclosed" when this
 -- call changed it.
 local now = tonumber(ARGV[3])
 local freed = redis.call("ZREM", KEYS[1], ARGV[1]) == 1
-redis.call("ZREM", KEYS[5], ARGV[1])
-redis.call("ZREM", KEYS[6], ARGV[1])
 local state = redis.call("HGET", KEYS[2], "state") or "closed"
 if redis.call("GET", KEYS[3]) == ARGV[1] then
   redis.call("DEL", KEYS[3])
@@ -38,37 +33,9 @@ elseif ARGV[2] == "down" then
   end
 end
 
--- Hand the slot to a waiter. Not while the breaker is open (the waiter's next ask finds out and
--- defers), nor under a calls-per-second cap (the grant would bypass it): then a token wakes the
--- waiters to ask again, as it does when a slot frees up with no one waiting yet.
-local function grant()
-  if result == "open" or result == "opened" or tonumber(ARGV[8]) > 0 then return false end
-  redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
-  -- Still full (the cap was lowered): no slot to hand on, and none to wake anyone for.
-  if redis.call("ZCARD", KEYS[1]) >= tonumber(ARGV[7]) then return true end
-  local ttl = tonumber(ARGV[6])
-  for _ = 1, 32 do
-    local head = redis.call("ZPOPMIN", KEYS[5])
-    if #head == 0 then return false end
-    local lease = head[1]
-    local until_ms = tonumber(redis.call("ZSCORE", KEYS[6], lease) or "0")
-    redis.call("ZREM", KEYS[6], lease)
-    -- A waiter past its deadline gave up, or died: skip it.
-    if until_ms >= now then
-      redis.call("ZADD", KEYS[1], now + ttl, lease)
-      redis.call("PEXPIRE", KEYS[1], ttl + 1000)
-      local list = ARGV[9] .. lease
-      redis.call("RPUSH", list, "1")
-      redis.call("PEXPIRE", list, until_ms - now + 10000)
-      return true
-    end
-  end
-  return false
-end
-
-if freed and not grant() then
-  redis.call("RPUSH", KEYS[4], "1")
-  redis.call("LTRIM", KEYS[4], -64, -1)
-  redis.call("PEXPIRE", KEYS[4], 10000)
+-- Not while the breaker is open: the parked commands would only be deferred again. (Liveness
+-- releases parked commands of backends with room every beat too, should a give-back never come.)
+if freed and result ~= "open" and result ~= "opened" then
+  unpark(KEYS[1], KEYS[4], ARGV[7], now, tonumber(ARGV[6]), 1)
 end
 return result

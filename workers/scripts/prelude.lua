@@ -9,3 +9,21 @@ local function ring(bell)
   redis.call("PEXPIRE", bell, DOORBELL_TTL_MS)
 end
 
+
+-- Move up to `most` commands parked for a full backend (zset `parked`: "queue/message id", scored
+-- by priority then arrival, see workers.limits) back to the head of their queues, while the
+-- backend's concurrency cap has room (`inflight`: leases by expiry). Returns how many moved.
+local function unpark(inflight, parked, ns, now, cap, most)
+  redis.call("ZREMRANGEBYSCORE", inflight, "-inf", now)
+  local room = math.min(most, cap - redis.call("ZCARD", inflight))
+  local moved = 0
+  while moved < room do
+    local head = redis.call("ZPOPMIN", parked)
+    if #head == 0 then break end
+    local queue, id = string.match(head[1], "^([^/]+)/(.+)$")
+    redis.call("LPUSH", ns .. ":" .. queue, id)
+    ring(ns .. ":" .. queue .. ".bell")
+    moved = moved + 1
+  end
+  return moved
+end

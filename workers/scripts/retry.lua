@@ -1,10 +1,14 @@
 -- Schedule the next run of a command and publish `retrying` (or `waiting`), atomically with the
 -- delayed Dramatiq message, so a crash can neither lose the command nor leave two live copies.
--- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 delay queue list,
---       5 delay queue messages hash, 6 attempt history list, 7 the delay queue's doorbell list
+-- With a parked-commands key the message waits in its backend's line instead of on the delay
+-- queue, until a give-back releases it to the head of its queue (`unpark`, prelude.lua).
+-- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 (delay) queue list,
+--       5 (delay) queue messages hash, 6 attempt history list, 7 that queue's doorbell list,
+--       8 the backend's parked commands (zset) or ""
 -- ARGV: 1 new generation, 2 event JSON ("" = publish nothing), 3 events maxlen, 4 now (ms), 5 redis message id,
 --       6 message data, 7 status ("retrying" | "waiting"), 8 "1" to un-count this attempt,
---       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s)
+--       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s), 12 place in the
+--       parked line, 13 its member ("queue/message id")
 -- Returns 1 if scheduled, 0 if the command had already ended.
 if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
   return 0
@@ -15,8 +19,12 @@ if ARGV[8] == "1" then
   redis.call("HINCRBY", KEYS[1], "attempts", -1)
 end
 redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
-redis.call("RPUSH", KEYS[4], ARGV[5])
-ring(KEYS[7])
+if KEYS[8] ~= "" then
+  redis.call("ZADD", KEYS[8], ARGV[12], ARGV[13])
+else
+  redis.call("RPUSH", KEYS[4], ARGV[5])
+  ring(KEYS[7])
+end
 if ARGV[9] ~= "" then
   redis.call("RPUSH", KEYS[6], ARGV[9])
   redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
