@@ -34,6 +34,7 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
                         "backends_over_cap"),
         "scaling": ("one_process_cps", "two_process_cps", "ratio"),
         "memory": ("bytes_per_command", "bytes_per_command_by_key", "bytes_per_command_uuid_ids"),
+        "fairness": ("fast_alone_s", "fast_behind_slow_s", "slowdown", "slow_share_of_cap", "slow_max_in_flight"),
     }.items():
         for name in names:
             assert name in figures[run], f"{run}.{name} missing"

@@ -114,6 +114,11 @@ class SandboxProcess:
             self._control(index, "faults", {"latency_s": latency_s})
             self._control(index, "reset-stats", {})
 
+    def set_latency_of(self, index: int, latency_s: float) -> None:
+        """One backend's answer time (the others keep theirs), its stats reset."""
+        self._control(index, "faults", {"latency_s": latency_s})
+        self._control(index, "reset-stats", {})
+
     def stats(self, index: int) -> dict[str, Any]:
         return self._control(index, "stats")
 

@@ -45,6 +45,11 @@ TARGETS = (
            lambda v: v <= 1024, " B"),
     Target("peak RSS per worker process", "<= 150 MiB", _max_rss_mib, lambda v: v <= 150, " MiB"),
     Target("2 processes vs 1 (backend-bound)", ">= 1.7x", lambda f: f["scaling"]["ratio"], lambda v: v >= 1.7, "x"),
+    Target("fast batch behind a slow migration", "<= 1.2x alone", lambda f: f["fairness"]["slowdown"],
+           lambda v: v <= 1.2, "x"),
+    Target("  slow backend's share of its cap", ">= 95 %", lambda f: f["fairness"]["slow_share_of_cap"] * 100,
+           lambda v: v >= 95, " %"),
+    Target("  slow backend over its cap", "0", lambda f: int(f["fairness"]["slow_cap_violations"]), lambda v: v == 0),
 )
 
 
@@ -107,6 +112,12 @@ def render(figures: dict[str, Any]) -> str:
     lines.append(f"scaling ({sc['backend_latency_s'] * 1000:g} ms backend, {sc['threads']} threads): "
                  f"1 process {sc['one_process_cps']}/s, 2 processes {sc['two_process_cps']}/s, ratio {sc['ratio']} "
                  f"(backend-bound ceiling {sc['backend_bound_cps']})")
+    if "fairness" in figures:
+        fair = figures["fairness"]
+        lines.append(f"fairness ({fair['commands_per_batch']} bulk per backend; slow {fair['slow_backend']}, fast "
+                     f"{fair['fast_backend']}; 1 process x 8 threads): fast batch alone {fair['fast_alone_s']} s, "
+                     f"queued behind the slow one {fair['fast_behind_slow_s']} s ({fair['slowdown']}x); slow "
+                     f"backend at {fair['slow_share_of_cap']:.1%} of its cap, max in flight {fair['slow_max_in_flight']}")
     lines.append(f"memory: {mem['bytes_per_command']} B per queued command over {mem['commands']} "
                  f"(by key: {mem['bytes_per_command_by_key']}); with 36-char UUID ids "
                  f"{mem['bytes_per_command_uuid_ids']} B")

@@ -74,12 +74,16 @@ class BenchOptions:
     ceiling_s: float = 5.0
     scaling_commands: int = 800
     memory_commands: int = 5000
+    #: The fairness run: this many bulk commands for a slow backend (200 ms, cap 2), queued just
+    #: ahead of as many for a fast one (5 ms, cap 8), against the fast ones alone.
+    fairness_commands: int = 600
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
         values: dict[str, Any] = dict(commands=600, rounds=1, latency_duration_s=3.0, latency_warmup_s=0.5,
                                       bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
+                                      fairness_commands=100,
                                       ceiling_s=2.0)
         values.update(overrides)
         return cls(**values)
@@ -125,6 +129,8 @@ class Bench:
         self.peak_rss: dict[str, list[int]] = {}
         #: Redis CPU seconds of the last queued run (see :meth:`_queued_run`).
         self.last_redis_cpu_s = 0.0
+        #: The slow backend's share of its cap in the last fairness run (see :meth:`_batch_seconds`).
+        self.last_slow_share = 0.0
 
     def phase(self, name: str) -> Phase:
         prefix = f"{self.run_id}-{next(self._phases)}-{name}"
@@ -307,6 +313,59 @@ class Bench:
                 "max_in_flight": seen,
                 "backends_over_cap": sorted(n for n, m in seen.items() if m > caps[n]), "statuses": statuses}
 
+    def fairness(self) -> dict[str, Any]:
+        """A slow backend's migration must not slow another backend's work: the fast backend's
+        batch alone, then queued just behind the slow backend's batch (one worker, 8 threads)."""
+        o = self.options
+        n, slow_s, caps = o.fairness_commands, 0.2, {"whm1": 2, "whm2": 8}
+        self.sandbox.set_latency_of(0, slow_s)
+        self.sandbox.set_latency_of(1, 0.005)
+        fast = [command_body(f"fast-{i}", user, backend="whm2", priority="bulk")
+                for i, user in enumerate(bench_users(n))]
+        alone_s = self._batch_seconds("fairness_alone", fast, caps, [f"fast-{i}" for i in range(n)])
+        self.sandbox.set_latency_of(0, slow_s)
+        self.sandbox.set_latency_of(1, 0.005)
+        slow = [command_body(f"slow-{i}", user, backend="whm1", priority="bulk")
+                for i, user in enumerate(bench_users(2 * n)[n:])]
+        behind_s = self._batch_seconds("fairness_behind", slow + fast, caps, [f"fast-{i}" for i in range(n)],
+                                       slow_window=True)
+        slow_stats = self.sandbox.stats(0)
+        return {"commands_per_batch": n, "slow_backend": {"latency_s": slow_s, "cap": caps["whm1"]},
+                "fast_backend": {"latency_s": 0.005, "cap": caps["whm2"]},
+                "fast_alone_s": round(alone_s, 2), "fast_behind_slow_s": round(behind_s, 2),
+                "slowdown": round(behind_s / alone_s, 2),
+                "slow_share_of_cap": self.last_slow_share,
+                "slow_max_in_flight": int(slow_stats["max_in_flight"]),
+                "slow_cap_violations": int(slow_stats["max_in_flight"]) > caps["whm1"]}
+
+    def _batch_seconds(self, name: str, bodies: list[bytes], caps: dict[str, int], ids: list[str], *,
+                       slow_window: bool = False) -> float:
+        """Seconds from the first terminal event of the run to the last of ``ids`` (Redis clock).
+        With ``slow_window``, also the slow backend's share of its cap (``last_slow_share``)."""
+        phase = self.phase(name)
+        xadd_many(self.client, phase.commands_stream, bodies)
+        pool = start_mailops(self.redis_url, self.config(name, caps), phase, processes=1, threads=8)
+        watcher = EventWatcher(self.client, phase.events_stream).start()
+        try:
+            deadline = time.monotonic() + PHASE_TIMEOUT_S
+            while not set(ids) <= set(watcher.terminal):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name}: {len(set(ids) & set(watcher.terminal))} of {len(ids)} in time")
+                time.sleep(0.02)
+            first = min(t.entry_ms for t in list(watcher.terminal.values()))
+            seconds = (max(watcher.terminal[i].entry_ms for i in ids) - first) / 1000
+            if slow_window:
+                # Keep the slow batch running a while longer, so its share is measured over a window
+                # of several seconds even when the fast batch ends early: the slow backend's answers
+                # in that window x its latency / (its cap x the window).
+                time.sleep(max(0.0, 5.0 - seconds))
+                slow = sorted(t.entry_ms for k, t in list(watcher.terminal.items()) if k.startswith("slow-"))
+                window = (slow[-1] - slow[0]) / 1000 if len(slow) > 1 else 0.0
+                self.last_slow_share = round((len(slow) - 1) * 0.2 / (2 * window), 3) if window > 0 else 0.0
+            return max(seconds, 0.001)
+        finally:
+            self._finish(name, pool, watcher)
+
     def scaling(self) -> dict[str, Any]:
         o = self.options
         self.sandbox.set_latency(o.backend_latency_s)
@@ -408,6 +467,8 @@ def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
         figures["urgent_under_bulk"] = bench.urgent_under_bulk()
         progress("backend utilisation under caps")
         figures["utilisation"] = bench.utilisation()
+        progress("fairness: a fast backend's batch alone, then queued behind a slow backend's")
+        figures["fairness"] = bench.fairness()
         progress("scaling: 1 and 2 worker processes, backend-bound")
         figures["scaling"] = bench.scaling()
         figures["peak_rss_bytes"] = bench.peak_rss
