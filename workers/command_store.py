@@ -20,7 +20,7 @@ from dramatiq.common import dq_name
 
 from schemas.commands import Command
 from schemas.events import Event
-from workers.constants import INGEST_GROUP
+from workers.constants import INGEST_GROUP, WAITING_GRACE_MS, WAITING_REASONS
 from workers.errors import CommandError
 from workers.lua import ScriptCall, loaded, lua_script, registered, run_ahead, run_together
 from workers.messages import encoded, redis_message_id, stored_form
@@ -162,17 +162,24 @@ class CommandStore:
             queue_name=dq_name(message.queue_name),
             options={"redis_message_id": redis_message_id(), "eta": now_ms() + delay_ms},
         )
+        # The waiting sets of its backend (gauge mailops_commands_waiting): in the reason's, out of the others.
+        reasons = list(WAITING_REASONS.values()) if event.backend else []
+        reason = WAITING_REASONS.get(str(event.details.get("reason", ""))) if event.status == "waiting" else None
+        now = now_ms()
         return bool(
             self._retry(
                 keys=[
                     self.keys.command(event.id), self.settings.events_stream, reply_to or "",
                     dq.queue(delayed.queue_name), dq.messages(delayed.queue_name),
                     self.keys.command_history(event.id), dq.doorbell(delayed.queue_name),
+                    *(self.keys.waiting(str(event.backend), r) for r in reasons),
                 ],
                 args=[
-                    generation, event.to_json() if publish else b"", self.settings.events_maxlen, now_ms(),
+                    generation, event.to_json() if publish else b"", self.settings.events_maxlen, now,
                     delayed.options["redis_message_id"], encoded(delayed), event.status, "1" if uncount else "0",
                     orjson.dumps(attempt) if publish else b"", self.settings.history_max, self.settings.idempotency_ttl_s,
+                    event.id, 8 + reasons.index(reason) if reason in reasons else 0, now + delay_ms,
+                    now - WAITING_GRACE_MS,
                 ],
             )
         )

@@ -1,10 +1,13 @@
 -- Schedule the next run of a command and publish `retrying` (or `waiting`), atomically with the
 -- delayed Dramatiq message, so a crash can neither lose the command nor leave two live copies.
 -- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 delay queue list,
---       5 delay queue messages hash, 6 attempt history list, 7 the delay queue's doorbell list
+--       5 delay queue messages hash, 6 attempt history list, 7 the delay queue's doorbell list,
+--       8.. the backend's waiting sets, one per reason (none when the command has no backend)
 -- ARGV: 1 new generation, 2 event JSON ("" = publish nothing), 3 events maxlen, 4 now (ms), 5 redis message id,
 --       6 message data, 7 status ("retrying" | "waiting"), 8 "1" to un-count this attempt,
---       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s)
+--       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s),
+--       12 command id, 13 index (from 8) of the waiting set it now waits in (0 = none), 14 when it looks again (ms),
+--       15 entries scored below this (ms) are stale and trimmed
 -- Returns 1 if scheduled, 0 if the command had already ended.
 if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
   return 0
@@ -17,6 +20,17 @@ end
 redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
 redis.call("RPUSH", KEYS[4], ARGV[5])
 ring(KEYS[7])
+-- What waits, by backend and reason, for the gauge: in one set at most, scored by its next look.
+local current = tonumber(ARGV[13])
+for i = 8, #KEYS do
+  if i == current then
+    redis.call("ZADD", KEYS[i], ARGV[14], ARGV[12])
+    redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", "(" .. ARGV[15])
+    redis.call("EXPIRE", KEYS[i], ARGV[11])
+  else
+    redis.call("ZREM", KEYS[i], ARGV[12])
+  end
+end
 if ARGV[9] ~= "" then
   redis.call("RPUSH", KEYS[6], ARGV[9])
   redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
