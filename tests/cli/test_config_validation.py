@@ -62,6 +62,7 @@ def test_a_good_file_lists_producers_operators_backends_and_the_sealing_key_stat
     assert "producer billing" in out and "commands addmail, passwd; backends whm1" in out
     assert "operator alice" in out and "actions holds.release; reasons abuse" in out
     assert "backend cp1" in out and "user shop" in out
+    assert "backend whm1" in out and "user root" in out  # only WHM has a default login
     assert "sealing key" in out and "present" in out
     for secret in (SEALING_KEY, "billing-key", "alice-key", WHM_TOKEN):
         assert secret not in out + err
@@ -94,6 +95,9 @@ MISTAKES = {
                          "allow_insecure_http = true"),
     "a cPanel backend without username": (GOOD.replace('username = "shop"\n', ""),
                                           "table [backends.cp1]: username: required for a cpanel backend"),
+    "a BrainyCP backend without username": (GOOD + '[backends.brainy1]\nkind = "brainycp"\n'
+                                                   'url = "https://panel.example.org:8002"\ntoken_env = "TOKEN_WHM1"\n',
+                                            "table [backends.brainy1]: username: required for a brainycp backend"),
     "a command allow-list naming no command": (GOOD.replace('"passwd"]', '"paswd"]'),
                                                "key 'commands': 'paswd' names no command; did you mean 'passwd'?"),
     "a backend allow-list naming no backend": (GOOD.replace('backends = ["whm1"]', 'backends = ["whm2"]'),
