@@ -360,8 +360,8 @@ def _read_secret(path: Path, table: str, secret: str, data: Mapping[str, Any], e
         where = _at(path, table, f"{secret}_env")
         if str(var) not in env:
             raise ConfigError(f"{where}: environment variable {var} is not set")
-        value = env[str(var)].strip()
-        if not value:
+        value = env[str(var)]  # used as set (only files are stripped, of their trailing newline)
+        if not value.strip():
             raise ConfigError(f"{where}: environment variable {var} is empty")
     elif file:
         where = _at(path, table, f"{secret}_file")
