@@ -125,11 +125,27 @@ def whm() -> Iterator[SandboxServer]:
         yield server
 
 
+def loopback_table(table: dict[str, Any]) -> dict[str, Any]:
+    """A backend table for a sandbox on loopback: plain http:// allowed explicitly (the one place tests say so)."""
+    if str(table.get("url", "")).startswith("http://"):
+        return {"allow_insecure_http": True, **table}
+    return table
+
+
+def sandbox_username(kind: str, server: SandboxServer) -> dict[str, str]:
+    """The login a sandbox panel expects: cPanel's first account, BrainyCP's admin (WHM defaults to root)."""
+    if kind == "cpanel":
+        return {"username": next(iter(server.app.tokens), "")}
+    if kind == "brainycp":
+        return {"username": server.app.username}
+    return {}
+
+
 def write_config(path: Path, backends: dict[str, dict[str, Any]]) -> Path:
     lines = []
     for name, table in backends.items():
         lines.append(f"[backends.{name}]")
-        for key, value in table.items():
+        for key, value in loopback_table(table).items():
             lines.append(f"{key} = {orjson.dumps(value).decode()}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -145,7 +161,8 @@ def settings_for(tmp_path: Path, redis_server: EmbeddedRedis, redis_client: redi
         for name, (kind, server) in backends.items():
             var = f"TOKEN_{name.upper()}"
             env[var] = getattr(server.app, "token", "")
-            tables[name] = {"kind": kind, "url": server.url, "token_env": var, "read_timeout": 5.0, **extra.pop(name, {})}
+            tables[name] = {"kind": kind, "url": server.url, "token_env": var, "read_timeout": 5.0,
+                            **sandbox_username(kind, server), **extra.pop(name, {})}
         env["MAILOPS_CONFIG"] = str(write_config(tmp_path / "mailops.toml", tables))
         settings = Settings.from_env(env)
         # Suites that are not about producer signatures run with them explicitly off;

@@ -8,9 +8,14 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.commands import validate_command
+from schemas.events import Event
 from tests.conftest import add_command, wait_for_terminal
+from workers.command_store import CommandStore
+from workers.messages import message_for
 from workers.metrics import Metrics
 from workers.sandbox.server import _free_port
+from workers.settings import Settings
 
 
 def _cmd(id: str, user: str) -> dict[str, object]:
@@ -50,3 +55,38 @@ def test_a_scrape_after_a_run_shows_the_counts_of_the_events(redis_client: redis
     assert samples[("mailops_dead_letters", ())] == 1
     assert samples[("mailops_queue_depth", (("queue", "urgent"), ("state", "ready")))] == 0
     assert samples[("mailops_backend_breaker_state", (("backend", "whm1"), ("state", "closed")))] == 1
+
+
+def waiting_gauge(client: redis.Redis, settings: Settings) -> dict[str, float]:
+    return {s.labels["reason"]: s.value for family in Metrics(client, settings).registry.collect()
+            if family.name == "mailops_commands_waiting" for s in family.samples}
+
+
+def test_the_waiting_gauge_follows_each_commands_latest_reason_and_drops_it_once_it_retries(
+        redis_client: redis.Redis, whm, settings_for) -> None:
+    # Given a command the store has just deferred because the backend's call caps are full
+    settings = settings_for({"whm1": ("whm", whm)})
+    store = CommandStore(redis_client, settings)
+    command = {"id": "w-1", "command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"},
+               "producer": "abuse"}
+    message = message_for(validate_command(command))
+
+    def schedule(status: str, reason: str | None = None) -> None:
+        redis_client.hset(settings.keys.command("w-1"), mapping={"status": "running", "attempts": 1})
+        event = Event(id="w-1", command="suspend_outgoing", backend="whm1", status=status,
+                      details={"reason": reason} if reason else {})
+        store.schedule_retry(event, generation=2, reply_to=None, message=message, delay_ms=60_000,
+                             attempt={"result": status}, uncount=status == "waiting")
+
+    schedule("waiting", "backend_busy")
+    assert waiting_gauge(redis_client, settings) == {"backend_down": 0, "cap_full": 1, "target_busy": 0}
+    # When it waits again, now for a down backend, it counts under that reason only
+    schedule("waiting", "backend_down")
+    assert waiting_gauge(redis_client, settings) == {"backend_down": 1, "cap_full": 0, "target_busy": 0}
+    # And once it is scheduled as a plain retry it no longer counts as waiting
+    schedule("retrying")
+    assert waiting_gauge(redis_client, settings) == {"backend_down": 0, "cap_full": 0, "target_busy": 0}
+    # and the delayed depth counts the scheduled copies (the delay queue's messages hash)
+    depth = {s.labels["state"]: s.value for family in Metrics(redis_client, settings).registry.collect()
+             if family.name == "mailops_queue_depth" for s in family.samples if s.labels["queue"] == "urgent"}
+    assert depth["delayed"] == 3

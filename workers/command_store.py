@@ -20,7 +20,7 @@ from dramatiq.common import dq_name
 
 from schemas.commands import Command
 from schemas.events import Event
-from workers.constants import INGEST_GROUP
+from workers.constants import INGEST_GROUP, WAITING_GRACE_MS, WAITING_REASONS
 from workers.errors import CommandError
 from workers.lua import ScriptCall, loaded, lua_script, registered, run_ahead, run_together
 from workers.messages import encoded, redis_message_id, stored_form
@@ -182,6 +182,11 @@ class CommandStore:
         else:
             queued = message.copy(options={"redis_message_id": redis_message_id()})
         message_id = str(queued.options["redis_message_id"])
+        # The waiting sets of its backend (gauge mailops_commands_waiting): in the reason's, out of the
+        # others; a parked command is counted from its backend's parked line instead.
+        reasons = list(WAITING_REASONS.values()) if event.backend else []
+        reason = WAITING_REASONS.get(str(event.details.get("reason", ""))) if event.status == "waiting" else None
+        now = now_ms()
         return bool(
             self._retry(
                 keys=[
@@ -189,12 +194,15 @@ class CommandStore:
                     dq.queue(queued.queue_name), dq.messages(queued.queue_name),
                     self.keys.command_history(event.id), dq.doorbell(queued.queue_name),
                     self.keys.backend_parked(parked.backend) if parked else "",
+                    *(self.keys.waiting(str(event.backend), r) for r in reasons),
                 ],
                 args=[
-                    generation, event.to_json() if publish else b"", self.settings.events_maxlen, now_ms(),
+                    generation, event.to_json() if publish else b"", self.settings.events_maxlen, now,
                     message_id, encoded(queued), event.status, "1" if uncount else "0",
                     orjson.dumps(attempt) if publish else b"", self.settings.history_max, self.settings.idempotency_ttl_s,
                     parked.score if parked else 0, f"{queued.queue_name}/{message_id}",
+                    event.id, 9 + reasons.index(reason) if reason in reasons and parked is None else 0,
+                    now + delay_ms, now - WAITING_GRACE_MS,
                 ],
             )
         )

@@ -14,6 +14,11 @@ DEFAULT_COMMANDS_STREAM = "mailops:commands"
 DEFAULT_EVENTS_STREAM = "mailops:events"
 #: Consumer group that ingests the commands stream.
 INGEST_GROUP = "mailops-ingest"
+#: Why a command waits (the ``waiting`` event's ``details.reason``) -> the gauge's ``reason`` label.
+#: (``cap_full``: the rate cap's waits here, the concurrency cap's parked commands from their backend's parked line.)
+WAITING_REASONS = {"backend_down": "backend_down", "backend_busy": "cap_full", "target_busy": "target_busy"}
+#: A waiting command still counts this long (ms) past the time it looks again (it is then being re-run).
+WAITING_GRACE_MS = 2000
 #: Field that holds the JSON body in stream entries.
 BODY_FIELD = "body"
 
@@ -96,6 +101,11 @@ class Keys:
     def command_history(self, command_id: str) -> str:
         """List of one command's attempts (JSON: number, start, end, worker, error), oldest first."""
         return f"{self.prefix}:cmd:{command_id}:history"
+
+    def waiting(self, backend: str, reason: str) -> str:
+        """Sorted set of commands waiting on one backend for one reason, scored by the time (ms) they
+        look again (kept by retry.lua; read by the ``mailops_commands_waiting`` gauge)."""
+        return f"{self.prefix}:backend:{backend}:waiting:{reason}"
 
     def breaker_probe(self, backend: str) -> str:
         """String held by the one call allowed to probe a half-open breaker (expires)."""

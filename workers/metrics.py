@@ -7,8 +7,14 @@ Two kinds:
   the status the attempt left the command in: succeeded, failed, dead_lettered, retrying...) and
   the ``mailops_command_duration_seconds{command,backend}`` histogram;
 * read from Redis at scrape time by :class:`RedisCollector` (the same on every process):
-  ``mailops_queue_depth{queue,state}``, ``mailops_dead_letters``,
-  ``mailops_backend_inflight{backend}`` and ``mailops_backend_breaker_state{backend,state}``.
+  ``mailops_queue_depth{queue,state}`` (``delayed`` counts the delay queue's messages hash: the
+  delay list itself is emptied as soon as a worker prefetches the messages), ``mailops_dead_letters``,
+  ``mailops_backend_inflight{backend}``, ``mailops_backend_breaker_state{backend,state}``,
+  ``mailops_backend_breaker_open{backend}``, ``mailops_commands_waiting{backend,reason}``
+  (backend_down, cap_full, target_busy: the waiting sets retry.lua keeps),
+  ``mailops_ingest_lag_entries`` / ``mailops_ingest_pending_entries`` (the ingest group's
+  XINFO GROUPS ``lag`` and ``pending``) and ``mailops_workers_live`` (heartbeats younger than the
+  heartbeat timeout).
 
 With several worker processes each serves its own endpoint (``--metrics-port`` + process index);
 sum the process counters in Prometheus.
@@ -16,11 +22,14 @@ sum the process counters in Prometheus.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from dramatiq.common import dq_name
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -42,40 +51,121 @@ class RedisCollector(Collector):
         self.settings = settings
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        keys = self.settings.keys
-        dq = keys.dramatiq
-        backends = sorted(self.settings.backends)
-        now_ms = int(time.time() * 1000)
-        pipe = self.client.pipeline(transaction=False)
-        for queue in constants.QUEUES:
-            pipe.llen(dq.queue(queue))
-            pipe.llen(dq.queue(f"{queue}.DQ"))
-        pipe.zcard(keys.dead_letters)
-        for backend in backends:
-            pipe.zcount(keys.backend_inflight(backend), now_ms, "+inf")
-            pipe.hget(keys.breaker(backend), "state")
-        replies: list[Any] = pipe.execute()
-        depth = GaugeMetricFamily("mailops_queue_depth", "Messages waiting per queue (ready or delayed for retry).",
+        state = read_state(self.client, self.settings)
+        depth = GaugeMetricFamily("mailops_queue_depth", "Messages per queue: ready, or delayed (retry or wait).",
                                   labels=["queue", "state"])
-        for i, queue in enumerate(constants.QUEUES):
-            depth.add_metric([queue, "ready"], replies[2 * i])
-            depth.add_metric([queue, "delayed"], replies[2 * i + 1])
+        for queue, counts in state.queues.items():
+            depth.add_metric([queue, "ready"], counts["ready"])
+            depth.add_metric([queue, "delayed"], counts["delayed"])
         yield depth
-        offset = 2 * len(constants.QUEUES)
         yield GaugeMetricFamily("mailops_dead_letters", "Dead-lettered commands awaiting an operator.",
-                                value=replies[offset])
+                                value=state.dead_letters)
         inflight = GaugeMetricFamily("mailops_backend_inflight", "Panel calls in flight per backend (all workers).",
                                      labels=["backend"])
         breaker = GaugeMetricFamily("mailops_backend_breaker_state", "Circuit-breaker state per backend (1 = current).",
                                     labels=["backend", "state"])
-        for j, backend in enumerate(backends):
-            inflight.add_metric([backend], replies[offset + 1 + 2 * j])
-            raw = replies[offset + 2 + 2 * j]
-            current = raw.decode() if isinstance(raw, bytes) else "closed"
-            for state in (*BREAKER_STATES, *([current] if current not in BREAKER_STATES else [])):
-                breaker.add_metric([backend, state], 1.0 if state == current else 0.0)
+        is_open = GaugeMetricFamily("mailops_backend_breaker_open", "1 while the backend's circuit breaker is open.",
+                                    labels=["backend"])
+        waiting = GaugeMetricFamily("mailops_commands_waiting",
+                                    "Commands waiting to run again, by backend and reason (no attempt counted).",
+                                    labels=["backend", "reason"])
+        for backend, info in state.backends.items():
+            inflight.add_metric([backend], info.inflight)
+            current = info.breaker
+            for name in (*BREAKER_STATES, *([current] if current not in BREAKER_STATES else [])):
+                breaker.add_metric([backend, name], 1.0 if name == current else 0.0)
+            is_open.add_metric([backend], 1.0 if current == "open" else 0.0)
+            for reason, count in info.waiting.items():
+                waiting.add_metric([backend, reason], count)
         yield inflight
         yield breaker
+        yield is_open
+        yield waiting
+        yield GaugeMetricFamily("mailops_ingest_lag_entries",
+                                "Stream entries not yet read by the ingest group (XINFO GROUPS lag).", value=state.ingest_lag)
+        yield GaugeMetricFamily("mailops_ingest_pending_entries",
+                                "Entries read by ingest but not yet admitted (XINFO GROUPS pending).",
+                                value=state.ingest_pending)
+        yield GaugeMetricFamily("mailops_workers_live", "Worker processes with a recent heartbeat.",
+                                value=sum(1 for age in state.workers.values() if age <= self.settings.heartbeat_timeout_ms))
+
+
+@dataclass
+class BackendState:
+    """One backend as Redis sees it now."""
+
+    inflight: int = 0
+    breaker: str = "closed"
+    #: Waiting commands by reason (backend_down, cap_full, target_busy).
+    waiting: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """What is queued, waiting and stuck, read from Redis in one round trip (metrics and ``mailops status``)."""
+
+    #: queue -> {"ready": n, "delayed": n}
+    queues: dict[str, dict[str, int]]
+    dead_letters: int
+    backends: dict[str, BackendState]
+    ingest_lag: float
+    ingest_pending: int
+    #: worker process (broker) id -> ms since its last heartbeat
+    workers: dict[str, int]
+
+
+def read_state(client: redis.Redis, settings: Settings) -> State:
+    """Queues, dead letters, breakers, waiting commands, ingest lag and heartbeats: one pipeline."""
+    keys = settings.keys
+    dq = keys.dramatiq
+    backends = sorted(settings.backends)
+    reasons = list(constants.WAITING_REASONS.values())
+    now_ms = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    for queue in constants.QUEUES:
+        pipe.llen(dq.queue(queue))
+        # Dramatiq's delay queue: the list empties as soon as a consumer prefetches the messages
+        # (they then wait in its memory for their eta), the messages hash holds them until enqueued.
+        pipe.hlen(dq.messages(dq_name(queue)))
+    pipe.zcard(keys.dead_letters)
+    for backend in backends:
+        pipe.zcount(keys.backend_inflight(backend), now_ms, "+inf")
+        pipe.hget(keys.breaker(backend), "state")
+        for reason in reasons:
+            pipe.zcount(keys.waiting(backend, reason), now_ms - constants.WAITING_GRACE_MS, "+inf")
+        pipe.zcard(keys.backend_parked(backend))
+    pipe.zrange(dq.heartbeats, 0, -1, withscores=True)
+    replies: list[Any] = pipe.execute()
+    position = iter(replies)
+    queues = {queue: {"ready": int(next(position)), "delayed": int(next(position))} for queue in constants.QUEUES}
+    dead = int(next(position))
+    states: dict[str, BackendState] = {}
+    for backend in backends:
+        inflight = int(next(position))
+        raw = next(position)
+        waiting = {reason: int(next(position)) for reason in reasons}
+        # Parked commands (their backend's concurrency cap is full) wait in the parked line.
+        waiting["cap_full"] = waiting.get("cap_full", 0) + int(next(position))
+        states[backend] = BackendState(inflight, raw.decode() if isinstance(raw, bytes) else "closed", waiting)
+    workers = {(member.decode() if isinstance(member, bytes) else str(member)): max(0, now_ms - int(score))
+               for member, score in next(position)}
+    lag, pending = _ingest_group(client, settings.commands_stream)
+    return State(queues, dead, states, lag, pending, workers)
+
+
+def _ingest_group(client: redis.Redis, stream: str) -> tuple[float, int]:
+    """The ingest group's lag (entries not yet read; NaN when Redis cannot tell) and pending count."""
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except redis.ResponseError:  # no stream yet: nothing to ingest
+        return 0.0, 0
+    for group in groups:
+        name = group.get("name")
+        if (name.decode() if isinstance(name, bytes) else name) == constants.INGEST_GROUP:
+            lag = group.get("lag")
+            return (float(lag) if lag is not None else math.nan), int(group.get("pending") or 0)
+    length = int(client.xlen(stream))
+    return float(length), 0
 
 
 class Metrics:

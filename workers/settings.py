@@ -24,20 +24,40 @@ Environment variables (all optional):
 
 Backend credentials never live in the backends file: each backend names an environment
 variable (``token_env``) or a file (``token_file``) that holds them. The same holds for each
-producer's signing key (``[producers.NAME]`` with ``key_env`` or ``key_file``).
+producer's signing key (``[producers.NAME]`` with ``key_env`` or ``key_file``) and each
+operator's (``[operators.NAME]``).
+
+The file is checked before anything starts: unknown tables and keys (with a did-you-mean),
+empty secrets, a sealing key that is not base64 of 64 bytes, a URL without scheme or host, a
+plain ``http://`` URL without ``allow_insecure_http = true``, a cPanel or BrainyCP backend
+without ``username``, and allow-list entries that name no command or backend are all refused
+with a :class:`~workers.errors.ConfigError` that names the file, the table and the key.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from workers import constants
 from workers.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 BackendKind = Literal["whm", "cpanel", "brainycp"]
 
@@ -51,7 +71,8 @@ class BackendConfig(BaseModel):
     kind: BackendKind
     #: Base URL, e.g. ``https://whm1.example.net:2087``.
     url: str
-    #: Login sent with the token (WHM ``root``/reseller, cPanel user, BrainyCP panel login).
+    #: Login sent with the token (WHM ``root``/reseller, cPanel user, BrainyCP panel login). Only
+    #: WHM has a sensible default (``root``); cPanel and BrainyCP backends must name it.
     username: str = "root"
     #: The token or password, resolved from ``token_env``/``token_file`` at load time.
     token: SecretStr = Field(default=SecretStr(""), exclude=True)
@@ -70,6 +91,33 @@ class BackendConfig(BaseModel):
     max_rate: float = Field(default=0.0, ge=0)
     #: Accounts and domains this backend serves; they seed the routing map.
     targets: tuple[str, ...] = ()
+    #: Accept a plain ``http://`` URL (the token then crosses the network unencrypted).
+    allow_insecure_http: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme_and_host(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL with a host, e.g. https://whm1.example.net:2087")
+        return url
+
+    @model_validator(mode="after")
+    def _field_rules(self, info: ValidationInfo) -> BackendConfig:
+        if self.kind != "whm" and "username" not in self.model_fields_set:
+            account = "the cPanel account name" if self.kind == "cpanel" else "the panel login"
+            raise ValueError(f"username: required for a {self.kind} backend ({account}); only whm defaults to root")
+        # Backends built in code (tests, the demo's loopback sandboxes) skip this; the file does not.
+        from_file = isinstance(info.context, dict) and info.context.get("from_file")
+        if from_file and self.is_insecure and not self.allow_insecure_http:
+            raise ValueError("url: plain http:// sends the token unencrypted; use https:// "
+                             "or set allow_insecure_http = true")
+        return self
+
+    @property
+    def is_insecure(self) -> bool:
+        """Whether calls go over plain HTTP."""
+        return urlsplit(self.url).scheme == "http"
 
     def __repr__(self) -> str:
         return f"BackendConfig(name={self.name!r}, kind={self.kind!r}, url={self.url!r})"
@@ -93,6 +141,35 @@ class ProducerConfig(BaseModel):
 
     def __repr__(self) -> str:
         return f"ProducerConfig(name={self.name!r}, commands={self.commands!r}, backends={self.backends!r})"
+
+
+class OperatorConfig(BaseModel):
+    """One operator the CLI may act as (``--operator NAME``): a signing key and what it may do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    #: The HMAC key, resolved from ``key_env``/``key_file`` at load time.
+    key: SecretStr = Field(default=SecretStr(""), exclude=True)
+    key_env: str | None = None
+    key_file: str | None = None
+    #: Operator actions allowed (e.g. ``holds.release``) and the reasons it may give.
+    actions: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"OperatorConfig(name={self.name!r}, actions={self.actions!r})"
+
+
+class ConfigFile(BaseModel):
+    """The top-level tables a backends file may have (each table's own keys are checked by its model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mailops: dict[str, Any] = Field(default_factory=dict)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    producers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    operators: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Settings(BaseModel):
@@ -121,6 +198,8 @@ class Settings(BaseModel):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     #: Producers that may send commands, with their keys and allow-lists.
     producers: dict[str, ProducerConfig] = Field(default_factory=dict)
+    #: Operators the CLI may act as, with their keys and allowed actions.
+    operators: dict[str, OperatorConfig] = Field(default_factory=dict)
     #: Refuse unsigned commands. Turning this off is explicit and logged loudly at start-up.
     require_signatures: bool = True
     #: Seconds a signed command's ``issued_at`` may lie in the past (and ahead, for clock skew).
@@ -166,13 +245,14 @@ class Settings(BaseModel):
             if env.get(var):
                 values[field] = env[var]
         if env.get("MAILOPS_SEALING_KEY"):
-            values["sealing_key"] = SecretStr(env["MAILOPS_SEALING_KEY"])
+            values["sealing_key"] = SecretStr(_check_sealing_key("MAILOPS_SEALING_KEY", env["MAILOPS_SEALING_KEY"]))
         if env.get("MAILOPS_REDIS_SENTINELS"):
             values["redis_url"] = _sentinel_url(env)
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            where = (Path(path), "mailops") if path else (None, "")
+            raise ConfigError(_describe(exc, *where)) from None
 
 
 def _sentinel_url(env: Mapping[str, str]) -> str:
@@ -186,6 +266,11 @@ def _sentinel_url(env: Mapping[str, str]) -> str:
     return f"redis+sentinel://{hosts}/{master}/0"
 
 
+#: Keys of ``[mailops]``: every setting the file may carry (the rest come from their own tables).
+MAILOPS_KEYS = frozenset(Settings.model_fields) - {"backends", "producers", "operators", "sealing_key"} | {
+    "sealing_key_env", "sealing_key_file"}
+
+
 def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -193,77 +278,140 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    values: dict[str, Any] = dict(raw.get("mailops", {}))
+    try:
+        file = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, "", ConfigFile, what="table")) from None
+    _refuse_unknown(path, "mailops", file.mailops, MAILOPS_KEYS)
+    values: dict[str, Any] = dict(file.mailops)
     backends: dict[str, BackendConfig] = {}
-    for name, table in raw.get("backends", {}).items():
+    for name, table in file.backends.items():
+        where = f"backends.{name}"
         if "token" in table:
-            raise ConfigError(
-                f"backend {name!r}: credentials do not belong in the config file; "
-                "use token_env or token_file"
-            )
-        data = dict(table, name=name)
-        data["token"] = SecretStr(_resolve_secret(name, data, env, path.parent))
-        try:
-            backends[name] = BackendConfig(**data)
-        except ValidationError as exc:
-            raise ConfigError(f"backend {name!r}: {_describe(exc)}") from None
+            raise ConfigError(f"{_at(path, where, 'token')}: credentials do not belong in the config file; "
+                              "use token_env or token_file")
+        token = _read_secret(path, where, "token", table, env)
+        backends[name] = _build(BackendConfig, path, where, dict(table, name=name, token=SecretStr(token)))
     values["backends"] = backends
-    values["producers"] = _load_producers(raw.get("producers", {}), env, path.parent)
+    values["producers"] = {name: _build(ProducerConfig, path, f"producers.{name}", _keyed(path, f"producers.{name}",
+                                                                                         name, table, env))
+                           for name, table in file.producers.items()}
+    values["operators"] = {name: _build(OperatorConfig, path, f"operators.{name}", _keyed(path, f"operators.{name}",
+                                                                                         name, table, env))
+                           for name, table in file.operators.items()}
+    for name, producer in values["producers"].items():
+        _check_allow_list(path, f"producers.{name}", "commands", producer.commands, _command_names())
+        _check_allow_list(path, f"producers.{name}", "backends", producer.backends, backends)
     key_env, key_file = values.pop("sealing_key_env", None), values.pop("sealing_key_file", None)
     if key_env or key_file:
-        values["sealing_key"] = SecretStr(_read_secret("the sealing key", key_env, key_file, env, path.parent))
+        where = _at(path, "mailops", "sealing_key_env" if key_env else "sealing_key_file")
+        key = _read_secret(path, "mailops", "sealing_key", {"sealing_key_env": key_env, "sealing_key_file": key_file},
+                           env)
+        values["sealing_key"] = SecretStr(_check_sealing_key(where, key))
     return values
 
 
-def _load_producers(tables: Mapping[str, Any], env: Mapping[str, str], base: Path) -> dict[str, ProducerConfig]:
-    producers: dict[str, ProducerConfig] = {}
-    for name, table in tables.items():
-        if "key" in table:
-            raise ConfigError(f"producer {name!r}: keys do not belong in the config file; use key_env or key_file")
-        what = f"producer {name!r}"
-        key = _read_secret(what, table.get("key_env"), table.get("key_file"), env, base)
-        try:
-            producers[name] = ProducerConfig(**dict(table, name=name, key=SecretStr(key)))
-        except ValidationError as exc:
-            raise ConfigError(f"{what}: {_describe(exc)}") from None
-    return producers
+def _command_names() -> Collection[str]:
+    """The command vocabulary (imported late: schemas import this package's errors)."""
+    from schemas.commands import COMMANDS
+
+    return COMMANDS
 
 
-def _read_secret(what: str, var: Any, file: Any, env: Mapping[str, str], base: Path) -> str:
+def _at(path: Path, table: str, key: str | None = None) -> str:
+    """``config file F, table [T], key 'K'``: where a mistake is."""
+    where = f"config file {path}"
+    if table:
+        where += f", table [{table}]"
+    return f"{where}, key {key!r}" if key else where
+
+
+def _did_you_mean(word: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {', '.join(sorted(known))}" if known else "; none is configured"
+
+
+def _refuse_unknown(path: Path, table: str, data: Mapping[str, Any], known: Collection[str]) -> None:
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{_at(path, table, key)}: unknown key {key!r}{_did_you_mean(key, known)}")
+
+
+def _build(model: type[M], path: Path, table: str, data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data, context={"from_file": True})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, table, model)) from None
+
+
+def _keyed(path: Path, table: str, name: str, data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """A producer's or operator's table with its signing key resolved."""
+    if "key" in data:
+        raise ConfigError(f"{_at(path, table, 'key')}: keys do not belong in the config file; use key_env or key_file")
+    return dict(data, name=name, key=SecretStr(_read_secret(path, table, "key", data, env)))
+
+
+def _read_secret(path: Path, table: str, secret: str, data: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """The secret a table names with ``<secret>_env`` or ``<secret>_file``; never empty."""
+    var, file = data.get(f"{secret}_env"), data.get(f"{secret}_file")
     if var:
+        where = _at(path, table, f"{secret}_env")
         if str(var) not in env:
-            raise ConfigError(f"{what}: environment variable {var} is not set")
-        value = env[str(var)]
+            raise ConfigError(f"{where}: environment variable {var} is not set")
+        value = env[str(var)]  # used as set (only files are stripped, of their trailing newline)
+        if not value.strip():
+            raise ConfigError(f"{where}: environment variable {var} is empty")
     elif file:
+        where = _at(path, table, f"{secret}_file")
+        target = path.parent / str(file)
         try:
-            value = (base / str(file)).read_text(encoding="utf-8").strip()
+            value = target.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{what}: cannot read {base / str(file)}: {exc.strerror}") from None
+            raise ConfigError(f"{where}: cannot read {target}: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"{where}: {target} is empty")
     else:
-        raise ConfigError(f"{what}: set key_env or key_file")
-    if not value:
-        raise ConfigError(f"{what}: the key is empty")
+        raise ConfigError(f"{_at(path, table)}: set {secret}_env or {secret}_file")
     return value
 
 
-def _resolve_secret(name: str, table: Mapping[str, Any], env: Mapping[str, str], base: Path) -> str:
-    if table.get("token_env"):
-        var = str(table["token_env"])
-        if var not in env:
-            raise ConfigError(f"backend {name!r}: environment variable {var} is not set")
-        return env[var]
-    if table.get("token_file"):
-        file = base / str(table["token_file"])
-        try:
-            return file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"backend {name!r}: cannot read token_file {file}: {exc.strerror}") from None
-    raise ConfigError(f"backend {name!r}: set token_env or token_file")
+def _check_allow_list(path: Path, table: str, key: str, entries: Collection[str], known: Collection[str]) -> None:
+    for entry in entries:
+        if entry != "*" and entry not in known:
+            kind = "command" if key == "commands" else "configured backend"
+            raise ConfigError(f"{_at(path, table, key)}: {entry!r} names no {kind}{_did_you_mean(entry, known)}")
 
 
-def _describe(exc: ValidationError) -> str:
+def _check_sealing_key(where: str, text: str) -> str:
+    from workers.sealing import decode_key
+
+    try:
+        decode_key(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return text
+
+
+def _describe(exc: ValidationError, path: Path | None = None, table: str = "", model: type[BaseModel] | None = None,
+              *, what: str = "key") -> str:
+    """Pydantic's errors as ``where: what is wrong``, with a did-you-mean for unknown keys."""
+    hidden = {"name", "token", "key", "sealing_key"}
+    known = [f for f in model.model_fields if f not in hidden] if model else []
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
+        key = str(err["loc"][0]) if err["loc"] else None
+        rest = ".".join(str(p) for p in err["loc"][1:])
+        where = _at(path, table, key) if path is not None else (key or "(root)")
+        if rest:
+            where += f" (item {rest})"
+        if err["type"] == "extra_forbidden" and key is not None:
+            label = f"unknown table {key!r}" if what == "table" else f"unknown key {key!r}"
+            parts.append(f"{where}: {label}{_did_you_mean(key, known)}")
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if path is not None and table and key is None:
+                where = _at(path, table)
+            parts.append(f"{where}: {message}")
     return "; ".join(parts)

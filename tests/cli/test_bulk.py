@@ -29,11 +29,11 @@ def test_a_dry_run_reports_every_bad_line_and_sends_nothing(redis_client: redis.
                     "suspend_outgoing,whm1,\n")
     # When it is validated
     result = mailops("bulk", str(file), "--dry-run")
-    # Then every bad line is reported with its field and rule, and nothing was sent
+    # Then every bad line is reported under its field and rule, and nothing was sent
     assert result.exit_code == RET_FAILED
-    assert "line 3: command: unknown_command" in result.stderr
-    assert "line 4: args.user: string_pattern_mismatch" in result.stderr
-    assert "line 6: args.user: missing" in result.stderr
+    assert "command: unknown_command: 1 line(s): 3\n" in result.stderr
+    assert "args.user: string_pattern_mismatch: 1 line(s): 4\n" in result.stderr
+    assert "args.user: missing: 1 line(s): 6\n" in result.stderr
     assert "3 bad line(s)" in result.stderr
     assert redis_client.xlen("mailops:commands") == 0 if redis_client.exists("mailops:commands") else True
 

@@ -33,7 +33,7 @@ def test_config_check_of_a_backend_whose_token_variable_is_unset_exits_four_with
     result = CliRunner().invoke(cli, ["config", "check"], env=env, catch_exceptions=False)
     # Then it exits 4 and names the backend and the missing variable
     assert result.exit_code == RET_CONFIG
-    assert "backend 'whm1'" in result.stderr and "NOT_SET_ANYWHERE is not set" in result.stderr
+    assert "[backends.whm1]" in result.stderr and "NOT_SET_ANYWHERE is not set" in result.stderr
     assert "configuration ok" not in result.stdout
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from tests.clock import ISSUED
-from tests.conftest import WHM_TOKEN
+from tests.conftest import WHM_TOKEN, loopback_table
 from workers.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def write_worker_config(path: Path, backends: dict[str, dict[str, Any]], **mailo
     lines = ["[mailops]"] + [f"{k} = {orjson.dumps(v).decode()}" for k, v in mailops.items()]
     for name, table in backends.items():
         lines.append(f"[backends.{name}]")
-        lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in table.items()]
+        lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in loopback_table(table).items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

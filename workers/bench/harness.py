@@ -158,7 +158,7 @@ def write_config(path: Path, backends: Mapping[str, tuple[str, int]]) -> Path:
     """The backends and producers file (TOML), like ``tests/conftest.py`` writes it; name -> (url, max_concurrency)."""
     lines = []
     for name, (url, cap) in backends.items():
-        lines += [f"[backends.{name}]", 'kind = "whm"', f'url = "{url}"', 'token_env = "MAILOPS_BENCH_TOKEN"',
+        lines += [f"[backends.{name}]", 'kind = "whm"', f'url = "{url}"', "allow_insecure_http = true", 'token_env = "MAILOPS_BENCH_TOKEN"',
                   "read_timeout = 10.0", f"max_concurrency = {cap}", ""]
     lines += [f"[producers.{BENCH_PRODUCER}]", 'key_env = "MAILOPS_BENCH_PRODUCER_KEY"', 'commands = ["*"]',
               'backends = ["*"]', ""]

@@ -9,14 +9,22 @@ derived ids still keeps every line from running twice (the repeats end ``duplica
 
 File formats (line numbers count physical lines, from 1):
 
-* JSON lines: one command object per line, without ``id`` (it is derived), e.g.
-  ``{"command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"}}``.
-* CSV with a header row: the columns ``command``, ``backend``, ``producer``, ``priority``,
-  ``reason`` and ``reply_to`` fill the envelope; every other column is an argument
-  (``user``, ``email``...). Empty cells are left out.
+* JSON lines, one object per line, without ``id`` (it is derived), in either form:
+  ``{"command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"}}``, or flat,
+  ``{"email": "a@shop.example", "password": "…", "quota": 500}``: a line without ``args`` takes
+  the envelope fields (``command``, ``backend``, ``producer``, ``priority``, ``reason``,
+  ``reply_to``...) from its keys and every other key as an argument.
+* CSV with a header row: the envelope columns fill the envelope; every other column is an
+  argument (``user``, ``email``, ``quota``...). Cells are text; each is converted to the type
+  the command's argument takes (``500`` to an integer for ``quota``, ``true``/``false`` for a
+  boolean, ``a;b`` for a list). Empty cells are left out.
 
 ``--command``, ``--backend`` and ``--producer`` fill in what a line does not say. The whole file
-is validated before anything is sent; ``--dry-run`` only validates and lists every bad line.
+is validated before anything is sent; ``--dry-run`` only validates, and both list the bad lines
+grouped by field and rule (the first line numbers of each, and how many).
+
+SIGINT while sending stops after the chunk in flight and prints the batch id and the command
+that resumes it (exit 130).
 """
 
 from __future__ import annotations
@@ -24,28 +32,45 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import shlex
+import signal
 import sys
 import time
+import types
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import click
 import orjson
 import redis
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
-from schemas.commands import validate_command
+from schemas.commands import COMMANDS, Command, validate_command
 from workers import constants
 from workers.cli.config import connected_settings
-from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_USAGE
+from workers.cli.exit_codes import RET_FAILED, RET_INTERRUPTED, RET_OK, RET_USAGE
 from workers.errors import CommandRejected
 from workers.producer import build_body
 
-#: Envelope columns of a CSV file; every other column is an argument of the command.
-CSV_ENVELOPE = ("command", "backend", "producer", "priority", "reason", "reply_to")
+#: Envelope columns of a CSV file (and keys of a flat JSON line); every other one is an argument.
+ENVELOPE = tuple(name for name in Command.model_fields if name not in ("args", "id_generated"))
+CSV_ENVELOPE = ENVELOPE
+#: Bad lines listed per (field, rule) before "and N more".
+SHOWN_PER_RULE = 5
 #: Lines sent per Redis transaction (one progress step).
 CHUNK = 500
 
@@ -56,6 +81,8 @@ class Line:
 
     number: int
     data: dict[str, Any]
+    #: Its arguments are CSV text, to be converted to the command's argument types.
+    text_args: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,9 @@ def _read_jsonl(text: str) -> tuple[list[Line], list[BadLine]]:
         if not isinstance(data, dict):
             bad.append(BadLine(number, "line", "object", "each line must be a JSON object"))
             continue
+        if "args" not in data:  # a flat line: envelope keys, and the rest are the arguments
+            data = {k: v for k, v in data.items() if k in ENVELOPE} | {
+                "args": {k: v for k, v in data.items() if k not in ENVELOPE}}
         lines.append(Line(number, data))
     return lines, bad
 
@@ -113,7 +143,7 @@ def _read_csv(text: str) -> tuple[list[Line], list[BadLine]]:
             continue
         data: dict[str, Any] = {k: cells.pop(k) for k in CSV_ENVELOPE if k in cells}
         data["args"] = cells
-        lines.append(Line(number, data))
+        lines.append(Line(number, data, text_args=True))
     return lines, bad
 
 
@@ -127,6 +157,8 @@ def prepare(lines: list[Line], batch_id: str, defaults: dict[str, str | None]) -
             continue
         data["id"] = command_id_for(batch_id, line.number)
         data["batch"] = batch_id
+        if line.text_args and isinstance(data.get("args"), dict):
+            data["args"] = coerce_cells(str(data.get("command", "")), data["args"])
         try:
             validate_command(data)
         except CommandRejected as exc:
@@ -134,6 +166,47 @@ def prepare(lines: list[Line], batch_id: str, defaults: dict[str, str | None]) -
             continue
         ready.append(Line(line.number, data))
     return ready, bad
+
+
+def coerce_cells(command: str, cells: dict[str, Any]) -> dict[str, Any]:
+    """CSV text converted to the types the command's arguments take; what does not convert stays text."""
+    spec = COMMANDS.get(command)
+    if spec is None:
+        return cells
+    fields = spec.args.model_fields
+    return {name: _coerce(value, fields[name].annotation) if name in fields and isinstance(value, str) else value
+            for name, value in cells.items()}
+
+
+def _accepted(annotation: Any) -> set[Any]:
+    """The plain types (and literal values) an annotation accepts."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _accepted(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return set().union(*(_accepted(arg) for arg in get_args(annotation)))
+    if origin is Literal:
+        return {type(value) for value in get_args(annotation)}
+    if origin in (list, tuple):
+        return {list}
+    return {annotation}
+
+
+TRUE, FALSE = ("true", "yes", "on"), ("false", "no", "off")
+
+
+def _coerce(text: str, annotation: Any) -> Any:
+    accepted = _accepted(annotation)
+    lowered = text.strip().lower()
+    if bool in accepted and lowered in TRUE + FALSE:
+        return lowered in TRUE
+    if int in accepted and lowered.lstrip("-").isdigit():
+        return int(lowered)
+    if bool in accepted and lowered in ("1", "0"):
+        return lowered == "1"
+    if list in accepted:
+        return [item.strip() for item in text.split(";") if item.strip()]
+    return text
 
 
 def encode_ranges(numbers: list[int]) -> str:
@@ -159,8 +232,25 @@ def decode_ranges(text: str) -> Iterator[int]:
 
 
 def _report_bad(console: Console, bad: list[BadLine]) -> None:
+    """Bad lines grouped by field and rule: how many, the first few line numbers, one message."""
+    groups: dict[tuple[str, str], list[BadLine]] = defaultdict(list)
     for b in sorted(bad, key=lambda b: b.number):
-        console.print(f"[red]line {b.number}[/]: {b.field}: {b.rule}: {b.message}", markup=True, highlight=False)
+        groups[(b.field, b.rule)].append(b)
+    for (field, rule), lines in sorted(groups.items(), key=lambda item: (-len(item[1]), item[1][0].number)):
+        numbers = ", ".join(str(b.number) for b in lines[:SHOWN_PER_RULE])
+        more = f" and {len(lines) - SHOWN_PER_RULE} more" if len(lines) > SHOWN_PER_RULE else ""
+        console.print(f"[red]{field}: {rule}[/]: {len(lines)} line(s): {numbers}{more}", markup=True, highlight=False,
+                      soft_wrap=True)
+        console.print(f"    e.g. line {lines[0].number}: {lines[0].message}", markup=False, highlight=False,
+                      soft_wrap=True)
+
+
+class RateColumn(ProgressColumn):
+    """Lines sent per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} lines/s" if speed else "- lines/s")
 
 
 @click.command()
@@ -178,8 +268,14 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
          priority: str, key_file: Path | None, limit: int | None) -> None:
     """Publish every line of FILE (.csv or .jsonl) as one batch, with a progress bar; resumable.
 
-    Running the same file again continues where an interrupted run stopped. Follow the batch with
+    CSV: a header row; envelope columns (command, backend, producer, priority, reason...) and one
+    column per argument, converted to the argument's type (quota 500 is an integer). JSON lines:
+    {"command": ..., "args": {...}} or flat {"email": ..., "quota": ...}. Bad lines are listed
+    grouped by rule. Running the same file again continues where an interrupted run stopped
+    (Ctrl-C prints the batch id and the command that resumes it). Follow the batch with
     `mailops batch status BATCH_ID --follow`.
+
+    Example: mailops bulk mailboxes.csv --command addmail --backend whm1
     """
     console = Console(stderr=True, highlight=False)
     content = file.read_bytes()
@@ -190,7 +286,7 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
     bad += invalid
     if bad:
         _report_bad(console, bad)
-        console.print(f"[red]{len(bad)} bad line(s)[/] in {file}; {len(ready)} valid. Nothing was sent.")
+        console.print(f"[red]{len(bad)} bad line(s)[/] in {file}; {len(ready)} valid. Nothing was sent.", soft_wrap=True)
         sys.exit(RET_FAILED)
     if not ready:
         console.print(f"{file}: no command lines")
@@ -200,15 +296,51 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
         sys.exit(RET_OK)
     settings, client = connected_settings()
     key = key_file.read_bytes().strip() if key_file else None
-    sent = publish_batch(client, settings.commands_stream, settings.keys, batch_id, file, ready, key, console, limit)
+    interrupted = Interrupt()
+    previous = signal.signal(signal.SIGINT, interrupted.handle)
+    try:
+        sent = publish_batch(client, settings.commands_stream, settings.keys, batch_id, file, ready, key, console,
+                             limit, interrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.requested and sent < len(ready):
+        resume = resume_command(file, default_command, default_backend, producer, priority, key_file)
+        console.print(f"[yellow]interrupted[/]: batch {batch_id}, {sent} of {len(ready)} line(s) sent, none twice.\n"
+                      f"resume with: {resume}", markup=True, highlight=False, soft_wrap=True)
+        click.echo(batch_id)
+        sys.exit(RET_INTERRUPTED)
     click.echo(batch_id)
     if sent < len(ready):
         console.print(f"stopped after {sent} of {len(ready)} lines; run the same command again to resume")
     sys.exit(RET_OK)
 
 
+class Interrupt:
+    """SIGINT while sending: finish the chunk in flight (its transaction), then stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handle(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.requested:  # a second Ctrl-C: stop now (the batch record still says what was sent)
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def resume_command(file: Path, command: str | None, backend: str | None, producer: str, priority: str,
+                   key_file: Path | None) -> str:
+    """The exact ``mailops bulk`` command line that continues this batch."""
+    argv = ["mailops", "bulk", str(file)]
+    for flag, value in (("--command", command), ("--backend", backend), ("--producer", producer),
+                        ("--priority", priority), ("--key-file", key_file)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return shlex.join(argv)
+
+
 def publish_batch(client: redis.Redis, stream: str, keys: constants.Keys, batch_id: str, file: Path,
-                  ready: list[Line], key: bytes | None, console: Console, limit: int | None) -> int:
+                  ready: list[Line], key: bytes | None, console: Console, limit: int | None,
+                  interrupted: Interrupt | None = None) -> int:
     """Send the lines not sent yet; return how many of ``ready`` have been sent in all."""
     record = keys.batch(batch_id)
     client.hsetnx(record, "created", int(time.time() * 1000))
@@ -219,10 +351,13 @@ def publish_batch(client: redis.Redis, stream: str, keys: constants.Keys, batch_
     stop = len(ready) if limit is None else min(len(ready), done + limit)
     if done:
         console.print(f"batch {batch_id}: {done} line(s) already sent; resuming")
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    console.print(f"sending batch {batch_id}: {stop - done} line(s)")
+    console.file.flush()
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"sending {batch_id}", total=len(ready), completed=done)
-        while done < stop:
+        while done < stop and not (interrupted and interrupted.requested):
             chunk = ready[done:min(stop, done + CHUNK)]
             pipe = client.pipeline(transaction=True)
             for line in chunk:

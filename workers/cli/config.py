@@ -42,7 +42,15 @@ def config() -> None:
 @config.command("check")
 @click.option("--skip-redis", is_flag=True, help="Do not try to reach Redis.")
 def check(skip_redis: bool) -> None:
-    """Validate the environment and the backends file (and reach Redis); exit 4 when invalid."""
+    """Validate the environment and the backends file (and reach Redis); exit 4 when invalid.
+
+    Unknown tables and keys (with a did-you-mean), empty secrets, a sealing key that is not
+    base64 of 64 bytes, URLs without scheme or host, plain http:// without allow_insecure_http,
+    a missing cPanel/BrainyCP username and allow-lists naming nothing are refused, naming the
+    file, the table and the key. The worker runs the same checks at start.
+
+    Example: MAILOPS_CONFIG=/etc/mailops/mailops.toml mailops config check --skip-redis
+    """
     settings = load_settings()  # exits with RET_CONFIG on an invalid file or environment
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title="mailops configuration", show_header=False)
@@ -52,9 +60,21 @@ def check(skip_redis: bool) -> None:
     table.add_row("key prefix", settings.key_prefix)
     for name, backend in sorted(settings.backends.items()):
         secret = "set" if backend.token.get_secret_value() else "EMPTY"
-        table.add_row(f"backend {name}", f"{backend.kind} {backend.url} (user {backend.username}, token {secret})")
+        insecure = ", INSECURE http allowed" if backend.is_insecure else ""
+        table.add_row(f"backend {name}",
+                      f"{backend.kind} {backend.url} (user {backend.username}, token {secret}{insecure})")
     if not settings.backends:
         table.add_row("backends", "none configured (set MAILOPS_CONFIG)")
+    for name, producer in sorted(settings.producers.items()):
+        table.add_row(f"producer {name}", f"commands {_listed(producer.commands)}; backends {_listed(producer.backends)}"
+                      + ("; system accounts allowed" if producer.allow_system_accounts else ""))
+    if not settings.producers:
+        table.add_row("producers", "none configured" + (" (signatures required: every command is refused)"
+                                                        if settings.require_signatures else ""))
+    for name, operator in sorted(settings.operators.items()):
+        table.add_row(f"operator {name}", f"actions {_listed(operator.actions)}; reasons {_listed(operator.reasons)}")
+    table.add_row("signatures", "required" if settings.require_signatures else "OFF (unsigned commands accepted)")
+    table.add_row("sealing key", "present" if settings.sealing_key else "absent (commands carrying passwords are refused)")
     console.print(table)
     if settings.redis_url and not skip_redis:
         client = connect(settings, max_connections=2)
@@ -68,6 +88,10 @@ def check(skip_redis: bool) -> None:
         console.print("[green]Redis reachable[/]")
     console.print("[green]configuration ok[/]")
     sys.exit(RET_OK)
+
+
+def _listed(entries: tuple[str, ...]) -> str:
+    return ", ".join(entries) if entries else "(none)"
 
 
 def _redacted(url: str) -> str:

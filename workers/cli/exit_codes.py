@@ -14,3 +14,5 @@ RET_CONNECT = 3
 RET_CONFIG = 4
 #: Waiting for an outcome ran out of time.
 RET_TIMEOUT = 5
+#: Interrupted by SIGINT (Ctrl-C), as a shell reports it: 128 + 2.
+RET_INTERRUPTED = 130

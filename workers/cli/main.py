@@ -22,6 +22,7 @@ from workers.cli.reconcile import reconcile
 from workers.cli.routes import routes
 from workers.cli.sandbox import sandbox
 from workers.cli.serve import serve
+from workers.cli.status import status
 from workers.cli.worker import worker
 
 
@@ -57,6 +58,7 @@ cli.add_command(serve)
 cli.add_command(bench)
 cli.add_command(holds)
 cli.add_command(reconcile)
+cli.add_command(status)
 
 
 def main() -> None:

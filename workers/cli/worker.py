@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import sys
@@ -13,11 +14,14 @@ import redis
 
 from workers import constants
 from workers.cli.environment import settings_with_redis
-from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
+from workers.cli.exit_codes import RET_CONFIG, RET_CONNECT, RET_FAILED, RET_OK
 from workers.cli.health import check_option
+from workers.errors import ConfigError
 from workers.observability import start_observability
 from workers.runtime import Runtime
 from workers.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 #: Default GIL switch interval of a worker process, in ms (Python's own is 5): measured in
 #: docs/performance.md, it cuts the latency tail at no throughput cost measurable here.
@@ -40,16 +44,28 @@ def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeo
     signal.signal(signal.SIGINT, on_signal)
     try:
         metrics = start_observability(settings, metrics_port=metrics_port, json_logs=json_logs)
+        warn_insecure_backends(settings)
         runtime = Runtime(settings, threads=threads, queues=queues, metrics=metrics).start()
     except redis.ConnectionError as exc:
         click.echo(f"mailops worker: cannot reach Redis: {exc}", err=True)
         return RET_CONNECT
+    except ConfigError as exc:
+        click.echo(f"mailops worker: configuration error: {exc}", err=True)
+        return RET_CONFIG
     click.echo(f"mailops worker {runtime.worker_id}: {threads} threads on {', '.join(queues)} "
                f"(GIL switch interval {sys.getswitchinterval() * 1000:g} ms)", err=True)
     stop.wait()
     click.echo(f"mailops worker {runtime.worker_id}: draining (up to {drain_timeout_s:g}s)", err=True)
     runtime.stop(drain_timeout_ms=int(drain_timeout_s * 1000))
     return RET_OK
+
+
+def warn_insecure_backends(settings: Settings) -> None:
+    """Log a WARNING for each backend called over plain http:// (allowed only by allow_insecure_http)."""
+    for name, backend in sorted(settings.backends.items()):
+        if backend.is_insecure:
+            logger.warning("backend %s: calls go over plain http:// (allow_insecure_http = true); "
+                           "its token crosses the network unencrypted", name)
 
 
 def _child(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeout_s: float,

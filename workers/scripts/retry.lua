@@ -4,11 +4,14 @@
 -- queue, until a give-back releases it to the head of its queue (`unpark`, prelude.lua).
 -- KEYS: 1 command record, 2 events stream, 3 reply_to stream (or ""), 4 (delay) queue list,
 --       5 (delay) queue messages hash, 6 attempt history list, 7 that queue's doorbell list,
---       8 the backend's parked commands (zset) or ""
+--       8 the backend's parked commands (zset) or "",
+--       9.. the backend's waiting sets, one per reason (none when the command has no backend)
 -- ARGV: 1 new generation, 2 event JSON ("" = publish nothing), 3 events maxlen, 4 now (ms), 5 redis message id,
 --       6 message data, 7 status ("retrying" | "waiting"), 8 "1" to un-count this attempt,
 --       9 history entry JSON ("" = none), 10 history max, 11 record ttl (s), 12 place in the
---       parked line, 13 its member ("queue/message id")
+--       parked line, 13 its member ("queue/message id"), 14 command id, 15 index (from 9) of the
+--       waiting set it now waits in (0 = none: a parked command is counted from the parked line),
+--       16 when it looks again (ms), 17 entries scored below this (ms) are stale and trimmed
 -- Returns 1 if scheduled, 0 if the command had already ended.
 if redis.call("HEXISTS", KEYS[1], "outcome") == 1 then
   return 0
@@ -24,6 +27,17 @@ if KEYS[8] ~= "" then
 else
   redis.call("RPUSH", KEYS[4], ARGV[5])
   ring(KEYS[7])
+end
+-- What waits, by backend and reason, for the gauge: in one set at most, scored by its next look.
+local current = tonumber(ARGV[15])
+for i = 9, #KEYS do
+  if i == current then
+    redis.call("ZADD", KEYS[i], ARGV[16], ARGV[14])
+    redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", "(" .. ARGV[17])
+    redis.call("EXPIRE", KEYS[i], ARGV[11])
+  else
+    redis.call("ZREM", KEYS[i], ARGV[14])
+  end
 end
 if ARGV[9] ~= "" then
   redis.call("RPUSH", KEYS[6], ARGV[9])
