@@ -86,7 +86,7 @@ class CommandStore:
         base = Event(
             id=command.id,
             command=command.command,
-            backend=command.backend,
+            backend=command.backend, target=command.target,
             status="accepted",
             producer=command.producer,
             entry=entry,

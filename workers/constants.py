@@ -6,7 +6,24 @@ model off this file and ``redis-cli --scan --pattern 'mailops:*'`` holds no surp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+#: Characters a name may keep as is inside a key; anything else (``:`` above all, and the glob
+#: characters ``*?[]``) is percent-encoded, so an id or target can never spell another key.
+_KEY_SAFE = re.compile(r"[^A-Za-z0-9._@/-]")
+
+
+def key_part(name: str) -> str:
+    """``name`` as one segment of a key name: ``X:history`` -> ``X%3Ahistory`` (never contains ``:``)."""
+    return _KEY_SAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+
+
+def key_name(part: str) -> str:
+    """The name a :func:`key_part` segment encodes."""
+    from urllib.parse import unquote
+
+    return unquote(part)
 
 #: Stream a producer adds commands to (field ``body``, JSON). Part of the wire contract.
 DEFAULT_COMMANDS_STREAM = "mailops:commands"
@@ -68,7 +85,7 @@ class Keys:
 
     def command(self, command_id: str) -> str:
         """Hash holding one command's record: fingerprint, status, attempts, outcome."""
-        return f"{self.prefix}:cmd:{command_id}"
+        return f"{self.prefix}:cmd:{key_part(command_id)}"
 
     @property
     def routes(self) -> str:
@@ -108,7 +125,7 @@ class Keys:
 
     def command_history(self, command_id: str) -> str:
         """List of one command's attempts (JSON: number, start, end, worker, error), oldest first."""
-        return f"{self.prefix}:cmd:{command_id}:history"
+        return f"{self.prefix}:cmd:{key_part(command_id)}:history"
 
     def breaker_probe(self, backend: str) -> str:
         """String held by the one call allowed to probe a half-open breaker (expires)."""
@@ -119,12 +136,32 @@ class Keys:
         """Sorted set of dead-lettered command ids, scored by time (ms)."""
         return f"{self.prefix}:dlq"
 
-    def holds(self, target: str, aspect: str) -> str:
-        """Hash of reason -> hold record for one target and aspect."""
+    def holds(self, backend: str, target: str, aspect: str) -> str:
+        """Hash of reason -> hold record for one target and aspect on one backend (a target's
+        identity is (backend, target, aspect): account names repeat across servers)."""
+        return f"{self.holds_family}:{key_part(backend)}:{aspect}:{key_part(target)}"
+
+    def order(self, backend: str, target: str, aspect: str) -> str:
+        """Hash with the last applied order stamp and lease for one target and aspect on one backend."""
+        return f"{self.order_family}:{key_part(backend)}:{aspect}:{key_part(target)}"
+
+    @property
+    def holds_family(self) -> str:
+        """What every :meth:`holds` key starts with (``<family>:<backend>:<aspect>:<target>``)."""
+        return f"{self.prefix}:hold"
+
+    @property
+    def order_family(self) -> str:
+        """What every :meth:`order` key starts with (``<family>:<backend>:<aspect>:<target>``)."""
+        return f"{self.prefix}:ordering"
+
+    def legacy_holds(self, target: str, aspect: str) -> str:
+        """Holds hash as versions before backend-scoped identity wrote it (``workers.legacy_keys``
+        moves it; never written)."""
         return f"{self.prefix}:holds:{aspect}:{target}"
 
-    def order(self, target: str, aspect: str) -> str:
-        """Hash with the last applied order stamp and lease for one target and aspect."""
+    def legacy_order(self, target: str, aspect: str) -> str:
+        """Order record as versions before backend-scoped identity wrote it (moved, never written)."""
         return f"{self.prefix}:order:{aspect}:{target}"
 
     @property
@@ -134,7 +171,7 @@ class Keys:
 
     def batch(self, batch_id: str) -> str:
         """Hash with one bulk batch's metadata and counters."""
-        return f"{self.prefix}:batch:{batch_id}"
+        return f"{self.prefix}:batch:{key_part(batch_id)}"
 
     @property
     def workers(self) -> str:
