@@ -311,3 +311,16 @@ def test_an_unknown_backend_or_unroutable_target_is_rejected(world: World, extra
     final = next(e for e in wait_for_terminal(world.client, {id}) if e.id == id and e.terminal)
     assert final.status == "rejected" and final.error is not None
     assert kind_or_rule in (final.error.kind, final.error.rule)
+
+
+@pytest.mark.parametrize("kind", ["whm", "cpanel", "brainycp"])
+def test_a_forwarder_to_an_address_with_a_plus_is_added_end_to_end(world: World, kind: str) -> None:
+    # Given a panel with info@<domain>
+    world.reset()
+    _name, _user, domain = ACCOUNTS[kind]
+    state: PanelState = world.servers[kind].app.state  # type: ignore[attr-defined]
+    # When a forwarder to a sub-addressed destination is added
+    final = world.run(kind, "addforward", {"email": f"info@{domain}", "destination": "ops+abuse@elsewhere.example"})
+    # Then it succeeds and the panel forwards there
+    assert (final.status, final.already) == ("succeeded", False), final.error
+    assert state.forwarders_of(f"info@{domain}") == ["ops+abuse@elsewhere.example"]
