@@ -63,6 +63,9 @@ DOORBELL_TTL_MS = 60_000
 DEFAULT_HISTORY_MAX = 50
 #: Milliseconds an in-flight call lease outlives the call's own timeouts if its holder dies.
 LEASE_MARGIN_MS = 2_000
+#: The SPF record ``onspf`` installs on cPanel unless a backend sets ``spf_record``: the domain's
+#: own A and MX hosts may send its mail, others soft-fail (marked, not refused).
+DEFAULT_SPF_RECORD = "v=spf1 +a +mx ~all"
 #: Milliseconds an ingest entry may stay pending with a consumer before another reclaims it.
 DEFAULT_INGEST_CLAIM_IDLE_MS = 10_000
 

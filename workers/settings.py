@@ -70,6 +70,9 @@ class BackendConfig(BaseModel):
     max_rate: float = Field(default=0.0, ge=0)
     #: Accounts and domains this backend serves; they seed the routing map.
     targets: tuple[str, ...] = ()
+    #: The SPF record ``onspf`` installs on a cPanel backend (``EmailAuth::install_spf_records``
+    #: requires one); README "Configuration" says what it means and how to change it.
+    spf_record: str = Field(default=constants.DEFAULT_SPF_RECORD, pattern=r"^v=spf1( [\x21-\x7e]+)*$", max_length=450)
 
     def __repr__(self) -> str:
         return f"BackendConfig(name={self.name!r}, kind={self.kind!r}, url={self.url!r})"
