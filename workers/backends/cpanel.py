@@ -108,7 +108,8 @@ class CpanelBackend:
         record = self.config.spf_record
         details: dict[str, Any] = {"record": record}
         try:
-            current = current_spf(self.call(*_split(SPF_READ), {"domain": params["domain"]}).details.get("data"))
+            read = {k: v for k, v in params.items() if k == "domain"}
+            current = current_spf(self.call(*_split(SPF_READ), read).details.get("data"))
         except PanelAuthRejected:
             raise
         except PanelRefused as exc:  # not readable here: install, and say the old record is unknown
