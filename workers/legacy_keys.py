@@ -18,6 +18,7 @@ worker still writing, never lose a hold; running it again finds nothing to do.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,15 +45,16 @@ def upgrade(client: redis.Redis, keys: Keys, backends: Iterable[str], route: Rou
             aspect, _, target = key[len(family) + 1:].partition(":")
             if not target or ":" in target:
                 continue
-            client.transaction(lambda pipe, key=key, kind=kind, aspect=aspect, target=target: _move(
-                pipe, keys, key, kind, target, aspect, configured, route), key)
+            move = functools.partial(_move, keys=keys, key=key, kind=kind, target=target, aspect=aspect,
+                                     configured=configured, route=route)
+            client.transaction(move, key)
             moved += 1
     if moved:
         logger.info("moved %d per-target records to backend-scoped keys", moved)
     return moved
 
 
-def _move(pipe: Any, keys: Keys, key: str, kind: str, target: str, aspect: str, configured: list[str],
+def _move(pipe: Any, *, keys: Keys, key: str, kind: str, target: str, aspect: str, configured: list[str],
           route: Router) -> None:
     record = {_text(k): _text(v) for k, v in pipe.hgetall(key).items()}
     order = {_text(k): _text(v) for k, v in pipe.hgetall(keys.legacy_order(target, aspect)).items()}
