@@ -117,7 +117,7 @@ def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None,
         id=text("id"),
         command=text("command"),
         backend=command.backend if command is not None else text("backend"),
-        target=_target(command),
+        target=command.target if command is not None else None,
         producer=text("producer"),
         status="rejected",
         terminal=True,
@@ -206,7 +206,9 @@ class Ingestor:
         one round trip, not two (:meth:`settle` handles them)."""
         calls = []
         admitted: list[tuple[Entry, Command]] = []
-        self.reply_streams.prefetch(entry.decoded.get("reply_to") for entry in entries)
+        # (Only bodies that mention reply_to are decoded here: most commands have none.)
+        self.reply_streams.prefetch(entry.decoded.get("reply_to") for entry in entries
+                                    if entry.body is not None and b'"reply_to"' in entry.body)
         for entry in entries:
             command: Command | None = None
             try:
@@ -241,7 +243,7 @@ class Ingestor:
                 if isinstance(verdict, redis.ResponseError):
                     logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
                     error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
-                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}),
+                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}, command),
                                                entry=entry.id)
 
     def run(self) -> None:
@@ -272,9 +274,3 @@ class Ingestor:
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-def _target(command: Command | None) -> str | None:
-    try:
-        return command.target if command is not None else None
-    except (ValueError, CommandError):
-        return None
