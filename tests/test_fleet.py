@@ -14,11 +14,16 @@ import redis
 from click.testing import CliRunner
 from pydantic import SecretStr
 
+from schemas.commands import validate_command
 from tests.clock import iso
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from tests.test_reconcile import with_account_summary
+from workers.backends.registry import build_backends
 from workers.cli.holds import holds as holds_cli
+from workers.errors import TargetBusy
 from workers.holds import holds_of
-from workers.ordering import OrderStamp
+from workers.ordering import OrderStamp, TargetGuard
+from workers.reconcile import check
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -96,6 +101,37 @@ def test_a_billing_unsuspend_on_one_server_is_not_held_by_an_abuse_suspension_of
     assert "whm2" not in shown.output
     as_json = CliRunner().invoke(holds_cli, ["show", "shop", "--json"], env=cli_env(settings, tmp_path))
     assert set(orjson.loads(as_json.output)["backends"]) == {"whm1"}
+    # and: reconcile checks each server's shop against that server's holds
+    for server in fleet:
+        with_account_summary(whm_app(server))
+    backends = build_backends(settings.backends)
+    try:
+        findings = {(f.backend, f.target): f for f in check(redis_client, settings.keys, backends)}
+    finally:
+        for backend in backends.values():
+            backend.close()
+    assert {key: (f.expected, f.state) for key, f in findings.items()} == {
+        ("whm1", "shop"): (True, "ok"), ("whm2", "shop"): (False, "ok")}
+
+
+def test_the_same_account_name_on_two_servers_takes_two_turns_at_once(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], fleet: tuple[SandboxServer, SandboxServer],
+) -> None:
+    # given: the ordering gate, and a suspend of ``shop`` for each server
+    settings = settings_for({"whm1": ("whm", fleet[0]), "whm2": ("whm", fleet[1])})
+    guard = TargetGuard(redis_client, settings.keys)
+    at = datetime.now(UTC)
+    first, second = (validate_command(body(f"s-{b}", "suspend_outgoing", b, {"user": "shop"}, "abuse-detector", at, "abuse"))
+                     for b in ("whm1", "whm2"))
+    # when: both take their turn while neither has finished
+    turns = [guard.take(first, "1-0"), guard.take(second, "2-0")]
+    # then: neither waits for the other's lease (a second command on whm1's shop would)
+    assert [t.order_key for t in turns] == [settings.keys.order(b, "shop", "outgoing") for b in ("whm1", "whm2")]
+    with pytest.raises(TargetBusy):
+        guard.take(validate_command(body("s-again", "suspend_outgoing", "whm1", {"user": "shop"}, "abuse-detector",
+                                         at, "abuse")), "3-0")
+    for turn in turns:
+        guard.release(turn)
 
 
 def test_releasing_a_hold_of_a_target_held_on_several_backends_needs_the_backend_named(
