@@ -22,8 +22,10 @@ from workers.backends.registry import build_backends
 from workers.cli.holds import holds as holds_cli
 from workers.errors import TargetBusy
 from workers.holds import holds_of
+from workers.legacy_keys import upgrade
 from workers.ordering import OrderStamp, TargetGuard
 from workers.reconcile import check
+from workers.routing import RouteMap
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -229,3 +231,29 @@ def test_holds_and_order_stamps_written_before_backend_scoped_identity_are_honou
     assert redis_client.exists("mailops:holds:outgoing:shop", "mailops:order:outgoing:shop") == 0
     shown = CliRunner().invoke(holds_cli, ["show", "shop"], env=cli_env(settings, tmp_path))
     assert "shop on whm1 outgoing: suspended" in shown.output and "whm2" not in shown.output
+
+
+def test_the_legacy_upgrade_skips_what_it_cannot_read_and_moves_the_rest(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], fleet: tuple[SandboxServer, SandboxServer],
+) -> None:
+    # given: old-layout keys: a hold without a backend, an order stamp without one, a corrupt
+    # stamp, and a key of another type under the old prefix
+    settings = settings_for({"whm1": ("whm", fleet[0]), "whm2": ("whm", fleet[1])})
+    keys = settings.keys
+    redis_client.hset(keys.routes, "shop", "whm2")
+    redis_client.hset("mailops:holds:outgoing:shop", "manual", orjson.dumps({"reason": "manual", "args": {"user": "shop"}}))
+    redis_client.hset("mailops:order:mailbox:info@shop.example", mapping={"last": "1|0|0|0|old", "lease": "x:aaaaaaaaaaaa"})
+    redis_client.hset("mailops:order:mailbox:info@other.example", "last", "not a stamp")
+    redis_client.set("mailops:order:outgoing:odd", "a string")
+    # when: the upgrade runs (twice: the second finds nothing to do)
+    moved = upgrade(redis_client, keys, settings.backends, RouteMap(redis_client, settings).resolve)
+    again = upgrade(redis_client, keys, settings.backends, RouteMap(redis_client, settings).resolve)
+    # then: the hold follows the route, the unrouted stamp goes to every backend, no lease moves,
+    # the string is left alone
+    assert (moved, again) == (3, 0)
+    assert set(holds_of(redis_client, keys, "whm2", "shop", "outgoing")) == {"manual"}
+    assert holds_of(redis_client, keys, "whm1", "shop", "outgoing") == {}
+    for backend in ("whm1", "whm2"):
+        assert redis_client.hgetall(keys.order(backend, "info@shop.example", "mailbox")) == {b"last": b"1|0|0|0|old"}
+        assert redis_client.hgetall(keys.order(backend, "info@other.example", "mailbox")) == {b"last": b"not a stamp"}
+    assert redis_client.get("mailops:order:outgoing:odd") == b"a string"

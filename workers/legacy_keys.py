@@ -47,7 +47,11 @@ def upgrade(client: redis.Redis, keys: Keys, backends: Iterable[str], route: Rou
                 continue
             move = functools.partial(_move, keys=keys, key=key, kind=kind, target=target, aspect=aspect,
                                      configured=configured, route=route)
-            client.transaction(move, key)
+            try:
+                client.transaction(move, key)
+            except redis.ResponseError as exc:  # not a hash: not ours to move; never blocks a start
+                logger.warning("left %s in place: %s", key, exc)
+                continue
             moved += 1
     if moved:
         logger.info("moved %d per-target records to backend-scoped keys", moved)
@@ -73,7 +77,7 @@ def _hold_writes(pipe: Any, keys: Keys, record: dict[str, str], target: str, asp
                  fallback: list[str]) -> list[tuple[str, dict[str, str]]]:
     writes: dict[str, dict[str, str]] = {}
     for reason, hold in record.items():
-        named = orjson.loads(hold).get("backend")
+        named = _named_backend(hold)
         for backend in [named] if named else fallback:
             new_key = keys.holds(backend, target, aspect)
             if not pipe.hexists(new_key, reason):
@@ -91,13 +95,30 @@ def _order_writes(pipe: Any, keys: Keys, record: dict[str, str], target: str, as
         for name, value in record.items():
             if name.startswith("last"):
                 kept = current.get(name)
-                if kept is None or OrderStamp.decode(kept) < OrderStamp.decode(value):
+                if kept is None or _newer(value, than=kept):
                     fields[name] = value
             elif name in ("backend", "args") and name not in current:
                 fields[name] = value
         if fields:
             writes.append((new_key, fields))
     return writes
+
+
+def _named_backend(hold: str) -> str | None:
+    try:
+        record = orjson.loads(hold)
+    except orjson.JSONDecodeError:
+        return None
+    backend = record.get("backend") if isinstance(record, dict) else None
+    return backend if isinstance(backend, str) and backend else None
+
+
+def _newer(stamp: str, *, than: str) -> bool:
+    """Whether ``stamp`` orders after ``than`` (an unreadable stamp never replaces a readable one)."""
+    try:
+        return OrderStamp.decode(than) < OrderStamp.decode(stamp)
+    except ValueError:
+        return False
 
 
 def _routed(target: str, configured: list[str], route: Router) -> list[str]:
