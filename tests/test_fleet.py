@@ -257,3 +257,24 @@ def test_the_legacy_upgrade_skips_what_it_cannot_read_and_moves_the_rest(
         assert redis_client.hgetall(keys.order(backend, "info@shop.example", "mailbox")) == {b"last": b"1|0|0|0|old"}
         assert redis_client.hgetall(keys.order(backend, "info@other.example", "mailbox")) == {b"last": b"not a stamp"}
     assert redis_client.get("mailops:order:outgoing:odd") == b"a string"
+
+
+def test_a_command_naming_no_backend_is_routed_before_its_identity_is_taken(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    fleet: tuple[SandboxServer, SandboxServer],
+) -> None:
+    # given: routes send ``shop`` to whm2
+    whm1, whm2 = fleet
+    settings = settings_for({"whm1": ("whm", whm1), "whm2": ("whm", whm2)}, whm2={"targets": ["shop"]})
+    runtime_for(settings)
+    # when: a suspend names no backend
+    command = body("abuse-1", "suspend_outgoing", "whm2", {"user": "shop"}, "abuse-detector", datetime.now(UTC), "abuse")
+    del command["backend"]
+    add_command(redis_client, command)
+    events = wait_for_terminal(redis_client, {"abuse-1"})
+    # then: every event names whm2, and the hold is whm2's
+    assert {(e.status, e.backend, e.target) for e in events} == {("accepted", "whm2", "shop"),
+                                                                 ("succeeded", "whm2", "shop")}
+    assert set(holds_of(redis_client, settings.keys, "whm2", "shop", "outgoing")) == {"abuse"}
+    assert whm_app(whm2).state.accounts["shop"].outgoing == "suspended"
+    assert whm_app(whm1).state.accounts["shop"].outgoing == "active"
