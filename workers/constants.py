@@ -8,22 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-#: Characters a name may keep as is inside a key; anything else (``:`` above all, and the glob
-#: characters ``*?[]``) is percent-encoded, so an id or target can never spell another key.
-_KEY_SAFE = re.compile(r"[^A-Za-z0-9._@/-]")
-
-
-def key_part(name: str) -> str:
-    """``name`` as one segment of a key name: ``X:history`` -> ``X%3Ahistory`` (never contains ``:``)."""
-    return _KEY_SAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
-
-
-def key_name(part: str) -> str:
-    """The name a :func:`key_part` segment encodes."""
-    from urllib.parse import unquote
-
-    return unquote(part)
+from urllib.parse import unquote
 
 #: Stream a producer adds commands to (field ``body``, JSON). Part of the wire contract.
 DEFAULT_COMMANDS_STREAM = "mailops:commands"
@@ -68,6 +53,21 @@ LEASE_MARGIN_MS = 2_000
 DEFAULT_SPF_RECORD = "v=spf1 +a +mx ~all"
 #: Milliseconds an ingest entry may stay pending with a consumer before another reclaims it.
 DEFAULT_INGEST_CLAIM_IDLE_MS = 10_000
+
+
+#: Characters a name may keep as is inside a key; anything else (``:`` above all, and the glob
+#: characters ``*?[]``) is percent-encoded, so an id or target can never spell another key.
+_KEY_SAFE = re.compile(r"[^A-Za-z0-9._@/-]")
+
+
+def key_part(name: str) -> str:
+    """``name`` as one segment of a key name: ``X:history`` -> ``X%3Ahistory`` (never contains ``:``)."""
+    return _KEY_SAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+
+
+def key_name(part: str) -> str:
+    """The name a :func:`key_part` segment encodes."""
+    return unquote(part)
 
 
 @dataclass(frozen=True)
