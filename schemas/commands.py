@@ -16,7 +16,17 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from schemas.fields import CommandId, CpanelUser, Domain, EmailAddress, Name, Password, Quota, StreamName
+from schemas.fields import (
+    CommandId,
+    CpanelUser,
+    Domain,
+    EmailAddress,
+    ForwardDestination,
+    Name,
+    Password,
+    Quota,
+    StreamName,
+)
 from workers.errors import CommandRejected
 
 #: Largest accepted stream entry body, in bytes.
@@ -78,7 +88,7 @@ class AccountArgs(CommandArgs):
 class ForwardDestinationArgs(AccountArgs):
     """Where a (system or cPanel) account's own mail is forwarded; empty disables forwarding."""
 
-    forward_to: list[EmailAddress | CpanelUser] = Field(
+    forward_to: list[ForwardDestination | CpanelUser] = Field(
         default_factory=list, max_length=20, description="addresses or account names; empty = no forwarding."
     )
 
@@ -116,7 +126,7 @@ class PasswordArgs(MailboxArgs):
 class ForwarderArgs(MailboxArgs):
     """One forwarder: mail to ``email`` is also delivered to ``destination``."""
 
-    destination: EmailAddress = Field(description="where mail is forwarded to.")
+    destination: ForwardDestination = Field(description="where mail is forwarded to (``+`` allowed before the @).")
 
 
 class DomainArgs(CommandArgs):

@@ -50,7 +50,8 @@ class Event(BaseModel):
 
     id: str | None = Field(default=None, description="the command id (null only when a rejected entry had none readable).")
     command: str | None = None
-    backend: str | None = None
+    backend: str | None = Field(default=None, description="the backend the command runs on (resolved by routing when it named none).")
+    target: str | None = Field(default=None, description="the account, domain or mailbox the command acts on.")
     status: EventStatus
     terminal: bool = False
     producer: str | None = None

@@ -63,7 +63,8 @@ CLOCK_SENSITIVE = frozenset({
     "tests/security/test_signing_examples.py", "tests/security/test_secrets.py", "tests/test_command_store.py",
     "tests/test_reconcile.py", "tests/test_end_to_end.py", "tests/test_ingest.py", "tests/test_producer.py",
     "tests/test_http_ingress.py", "tests/test_limits.py", "tests/guarantees/test_worker_crashes.py",
-    "tests/cli/test_publish.py", "tests/cli/test_bulk.py", "tests/test_clock.py",
+    "tests/cli/test_publish.py", "tests/cli/test_bulk.py", "tests/test_clock.py", "tests/test_fleet.py",
+    "tests/test_constants.py",
 })
 
 

@@ -25,7 +25,7 @@ def test_a_terminal_event_sent_with_a_commit_is_published_only_if_the_commit_lef
     store = CommandStore(redis_client, settings)
     keys = settings.keys
     redis_client.hset(keys.command("c-1"), mapping={"status": "running", "attempts": 1, "gen": 1})
-    order, holds = keys.order("example", "outgoing"), keys.holds("example", "outgoing")
+    order, holds = keys.order("whm1", "example", "outgoing"), keys.holds("whm1", "example", "outgoing")
     redis_client.hset(order, "last:abuse", "2|0|0|0|newer")
     redis_client.hset(holds, "billing", "{}")
     event = Event(id="c-1", command="suspend_outgoing", backend="whm1", status="succeeded", terminal=True,

@@ -91,7 +91,7 @@ def test_an_operator_forced_release_removes_only_the_named_hold_and_is_audited(
     assert (release.status, release.producer) == ("succeeded", "operator")
     assert release.details["holds"]["removed"] == "abuse"
     assert release.details["holds"]["after"] == ["billing"]
-    assert set(holds_of(redis_client, settings.keys, "example", "outgoing")) == {"billing"}
+    assert set(holds_of(redis_client, settings.keys, "whm1", "example", "outgoing")) == {"billing"}
     app = whm.app
     assert isinstance(app, WhmSandbox)
     assert app.state.accounts["example"].outgoing == "suspended"

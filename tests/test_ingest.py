@@ -8,16 +8,23 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 
+import orjson
+import pytest
 import redis
 
-from tests.conftest import add_command, wait_for_terminal, wait_until
+from tests.clock import ISSUED
+from tests.conftest import add_command, read_events, wait_for_terminal, wait_until
 from tests.test_end_to_end import suspend
 from workers.command_store import CommandStore
 from workers.constants import INGEST_GROUP
 from workers.ingest import Ingestor
 from workers.redis_client import connect
+from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
+from workers.settings import Settings
 
 READ_AND_HANG = textwrap.dedent(
     """
@@ -91,3 +98,76 @@ def test_an_admit_redis_refuses_is_answered_and_the_batch_around_it_is_admitted(
         ("rejected", "body", "unadmittable")]
     assert {e.id for e in events if e.status == "accepted"} == {"ok-1", "ok-2"}
     assert not loop.is_alive()
+
+
+def test_a_rejected_entry_replying_to_an_internal_key_neither_writes_there_nor_delays_the_command_behind_it(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given a running worker, and an internal key that exists (a command record, a hash)
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    add_command(redis_client, suspend("warm-1"))
+    wait_for_terminal(redis_client, {"warm-1"})
+    redis_client.hset("mailops:cmd:x", "status", "queued")
+    before = redis_client.hgetall("mailops:cmd:x")
+    # When an invalid entry naming it as reply_to arrives just ahead of a valid command (one
+    # transaction: ingest reads them in one batch)
+    pipe = redis_client.pipeline(transaction=True)
+    bad = {"id": "bad-1", "command": "no_such_command", "args": {}, "producer": "ops", "issued_at": ISSUED,
+           "reply_to": "mailops:cmd:x"}
+    for body in (bad, suspend("ok-1")):
+        pipe.xadd(settings.commands_stream, {"body": orjson.dumps(body)})
+    pipe.execute()
+    # Then the valid one ends within a second (a behaviour bound: no reclaim wait behind a Redis error)
+    deadline = time.monotonic() + 1.0
+    while not any(e.id == "ok-1" and e.terminal for e in read_events(redis_client)):
+        assert time.monotonic() < deadline, "the valid command waited behind the rejected entry"
+        time.sleep(0.01)
+    # And the invalid one is rejected on the events stream only; the internal key is untouched
+    events = read_events(redis_client)
+    assert [e.status for e in events if e.id == "bad-1"] == ["rejected"]
+    assert redis_client.hgetall("mailops:cmd:x") == before
+    assert redis_client.xpending(settings.commands_stream, INGEST_GROUP)["pending"] == 0
+
+
+@pytest.mark.parametrize(("reply_to", "rule"), [
+    ("mailops:cmd:x", "reserved"),
+    ("mailops:events", "reserved"),
+    ("mailops:commands", "reserved"),
+    ("mailops:anything-new", "reserved"),
+    ("billing:state", "not_a_stream"),
+])
+def test_a_valid_command_whose_reply_to_is_not_a_stream_of_its_own_is_rejected_naming_the_rule(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime], reply_to: str, rule: str,
+) -> None:
+    # Given a running worker and a producer's own hash "billing:state"
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    redis_client.hset("billing:state", "k", "v")
+    keys_before = set(redis_client.keys("*"))
+    # When a valid command names reply_to
+    body = {**suspend("c-1"), "reply_to": reply_to}
+    add_command(redis_client, body)
+    events = wait_for_terminal(redis_client, {"c-1"})
+    # Then it is rejected with field reply_to and the rule, and nothing was written to that key
+    (done,) = [e for e in events if e.id == "c-1"]
+    assert done.status == "rejected" and done.error is not None
+    assert (done.error.field, done.error.rule) == ("reply_to", rule)
+    assert not redis_client.exists(reply_to) or reply_to in {"mailops:events", "mailops:commands", "billing:state"}
+    assert redis_client.type("billing:state") == b"hash"
+    assert set(redis_client.keys("*")) - keys_before <= {b"mailops:events"}
+
+
+def test_a_reply_to_stream_of_the_producers_own_receives_the_events(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime],
+) -> None:
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    add_command(redis_client, {**suspend("c-1"), "reply_to": "billing:replies"})
+    add_command(redis_client, {"id": "bad-1", "command": "no_such_command", "reply_to": "billing:replies"})
+    wait_for_terminal(redis_client, {"c-1", "bad-1"})
+    copied = read_events(redis_client, "billing:replies")
+    assert {(e.id, e.status) for e in copied if e.terminal} == {("c-1", "succeeded"), ("bad-1", "rejected")}

@@ -116,7 +116,7 @@ def test_a_dead_holders_lease_expires_and_its_late_commit_cannot_overwrite_a_new
     verdict = commit(guard, stalled)
     # then: the late commit is refused and no abuse hold comes back
     assert verdict == ("stale", ())
-    assert holds_of(redis_client, keys, "alpha", "outgoing") == {}
+    assert holds_of(redis_client, keys, "whm1", "alpha", "outgoing") == {}
 
 
 @pytest.fixture
@@ -187,7 +187,7 @@ def run_schedule(h: Harness, commands: list[Command], rng: random.Random) -> Non
 
     def call(c: Command) -> PanelResult:
         # No command reaches the panel once a newer one of its reason was committed.
-        last: bytes | None = h.client.hget(h.settings.keys.order(c.target, "outgoing"), f"last:{c.reason}")  # type: ignore[assignment]
+        last: bytes | None = h.client.hget(h.settings.keys.order("whm1", c.target, "outgoing"), f"last:{c.reason}")  # type: ignore[assignment]
         assert last is None or not stamps[int(c.id[1:])] < OrderStamp.decode(last.decode()), "stale call"
         return h.backend.execute(c)
 
@@ -228,7 +228,7 @@ def assert_converged(h: Harness, commands: list[Command], stamps: dict[int, Orde
             if c.target == target and (reason not in newest or stamps[newest[reason]] < stamps[i]):
                 newest[reason] = i
         expected = {r for r, i in newest.items() if commands[i].command == "suspend_outgoing"}
-        holds = set(holds_of(h.client, h.settings.keys, target, "outgoing"))
+        holds = set(holds_of(h.client, h.settings.keys, "whm1", target, "outgoing"))
         assert holds == expected
         assert h.app.state.accounts[target].outgoing == ("suspended" if holds else "active")
     for i in superseded:
@@ -363,8 +363,8 @@ def test_a_lease_left_by_an_earlier_attempt_of_the_same_command_is_taken_over_bu
     # attempt of command "mine-1", beta's by another command
     settings = settings_for({"whm1": ("whm", whm)})
     until = int(time.time() * 1000) + 600_000
-    redis_client.hset(settings.keys.order("example", "outgoing"), mapping={"lease": "mine-1:aaaaaaaaaaaa", "lease_until": until})
-    redis_client.hset(settings.keys.order("other", "outgoing"), mapping={"lease": "theirs-1:bbbbbbbbbbbb", "lease_until": until})
+    redis_client.hset(settings.keys.order("whm1", "example", "outgoing"), mapping={"lease": "mine-1:aaaaaaaaaaaa", "lease_until": until})
+    redis_client.hset(settings.keys.order("whm1", "other", "outgoing"), mapping={"lease": "theirs-1:bbbbbbbbbbbb", "lease_until": until})
     app = whm.app
     assert isinstance(app, WhmSandbox)
     runtime_for(settings)

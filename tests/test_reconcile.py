@@ -71,7 +71,7 @@ def test_reconcile_reports_panels_that_differ_from_the_holds_and_apply_converges
     wait_for_terminal(redis_client, count=5)
     assert app.state.accounts["example"].outgoing == "suspended"
     assert app.state.accounts["other"].outgoing == "active"
-    assert set(holds_of(redis_client, settings.keys, "example", "outgoing")) == {"abuse"}
+    assert set(holds_of(redis_client, settings.keys, "whm1", "example", "outgoing")) == {"abuse"}
     assert {f.state for f in check(redis_client, settings.keys, backends)} == {"ok"}
     for backend in backends.values():
         backend.close()

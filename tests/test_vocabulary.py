@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from tests.conftest import add_command, wait_for_terminal
 from workers.backends.vocabulary import render_table, tables
+from workers.constants import DEFAULT_SPF_RECORD
 from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -92,7 +93,9 @@ def domain_flag(attr: str, value: bool) -> Case:
     def changes(k: str, u: str, d: str) -> list[Change]:
         # WHM sets the flag through modifyacct, which also stores HASSPF/HASDKIM on the account.
         setting = [(u, f"HAS{attr.upper()}", "1" if value else "0")] if k == "whm" else []
-        return [(d, attr, value), *setting]
+        # cPanel installs a record (the backend's spf_record, the default here).
+        record = [(d, "spf_record", DEFAULT_SPF_RECORD)] if (k, attr, value) == ("cpanel", "spf", True) else []
+        return [(d, attr, value), *setting, *record]
 
     return Case(lambda u, d: {"domain": d}, lambda s, u, d: getattr(s.domains[d], attr) is value, given, changes)
 
@@ -311,3 +314,40 @@ def test_an_unknown_backend_or_unroutable_target_is_rejected(world: World, extra
     final = next(e for e in wait_for_terminal(world.client, {id}) if e.id == id and e.terminal)
     assert final.status == "rejected" and final.error is not None
     assert kind_or_rule in (final.error.kind, final.error.rule)
+
+
+@pytest.mark.parametrize("kind", ["whm", "cpanel", "brainycp"])
+def test_a_forwarder_to_an_address_with_a_plus_is_added_end_to_end(world: World, kind: str) -> None:
+    # Given a panel with info@<domain>
+    world.reset()
+    _name, _user, domain = ACCOUNTS[kind]
+    state: PanelState = world.servers[kind].app.state  # type: ignore[attr-defined]
+    # When a forwarder to a sub-addressed destination is added
+    final = world.run(kind, "addforward", {"email": f"info@{domain}", "destination": "ops+abuse@elsewhere.example"})
+    # Then it succeeds and the panel forwards there
+    assert (final.status, final.already) == ("succeeded", False), final.error
+    assert state.forwarders_of(f"info@{domain}") == ["ops+abuse@elsewhere.example"]
+
+
+def test_onspf_on_cpanel_replaces_a_different_record_and_says_so(world: World) -> None:
+    # Given a cPanel domain that already publishes another SPF record
+    world.reset()
+    domain = world.servers["cpanel"].app.state.domains["shop.example"]  # type: ignore[attr-defined]
+    domain.spf, domain.spf_record = True, "v=spf1 include:old-relay.example -all"
+    # When onspf runs
+    final = world.run("cpanel", "onspf", {"domain": "shop.example"})
+    # Then the configured record is installed and the event names the one it replaced
+    assert (final.status, final.already) == ("succeeded", False), final.error
+    assert domain.spf_record == DEFAULT_SPF_RECORD
+    assert final.details["replaced"] == "v=spf1 include:old-relay.example -all"
+    assert final.details["record"] == DEFAULT_SPF_RECORD
+
+
+def test_onspf_on_cpanel_with_the_record_in_place_is_already_so_and_installs_nothing(world: World) -> None:
+    world.reset()
+    domain = world.servers["cpanel"].app.state.domains["shop.example"]  # type: ignore[attr-defined]
+    domain.spf, domain.spf_record = True, DEFAULT_SPF_RECORD
+    final = world.run("cpanel", "onspf", {"domain": "shop.example"})
+    assert (final.status, final.already) == ("succeeded", True), final.error
+    assert "replaced" not in final.details
+    assert len(world.servers["cpanel"].app.ledger) == 0  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ each step one round trip and all-or-nothing: admitting a command records it, pub
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from workers.lua import ScriptCall, loaded, lua_script, registered, run_ahead, r
 from workers.messages import encoded, redis_message_id, stored_form
 from workers.settings import Settings
 from workers.wire import Ahead
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from workers.ordering import CommitGuard
@@ -97,7 +100,7 @@ class CommandStore:
         base = Event(
             id=command.id,
             command=command.command,
-            backend=command.backend,
+            backend=command.backend, target=command.target,
             status="accepted",
             producer=command.producer,
             entry=entry,
@@ -275,7 +278,15 @@ class CommandStore:
             pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
         pipe.xack(self.settings.commands_stream, INGEST_GROUP, entry)
         pipe.xdel(self.settings.commands_stream, entry)
-        pipe.execute()
+        # A reply_to whose key changed type since ingest checked it refuses its copy alone (the
+        # transaction's other steps ran): that costs the copy, never the answer or another entry.
+        replies = pipe.execute(raise_on_error=False)
+        copy_refused = reply_to and isinstance(replies[1], redis.ResponseError)
+        errors = [r for i, r in enumerate(replies) if isinstance(r, Exception) and not (copy_refused and i == 1)]
+        if errors:
+            raise errors[0]
+        if copy_refused:
+            logger.warning("could not copy the answer to entry %s to reply_to %s: %s", entry, reply_to, replies[1])
 
     def record(self, command_id: str) -> dict[str, str]:
         raw: Any = self.client.hgetall(self.keys.command(command_id))

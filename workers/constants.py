@@ -6,7 +6,9 @@ model off this file and ``redis-cli --scan --pattern 'mailops:*'`` holds no surp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 #: Stream a producer adds commands to (field ``body``, JSON). Part of the wire contract.
 DEFAULT_COMMANDS_STREAM = "mailops:commands"
@@ -51,8 +53,26 @@ DOORBELL_TTL_MS = 60_000
 DEFAULT_HISTORY_MAX = 50
 #: Milliseconds an in-flight call lease outlives the call's own timeouts if its holder dies.
 LEASE_MARGIN_MS = 2_000
+#: The SPF record ``onspf`` installs on cPanel unless a backend sets ``spf_record``: the domain's
+#: own A and MX hosts may send its mail, others soft-fail (marked, not refused).
+DEFAULT_SPF_RECORD = "v=spf1 +a +mx ~all"
 #: Milliseconds an ingest entry may stay pending with a consumer before another reclaims it.
 DEFAULT_INGEST_CLAIM_IDLE_MS = 10_000
+
+
+#: Characters a name may keep as is inside a key; anything else (``:`` above all, and the glob
+#: characters ``*?[]``) is percent-encoded, so an id or target can never spell another key.
+_KEY_SAFE = re.compile(r"[^A-Za-z0-9._@/-]")
+
+
+def key_part(name: str) -> str:
+    """``name`` as one segment of a key name: ``X:history`` -> ``X%3Ahistory`` (never contains ``:``)."""
+    return _KEY_SAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+
+
+def key_name(part: str) -> str:
+    """The name a :func:`key_part` segment encodes."""
+    return unquote(part)
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class Keys:
 
     def command(self, command_id: str) -> str:
         """Hash holding one command's record: fingerprint, status, attempts, outcome."""
-        return f"{self.prefix}:cmd:{command_id}"
+        return f"{self.prefix}:cmd:{key_part(command_id)}"
 
     @property
     def routes(self) -> str:
@@ -100,7 +120,7 @@ class Keys:
 
     def command_history(self, command_id: str) -> str:
         """List of one command's attempts (JSON: number, start, end, worker, error), oldest first."""
-        return f"{self.prefix}:cmd:{command_id}:history"
+        return f"{self.prefix}:cmd:{key_part(command_id)}:history"
 
     def waiting(self, backend: str, reason: str) -> str:
         """Sorted set of commands waiting on one backend for one reason, scored by the time (ms) they
@@ -116,12 +136,32 @@ class Keys:
         """Sorted set of dead-lettered command ids, scored by time (ms)."""
         return f"{self.prefix}:dlq"
 
-    def holds(self, target: str, aspect: str) -> str:
-        """Hash of reason -> hold record for one target and aspect."""
+    def holds(self, backend: str, target: str, aspect: str) -> str:
+        """Hash of reason -> hold record for one target and aspect on one backend (a target's
+        identity is (backend, target, aspect): account names repeat across servers)."""
+        return f"{self.holds_family}:{key_part(backend)}:{aspect}:{key_part(target)}"
+
+    def order(self, backend: str, target: str, aspect: str) -> str:
+        """Hash with the last applied order stamp and lease for one target and aspect on one backend."""
+        return f"{self.order_family}:{key_part(backend)}:{aspect}:{key_part(target)}"
+
+    @property
+    def holds_family(self) -> str:
+        """What every :meth:`holds` key starts with (``<family>:<backend>:<aspect>:<target>``)."""
+        return f"{self.prefix}:hold"
+
+    @property
+    def order_family(self) -> str:
+        """What every :meth:`order` key starts with (``<family>:<backend>:<aspect>:<target>``)."""
+        return f"{self.prefix}:ordering"
+
+    def legacy_holds(self, target: str, aspect: str) -> str:
+        """Holds hash as versions before backend-scoped identity wrote it (``workers.legacy_keys``
+        moves it; never written)."""
         return f"{self.prefix}:holds:{aspect}:{target}"
 
-    def order(self, target: str, aspect: str) -> str:
-        """Hash with the last applied order stamp and lease for one target and aspect."""
+    def legacy_order(self, target: str, aspect: str) -> str:
+        """Order record as versions before backend-scoped identity wrote it (moved, never written)."""
         return f"{self.prefix}:order:{aspect}:{target}"
 
     @property
@@ -131,7 +171,7 @@ class Keys:
 
     def batch(self, batch_id: str) -> str:
         """Hash with one bulk batch's metadata and counters."""
-        return f"{self.prefix}:batch:{batch_id}"
+        return f"{self.prefix}:batch:{key_part(batch_id)}"
 
     @property
     def workers(self) -> str:

@@ -96,7 +96,7 @@ class DeadLetters:
         message = message_for(command)
         message = message.copy(options={GENERATION_OPTION: generation})
         dq = self.keys.dramatiq
-        event = Event(id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+        event = Event(id=command.id, command=command.command, backend=command.backend, target=command.target, producer=command.producer,
                       status="accepted", batch=command.batch, details={"queue": message.queue_name, "replay": True})
         entry = {"result": "replayed", "start": now_ms(), "end": now_ms(), "worker": "dlq"}
         verdict = self._replay(

@@ -1,9 +1,10 @@
 """Holds: a suspension is owned by a reason, and only that reason's release removes it.
 
 ``suspend_<aspect>`` adds the hold of its reason (``command.reason``, else the producer name) on
-``(target, aspect)``; ``unsuspend_<aspect>`` removes that reason's hold only. The panel is
+``(backend, target, aspect)`` (account names repeat across servers, so a hold on ``shop`` of one
+backend says nothing about ``shop`` of another); ``unsuspend_<aspect>`` removes that reason's hold only. The panel is
 unsuspended only when no hold remains: an unsuspend that leaves other holds makes no panel call
-and its event says who still holds the target. Holds live in one hash per target+aspect
+and its event says who still holds the target. Holds live in one hash per backend+target+aspect
 (:meth:`Keys.holds`, reason -> JSON record) and change only in the ordering commit
 (:meth:`workers.ordering.TargetGuard.commit`), atomically with the order stamp.
 
@@ -23,7 +24,7 @@ import orjson
 import redis
 
 from schemas.commands import COMMANDS, Command
-from workers.constants import BODY_FIELD, Keys
+from workers.constants import BODY_FIELD, Keys, key_name
 from workers.errors import CommandError
 
 #: Producer name of commands issued by an operator's forced release.
@@ -96,49 +97,61 @@ def hold_aspects() -> list[str]:
     return sorted({spec.aspect for name, spec in COMMANDS.items() if name.startswith("suspend_")})
 
 
-def holds_of(client: redis.Redis, keys: Keys, target: str, aspect: str) -> dict[str, dict[str, Any]]:
-    """Reason -> hold record of one target+aspect."""
-    raw: dict[Any, Any] = client.hgetall(keys.holds(target, aspect))
+def holds_of(client: redis.Redis, keys: Keys, backend: str, target: str, aspect: str) -> dict[str, dict[str, Any]]:
+    """Reason -> hold record of one target+aspect on one backend."""
+    raw: dict[Any, Any] = client.hgetall(keys.holds(backend, target, aspect))
     return {_text(reason): orjson.loads(record) for reason, record in raw.items()}
 
 
-def all_holds(client: redis.Redis, keys: Keys) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-    """(target, aspect) -> holds, for every target that has a hold."""
-    prefix = keys.holds("", "").rstrip(":")  # "<prefix>:holds"
-    found: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    for key in client.scan_iter(match=f"{prefix}:*", count=500):
-        aspect, _, target = _text(key)[len(prefix) + 1:].partition(":")
-        holds = holds_of(client, keys, target, aspect)
-        if holds:
-            found[(target, aspect)] = holds
+def identity_of(family: str, key: str) -> tuple[str, str, str] | None:
+    """(backend, target, aspect) of a key ``<family>:<backend>:<aspect>:<target>`` (``None`` if it is not one)."""
+    parts = key[len(family) + 1:].split(":") if key.startswith(f"{family}:") else []
+    if len(parts) != 3:
+        return None
+    backend, aspect, target = parts
+    return key_name(backend), key_name(target), aspect
+
+
+def all_holds(client: redis.Redis, keys: Keys) -> dict[tuple[str, str, str], dict[str, dict[str, Any]]]:
+    """(backend, target, aspect) -> holds, for every target that has a hold."""
+    found: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for key in client.scan_iter(match=f"{keys.holds_family}:*", count=500):
+        identity = identity_of(keys.holds_family, _text(key))
+        if identity is not None and (holds := holds_of(client, keys, *identity)):
+            found[identity] = holds
     return found
 
 
-def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, target: str, aspect: str, reason: str,
-                  operator: str = OPERATOR_PRODUCER) -> dict[str, Any]:
-    """Issue the unsuspend that removes ``reason``'s hold; returns the command body sent.
+def backends_holding(client: redis.Redis, keys: Keys, target: str, aspect: str | None = None) -> list[str]:
+    """The backends on which ``target`` has a hold (on ``aspect``, or any)."""
+    return sorted({backend for (backend, held, held_aspect) in all_holds(client, keys)
+                   if held == target and aspect in (None, held_aspect)})
+
+
+def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, backend: str, target: str, aspect: str,
+                  reason: str, operator: str = OPERATOR_PRODUCER) -> dict[str, Any]:
+    """Issue the unsuspend that removes ``reason``'s hold on ``backend``; returns the command body sent.
 
     Raises :class:`CommandError` when that hold does not exist.
     """
-    holds = holds_of(client, keys, target, aspect)
+    holds = holds_of(client, keys, backend, target, aspect)
     hold = holds.get(reason)
     if hold is None:
         held = ", ".join(sorted(holds)) or "nothing"
-        raise CommandError(f"{target} has no {reason} hold on {aspect} (held by: {held})")
+        raise CommandError(f"{target} on {backend} has no {reason} hold on {aspect} (held by: {held})")
     now = datetime.now(UTC)
     body: dict[str, Any] = {
         "id": f"release-{aspect}-{reason}-{int(time.time() * 1000)}",
         "command": f"unsuspend_{aspect}",
+        "backend": backend,
         "args": hold["args"],
         "producer": operator,
         "reason": reason,
         "issued_at": now.isoformat().replace("+00:00", "Z"),
     }
-    if hold.get("backend"):
-        body["backend"] = hold["backend"]
-    audit = {"event": "forced_release", "target": target, "aspect": aspect, "reason": reason, "by": operator,
-             "hold": {k: hold.get(k) for k in ("producer", "command", "issued_at")}, "command": body["id"],
-             "at": body["issued_at"]}
+    audit = {"event": "forced_release", "backend": backend, "target": target, "aspect": aspect, "reason": reason,
+             "by": operator, "hold": {k: hold.get(k) for k in ("producer", "command", "issued_at")},
+             "command": body["id"], "at": body["issued_at"]}
     pipe = client.pipeline(transaction=True)
     pipe.xadd(keys.audit, {BODY_FIELD: orjson.dumps(audit)})
     pipe.xadd(commands_stream, {BODY_FIELD: orjson.dumps(body)})

@@ -30,6 +30,7 @@ from workers import constants
 from workers.command_store import AdmitBatch, CommandStore
 from workers.errors import CommandError, CommandRejected
 from workers.messages import message_for
+from workers.reply_streams import ReplyStreams
 from workers.settings import Settings
 from workers.wire import execute
 
@@ -94,8 +95,14 @@ def fingerprint(command: Command) -> str:
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()[:FINGERPRINT_HEX]
 
 
-def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None) -> Event:
-    """The ``rejected`` event for an entry, echoing whatever of it could be read."""
+def exc_field(exc: CommandError) -> str | None:
+    """The command field a rejection names (``None`` for other errors)."""
+    return exc.field if isinstance(exc, CommandRejected) else None
+
+
+def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None, command: Command | None = None) -> Event:
+    """The ``rejected`` event for an entry, echoing whatever of it could be read (with ``command``,
+    the parsed command a gate refused: its backend and target as far as they are known)."""
     raw = raw or {}
 
     def text(name: str) -> str | None:
@@ -109,7 +116,8 @@ def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None)
     return Event(
         id=text("id"),
         command=text("command"),
-        backend=text("backend"),
+        backend=command.backend if command is not None else text("backend"),
+        target=command.target if command is not None else None,
         producer=text("producer"),
         status="rejected",
         terminal=True,
@@ -137,6 +145,7 @@ class Ingestor:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.group = constants.INGEST_GROUP
         self.stream = settings.commands_stream
+        self.reply_streams = ReplyStreams(client, settings)
         self._stop = threading.Event()
         self._last_claim = 0.0
         #: Entries handled since start (for liveness checks).
@@ -197,7 +206,11 @@ class Ingestor:
         one round trip, not two (:meth:`settle` handles them)."""
         calls = []
         admitted: list[tuple[Entry, Command]] = []
+        # (Only bodies that mention reply_to are decoded here: most commands have none.)
+        self.reply_streams.prefetch(entry.decoded.get("reply_to") for entry in entries
+                                    if entry.body is not None and b'"reply_to"' in entry.body)
         for entry in entries:
+            command: Command | None = None
             try:
                 body = entry.body
                 if body is None:
@@ -205,7 +218,7 @@ class Ingestor:
                 command = parse_command(body)
                 for gate in self.gates:
                     command = gate(command, entry)
-                self._check_reply_to(command)
+                self.reply_streams.check(command.reply_to)
                 message = message_for(command, entry=entry.id)
                 calls.append(
                     self.store.admit_keys_args(command, fingerprint=fingerprint(command), entry=entry.id, message=message)
@@ -213,8 +226,9 @@ class Ingestor:
                 admitted.append((entry, command))
             except CommandError as exc:
                 raw = entry.decoded
-                reply_to = raw.get("reply_to") if isinstance(raw.get("reply_to"), str) else None
-                self.store.respond_and_ack(rejection_event(exc, entry, raw), entry=entry.id, reply_to=_safe_stream(reply_to))
+                event = rejection_event(exc, entry, raw, command)
+                reply_to = None if exc_field(exc) == "reply_to" else self.reply_streams.usable(raw.get("reply_to"))
+                self.store.respond_and_ack(event, entry=entry.id, reply_to=reply_to)
         if calls:
             self._unsettled.append((admitted, self.store.admit_ahead(calls)))
         self.handled += len(entries)
@@ -229,14 +243,8 @@ class Ingestor:
                 if isinstance(verdict, redis.ResponseError):
                     logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
                     error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
-                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}),
+                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}, command),
                                                entry=entry.id)
-
-    def _check_reply_to(self, command: Command) -> None:
-        """``reply_to`` must not name one of mailops's own keys (or the commands stream)."""
-        name = command.reply_to
-        if name and (name.startswith(f"{self.settings.key_prefix}:") or name in (self.stream, self.settings.events_stream)):
-            raise CommandRejected("reply_to", "reserved", f"{name!r} is reserved for mailops's own keys")
 
     def run(self) -> None:
         """Loop until :meth:`stop`; Redis outages are waited out, never fatal."""
@@ -266,11 +274,3 @@ class Ingestor:
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-def _safe_stream(name: str | None) -> str | None:
-    """A reply_to from an invalid command is used only if it looks like a stream name."""
-    import re
-
-    if name and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}", name):
-        return name
-    return None

@@ -13,6 +13,7 @@ that order:
 3. The commands-stream entry id (admission order): breaks every remaining tie deterministically.
 4. The command id, for commands that were not admitted through the stream (tests, tools).
 
+A target is ``(backend, target, aspect)``: the same account name on two servers is two targets.
 The per target+aspect record (:meth:`Keys.order`) holds the last applied stamp and a lease.
 :meth:`TargetGuard.take` atomically refuses a stale command (:class:`Superseded`) or a busy
 target (:class:`TargetBusy`) and otherwise takes the lease; :meth:`TargetGuard.commit` stores
@@ -208,8 +209,10 @@ class TargetGuard:
     def request(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> TurnRequest:
         """The take call for the command's target+aspect turn (see :meth:`take`)."""
         stamp = stamp_for(command, entry, max_skew_ms=self.max_skew_ms)
-        target, aspect = command.target, command.spec.aspect
-        order_key, holds_key = self.keys.order(target, aspect), self.keys.holds(target, aspect)
+        # A target's identity includes its backend (ingest's routing gate has named it by now):
+        # the same account name on two servers is two targets.
+        backend, target, aspect = command.backend or "", command.target, command.spec.aspect
+        order_key, holds_key = self.keys.order(backend, target, aspect), self.keys.holds(backend, target, aspect)
         register = register_for(command)
         token = f"{command.id}:{random.getrandbits(48):012x}"  # unique, not secret (see messages.redis_message_id)
         call = ScriptCall(self._take, [order_key, holds_key],
@@ -228,12 +231,12 @@ class TargetGuard:
         command, target, aspect = request.command, request.command.target, request.command.spec.aspect
         if verdict == "busy":
             raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
-                             f"another command for {aspect} of {target} is in flight")
+                             f"another command for {aspect} of {target} on {command.backend} is in flight")
         if verdict == "superseded":
             newer = OrderStamp.decode(detail)
             raise Superseded(
                 f"a newer command ({newer.command_id}, issued {_iso(newer.issued_ms)}) for {aspect} of {target} "
-                f"was already applied"
+                f"on {command.backend} was already applied"
             )
         holding = tuple(sorted(_text(r) for r in rest[0]))
         return Turn(command, request.stamp, request.token, request.order_key, request.holds_key, request.register,

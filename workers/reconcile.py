@@ -1,7 +1,8 @@
 """Drift check: compare the panels' actual suspension state with the holds, and converge them.
 
 The targets checked are those mailops has applied a suspend/unsuspend to (every such commit
-leaves an order record, :meth:`Keys.order`, with the backend and arguments). For each, the
+leaves an order record, :meth:`Keys.order`, keyed by backend, target and aspect, with the
+arguments). For each, the
 expected state is "suspended" when any hold remains and "active" otherwise; the actual state is
 read from the panel through a backend's ``suspension_state(target, aspect)`` (backends without
 it, or targets it cannot read, are reported ``unknown``).
@@ -29,7 +30,7 @@ import redis
 from workers.backends.base import Backend
 from workers.constants import BODY_FIELD, Keys
 from workers.errors import MailopsError
-from workers.holds import hold_aspects, holds_of
+from workers.holds import hold_aspects, holds_of, identity_of
 
 #: Producer (and, for releases, reason) of the commands a reconcile issues.
 RECONCILE_PRODUCER = "reconcile"
@@ -74,18 +75,17 @@ class Finding:
 
 
 def known_targets(client: redis.Redis, keys: Keys) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(target, aspect, backend, args) of every target+aspect a suspension was applied to."""
-    prefix = keys.order("", "").rstrip(":")
+    """(target, aspect, backend, args) of every backend+target+aspect a suspension was applied to."""
     aspects = set(hold_aspects())
     found = []
-    for key in client.scan_iter(match=f"{prefix}:*", count=500):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        aspect, _, target = name[len(prefix) + 1:].partition(":")
-        if aspect not in aspects:
+    for key in client.scan_iter(match=f"{keys.order_family}:*", count=500):
+        identity = identity_of(keys.order_family, _text(key))
+        if identity is None or identity[2] not in aspects:
             continue
-        backend, args = client.hmget(name, "backend", "args")
-        if backend and args:
-            found.append((target, aspect, _text(backend), orjson.loads(args)))
+        backend, target, aspect = identity
+        args = client.hget(key, "args")
+        if args:
+            found.append((target, aspect, backend, orjson.loads(args)))
     return sorted(found)
 
 
@@ -95,7 +95,7 @@ def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, o
     for target, aspect, backend_name, args in known_targets(client, keys):
         if only is not None and backend_name != only:
             continue
-        holds = holds_of(client, keys, target, aspect)
+        holds = holds_of(client, keys, backend_name, target, aspect)
         backend = backends.get(backend_name)
         panel: bool | None = None
         note = ""
@@ -126,7 +126,7 @@ def converging_command(finding: Finding, *, now: datetime | None = None) -> dict
     else:
         issued = now or datetime.now(UTC)
         body.update(command=f"unsuspend_{finding.aspect}", reason=RECONCILE_PRODUCER)
-    body["id"] = f"reconcile-{body['command']}-{finding.target}-{stamp}"
+    body["id"] = f"reconcile-{body['command']}-{finding.backend}-{finding.target}-{stamp}"
     body["issued_at"] = issued.isoformat().replace("+00:00", "Z")
     return body
 

@@ -21,6 +21,7 @@ from workers.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
 from workers.command_store import CommandStore
 from workers.executor import Executor
 from workers.ingest import IngestGate, Ingestor
+from workers.legacy_keys import upgrade
 from workers.limits import BackendLimits
 from workers.lua import load_scripts
 from workers.metrics import Metrics
@@ -29,7 +30,7 @@ from workers.middleware.metrics import CommandMetrics
 from workers.observability import SentryContext
 from workers.ordering import TargetGuard
 from workers.redis_client import connect
-from workers.routing import RoutingGate
+from workers.routing import RouteMap, RoutingGate
 from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Runtime:
 
     def start(self) -> Runtime:
         load_scripts(self.client)
+        upgrade(self.client, self.settings.keys, self.settings.backends, RouteMap(self.client, self.settings).resolve)
         self._worker = dramatiq.Worker(self.broker, worker_threads=self.threads, queues=set(self.queues), worker_timeout=100)
         self._worker.start()
         if self.ingest_enabled:

@@ -118,6 +118,9 @@ class BackendConfig(BaseModel):
     def is_insecure(self) -> bool:
         """Whether calls go over plain HTTP."""
         return urlsplit(self.url).scheme == "http"
+    #: The SPF record ``onspf`` installs on a cPanel backend (``EmailAuth::install_spf_records``
+    #: requires one); README "Configuration" says what it means and how to change it.
+    spf_record: str = Field(default=constants.DEFAULT_SPF_RECORD, pattern=r"^v=spf1( [\x21-\x7e]+)*$", max_length=450)
 
     def __repr__(self) -> str:
         return f"BackendConfig(name={self.name!r}, kind={self.kind!r}, url={self.url!r})"

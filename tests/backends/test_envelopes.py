@@ -3,20 +3,27 @@ failures through a real sandbox with injected faults (transport.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from schemas.commands import validate_command
+from tests.clock import ISSUED
+from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from tests.test_end_to_end import suspend
 from workers.backends import envelopes
 from workers.backends.brainycp import BrainycpBackend
 from workers.backends.whm import WhmBackend
 from workers.errors import PanelAuthRejected, PanelError, PanelRefused, PanelTimeout, PanelUnavailable
+from workers.runtime import Runtime
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.brainycp import BrainycpSandbox
+from workers.sandbox.server import LOGIN_PAGE
 from workers.sandbox.whm import WhmSandbox
-from workers.settings import BackendConfig
+from workers.settings import BackendConfig, Settings
 
 UAPI_FAILED = {"status": 0, "data": None, "errors": ["You do not have an email account named “a@b.example”."],
                "messages": None, "warnings": None, "metadata": {}}
@@ -88,6 +95,7 @@ SUSPEND = validate_command({"command": "suspend_outgoing", "backend": "whm1", "a
     (Faults(error_rate=1.0), PanelUnavailable),
     (Faults(rate_limit_rate=1.0, retry_after_s=7), PanelUnavailable),
     (Faults(html_rate=1.0), PanelUnavailable),
+    (Faults(login_page_rate=1.0), PanelAuthRejected),
     (Faults(drop_after_apply_rate=1.0), PanelTimeout),
     (Faults(timeout_after_apply_rate=1.0, hang_s=3.0), PanelTimeout),
 ])
@@ -137,3 +145,40 @@ def test_brainycp_bad_login_is_an_auth_failure() -> None:
             backend.execute(command)
         backend.close()
     assert len(app.ledger) == 0
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    (LOGIN_PAGE, PanelAuthRejected),
+    (b"<html><body><form action='/login/' method='post'><input name='user'></form></body></html>", PanelAuthRejected),
+    (b"<!doctype html><html><form id=x><input type=password name=p></form></html>", PanelAuthRejected),
+    (b"<html><body><h1>502 Bad Gateway</h1></body></html>", PanelUnavailable),
+    (b"<html><body><form action='/search'><input name='q'></form></body></html>", PanelUnavailable),
+    (b'{"metadata": {"result"', PanelUnavailable),
+    (b"", PanelUnavailable),
+])
+def test_a_non_json_answer_is_an_auth_failure_only_when_it_is_an_html_login_page(content: bytes, error: type) -> None:
+    with pytest.raises(error):
+        envelopes.decode_json("whm1", content)
+
+
+def test_an_html_login_page_ends_the_command_failed_auth_in_one_attempt_without_opening_the_breaker(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given a WHM server that answers every call with its login page (HTTP 200)
+    app = WhmSandbox(token=WHM_TOKEN)
+    app.add_account("example")
+    with SandboxServer(app, faults=Faults(login_page_rate=1.0)) as server:
+        settings = settings_for({"whm1": ("whm", server)})
+        runtime_for(settings)
+        # When a command for it runs
+        add_command(redis_client, {**suspend("c-1"), "issued_at": ISSUED})
+        events = wait_for_terminal(redis_client, {"c-1"})
+        requests = server.stats()["requests"]
+    # Then it fails at once as an auth failure: one attempt, no retry, the breaker still closed
+    (done,) = [e for e in events if e.id == "c-1" and e.terminal]
+    assert done.status == "failed" and done.error is not None
+    assert (done.error.kind, done.attempt) == ("auth", 1)
+    assert [e.status for e in events if e.id == "c-1"] == ["accepted", "failed"]
+    assert requests == 1
+    assert redis_client.hget(settings.keys.breaker("whm1"), "state") in (None, b"closed")
+    assert redis_client.hget(settings.keys.breaker("whm1"), "failures") in (None, b"0")

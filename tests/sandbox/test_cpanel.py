@@ -82,3 +82,18 @@ def test_an_unknown_function_names_module_and_function(cpanel_server: SandboxSer
     body = http.get(f"{cpanel_server.url}/execute/Email/no_such_thing", headers=CPANEL_AUTH).json()
     assert body["status"] == 0
     assert body["errors"] == ["The system could not find the function “no_such_thing” in the module “Email”."]
+
+
+def test_cpanel_install_spf_records_requires_a_record_like_the_real_server(
+        cpanel_server: SandboxServer, http: httpx.Client) -> None:
+    url = f"{cpanel_server.url}/execute/EmailAuth/install_spf_records"
+    # When SPF is installed without a record, then with one
+    missing = http.post(url, data={"domain": "shop.example"}, headers=CPANEL_AUTH).json()
+    given = http.post(url, data={"domain": "shop.example", "record": "v=spf1 +mx ~all"}, headers=CPANEL_AUTH).json()
+    # Then the first is refused naming the parameter and changes nothing; the second installs it
+    assert missing["status"] == 0 and "“record”" in missing["errors"][0]
+    assert given["status"] == 1
+    assert app_of(cpanel_server).state.domains["shop.example"].spf_record == "v=spf1 +mx ~all"
+    read = http.post(f"{cpanel_server.url}/execute/EmailAuth/validate_current_spfs", data={"domain": "shop.example"},
+                     headers=CPANEL_AUTH).json()
+    assert read["data"][0]["current"] == {"value": "v=spf1 +mx ~all"}

@@ -52,17 +52,28 @@ def test_rate_limit_rate_answers_429_with_retry_after(whm_server: SandboxServer,
     assert ledger(http, whm_server) == []
 
 
-def test_html_rate_answers_200_with_a_login_page_instead_of_json(whm_server: SandboxServer, http: httpx.Client) -> None:
-    # Given every answer replaced by an HTML login page
-    set_faults(http, whm_server, html_rate=1.0)
+def test_login_page_rate_answers_200_with_the_html_login_page_instead_of_json(
+        whm_server: SandboxServer, http: httpx.Client) -> None:
+    # Given every answer replaced by cpsrvd's HTML login page
+    set_faults(http, whm_server, login_page_rate=1.0)
     # When a suspension is sent
     response = suspend(http, whm_server)
-    # Then the status is 200 but the body is HTML, not JSON, and nothing was applied
+    # Then the status is 200 but the body is the login form, not JSON, and nothing was applied
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html"
-    assert "login_form" in response.text
+    assert "login_form" in response.text and "type='password'" in response.text
     with pytest.raises(ValueError):
         response.json()
+    assert ledger(http, whm_server) == []
+
+
+def test_html_rate_answers_200_with_an_html_page_that_is_not_a_login_page(
+        whm_server: SandboxServer, http: httpx.Client) -> None:
+    set_faults(http, whm_server, html_rate=1.0)
+    response = suspend(http, whm_server)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html"
+    assert "<form" not in response.text
     assert ledger(http, whm_server) == []
 
 

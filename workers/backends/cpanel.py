@@ -2,6 +2,11 @@
 
 Authentication is ``Authorization: cpanel USER:TOKEN``: the token belongs to one cPanel account,
 so only that account's mailboxes and domains can be changed. Answers are flat UAPI results.
+
+``onspf`` installs the backend's ``spf_record`` (``EmailAuth::install_spf_records`` requires a
+record). It reads the domain's current record first (``EmailAuth::validate_current_spfs``): the
+same record is ``already`` so (no install), a different one is replaced and named in the event
+(``details.replaced``), so a record the domain had is never replaced silently.
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ from workers.backends.base import PanelResult
 from workers.backends.envelopes import uapi
 from workers.backends.transport import PanelHttp, json_body
 from workers.backends.vocabulary import Call, Scope, resolve_call
+from workers.errors import PanelAuthRejected, PanelRefused
 from workers.settings import BackendConfig
+
+#: The UAPI function ``onspf`` calls, and the one it reads the current record with.
+SPF_INSTALL = "EmailAuth::install_spf_records"
+SPF_READ = "EmailAuth::validate_current_spfs"
 
 
 def _email(function: str) -> dict[Scope, Call]:
@@ -43,10 +53,27 @@ CALLS: dict[str, dict[Scope, Call]] = {
         "domain": a.domain, "email": a.local_part, "fwdopt": "fwd", "fwdemail": a.destination})},
     "delforward": {"mailbox": Call("", "Email::delete_forwarder", lambda a: {
         "address": a.email, "forwarder": a.destination})},
-    "onspf": _domain("EmailAuth::install_spf_records"),
+    "onspf": {"domain": Call("", SPF_INSTALL, lambda a: {"domain": a.domain}, note="record=spf_record")},
     "ondkim": _domain("EmailAuth::enable_dkim"),
     "offdkim": _domain("EmailAuth::disable_dkim"),
 }
+
+
+def current_spf(data: Any) -> str | None:
+    """The current SPF record in a ``validate_current_spfs`` answer's ``data`` (``None``: none).
+
+    The stored spec does not show that shape, so this reads a ``current`` that is the record or
+    holds it as ``value``/``record``, in the first item of a list or in an object."""
+    item = data[0] if isinstance(data, list) and data else data
+    current = item.get("current") if isinstance(item, dict) else None
+    if isinstance(current, dict):
+        current = current.get("value") or current.get("record")
+    return current if isinstance(current, str) and current.startswith("v=spf1") else None
+
+
+def _split(function: str) -> tuple[str, str]:
+    module, _, name = function.partition("::")
+    return module, name
 
 
 class CpanelBackend:
@@ -71,8 +98,29 @@ class CpanelBackend:
 
     def execute(self, command: Command) -> PanelResult:
         call, args = resolve_call(CALLS, command, self.kind)
+        if call.function == SPF_INSTALL:
+            return self.install_spf(call.params(args))
         module, _, function = call.function.partition("::")
         return self.call(module, function, call.params(args))
+
+    def install_spf(self, params: dict[str, str]) -> PanelResult:
+        """Install the configured SPF record unless the domain has it already; name what it replaces."""
+        record = self.config.spf_record
+        details: dict[str, Any] = {"record": record}
+        try:
+            read = {k: v for k, v in params.items() if k == "domain"}
+            current = current_spf(self.call(*_split(SPF_READ), read).details.get("data"))
+        except PanelAuthRejected:
+            raise
+        except PanelRefused as exc:  # not readable here: install, and say the old record is unknown
+            current, details["replaced"] = None, f"unknown (could not read it: {exc})"
+        if current == record:
+            return PanelResult(already=True, message=f"SPF record already {record!r}", details=details)
+        result = self.call(*_split(SPF_INSTALL), {**params, "record": record})
+        if current:
+            details["replaced"] = current
+        message = f"SPF record {record!r} installed" + (f", replacing {current!r}" if current else "")
+        return PanelResult(already=result.already, message=message, details=details)
 
     def call(self, module: str, function: str, params: dict[str, str]) -> PanelResult:
         """Call one UAPI function and classify its flat answer."""

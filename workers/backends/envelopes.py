@@ -4,8 +4,8 @@ This is the classification table a reader checks against the panel documentation
 (``shared/reference/panel-apis.md``). Each parser returns a :class:`PanelResult` when the
 state the command asked for holds (done, or already so) and raises a
 :class:`~workers.errors.PanelError` subclass otherwise. HTTP-level failures (401/403, 429, 5xx,
-HTML instead of JSON, timeouts, refused connections) are classified before this, in
-:mod:`workers.backends.transport`.
+timeouts, refused connections) are classified before this, in :mod:`workers.backends.transport`;
+an answer that is not JSON at all is classified by :func:`not_json` (last rows of the table).
 
 =====================  ============================================  ==========================================
 shape                  where                                         outcome
@@ -19,6 +19,11 @@ API 2                  ``cpanelresult`` ``error`` / ``event.result``  done / :da
                        / ``data[].result`` + ``reason``
 BrainyCP               ``{"error": N, "mess": ...}``                 :data:`BRAINYCP_CODES`
 BrainyCP bad login     ``{"code": 1, "message": "Not perm2"}``       :class:`PanelAuthRejected`
+HTML login page        not JSON; HTML with a ``<form`` that is a       :class:`PanelAuthRejected` (``auth``:
+                       login form (``login`` in the form, or a         ``failed`` at once, not retried, the
+                       password input): what cpsrvd serves, HTTP       breaker not opened)
+                       200, when it does not take the credentials
+any other non-JSON     a proxy's or maintenance page, a cut body     :class:`PanelUnavailable` (transient)
 =====================  ============================================  ==========================================
 """
 
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+
+import orjson
 
 from workers.backends.base import PanelResult
 from workers.errors import PanelAuthRejected, PanelError, PanelRefused, PanelUnavailable
@@ -67,6 +74,28 @@ BRAINYCP_CODES: dict[tuple[str, int], Outcome] = {
     ("*", 1000): "permanent",        # You do not have permission to administer this user
     ("*", 1001): "permanent",        # There is no such user in the ISP-panel
 }
+
+
+#: An HTML form that asks for a login: ``login`` in its opening tag (``id="login_form"``,
+#: ``action="/login/"``) or a password input anywhere in the page.
+LOGIN_FORM = re.compile(rb"<form\b[^>]*login|<input\b[^>]*type\s*=\s*[\"']?password", re.IGNORECASE)
+
+
+def not_json(backend: str, content: bytes) -> PanelError:
+    """The error for an answer that is not JSON where JSON was expected (see the table above)."""
+    snippet = content[:60].decode("utf-8", errors="replace").replace("\n", " ")
+    looks_html = re.search(rb"<html|<!doctype html", content[:1024], re.IGNORECASE) is not None
+    if looks_html and LOGIN_FORM.search(content):
+        return PanelAuthRejected(f"{backend}: the panel answered with its HTML login page: credentials not taken")
+    return PanelUnavailable(f"{backend}: expected JSON, got {snippet!r}")
+
+
+def decode_json(backend: str, content: bytes) -> Any:
+    """Decode a JSON answer, or raise what :func:`not_json` says it is."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise not_json(backend, content) from None
 
 
 def classify_reason(backend: str, reason: str, table: tuple[tuple[re.Pattern[str], Outcome], ...]) -> PanelResult:

@@ -17,9 +17,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
 from workers.backends.connections import Answer, ConnectFailed, ConnectionPool, PoolExhausted
+from workers.backends.envelopes import decode_json
 from workers.errors import PanelAuthRejected, PanelRefused, PanelTimeout, PanelUnavailable
 from workers.settings import BackendConfig
 
@@ -122,9 +121,5 @@ def retry_after_seconds(response: Answer) -> float | None:
 
 
 def json_body(backend: str, response: Answer) -> Any:
-    """Decode a JSON answer; an HTML page where JSON was expected is a transient failure."""
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        snippet = response.text[:60].replace("\n", " ")
-        raise PanelUnavailable(f"{backend}: expected JSON, got {snippet!r}") from None
+    """Decode a JSON answer; what a non-JSON one means is ruled in :mod:`workers.backends.envelopes`."""
+    return decode_json(backend, response.content)

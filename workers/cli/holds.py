@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 import orjson
@@ -11,8 +12,11 @@ import redis
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandError
-from workers.holds import OPERATOR_PRODUCER, force_release, hold_aspects, holds_of
+from workers.holds import OPERATOR_PRODUCER, all_holds, backends_holding, force_release
+from workers.legacy_keys import upgrade
 from workers.redis_client import connect
+from workers.routing import RouteMap
+from workers.settings import Settings
 
 
 @click.group()
@@ -20,40 +24,56 @@ def holds() -> None:
     """Suspensions as holds owned by a reason (abuse, billing, migration, manual...)."""
 
 
+def _upgraded(client: redis.Redis, settings: Settings) -> None:
+    """Holds written before backend-scoped identity are moved first, so they show and release."""
+    upgrade(client, settings.keys, settings.backends, RouteMap(client, settings).resolve)
+
+
 @holds.command("show")
 @click.argument("target")
+@click.option("--backend", default=None, help="Only this backend (default: every backend holding TARGET).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def show(target: str, as_json: bool) -> None:
-    """Show who holds TARGET (a mailbox address or cPanel account) suspended, per aspect."""
+def show(target: str, backend: str | None, as_json: bool) -> None:
+    """Show who holds TARGET (a mailbox address or cPanel account) suspended, per backend and aspect.
+
+    The same account name on two servers is two targets: each backend's holds are listed apart."""
     settings = load_settings()
     client = connect(settings, max_connections=2)
     try:
-        found = {aspect: holds_of(client, settings.keys, target, aspect) for aspect in hold_aspects()}
+        _upgraded(client, settings)
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for (held_backend, held_target, aspect), held in sorted(all_holds(client, settings.keys).items()):
+            if held_target == target and backend in (None, held_backend):
+                found.setdefault(held_backend, {})[aspect] = held
     except redis.RedisError as exc:
         click.echo(f"mailops holds: Redis unreachable: {type(exc).__name__}", err=True)
         raise SystemExit(RET_CONNECT) from None
     finally:
         client.close()
     if as_json:
-        click.echo(orjson.dumps({"target": target, "holds": found}).decode())
+        click.echo(orjson.dumps({"target": target, "backends": found}).decode())
         return
-    for aspect, held in found.items():
-        if not held:
-            click.echo(f"{target} {aspect}: not held (the panel should not be suspended)")
-            continue
-        click.echo(f"{target} {aspect}: suspended, held by {len(held)} reason(s)")
-        for reason, hold in sorted(held.items()):
-            click.echo(f"  {reason}: by {hold.get('producer')} (command {hold.get('command')}, "
-                       f"issued {hold.get('issued_at')}, held since {hold.get('since')})")
+    if not found:
+        where = f" on {backend}" if backend else ""
+        click.echo(f"{target}{where}: not held on any aspect (the panel should not be suspended)")
+        return
+    for held_backend, aspects in found.items():
+        for aspect, held in sorted(aspects.items()):
+            click.echo(f"{target} on {held_backend} {aspect}: suspended, held by {len(held)} reason(s)")
+            for reason, hold in sorted(held.items()):
+                click.echo(f"  {reason}: by {hold.get('producer')} (command {hold.get('command')}, "
+                           f"issued {hold.get('issued_at')}, held since {hold.get('since')})")
 
 
 @holds.command("release")
 @click.argument("target")
 @click.option("--aspect", required=True, help="Aspect to release (e.g. outgoing).")
 @click.option("--reason", required=True, help="The reason whose hold is removed.")
+@click.option("--backend", default=None,
+              help="Backend whose hold is released; required when TARGET is held on several backends.")
 @click.option("--force", is_flag=True, help="Confirm releasing a hold another party owns.")
 @click.option("--operator", default=OPERATOR_PRODUCER, show_default=True, help="Who releases (audit and producer).")
-def release(target: str, aspect: str, reason: str, force: bool, operator: str) -> None:
+def release(target: str, aspect: str, reason: str, backend: str | None, force: bool, operator: str) -> None:
     """Remove REASON's hold on TARGET: issues an unsuspend for that reason, recorded in the audit stream."""
     if not force:
         click.echo("mailops holds release: releasing another party's hold needs --force", err=True)
@@ -61,8 +81,16 @@ def release(target: str, aspect: str, reason: str, force: bool, operator: str) -
     settings = load_settings()
     client = connect(settings, max_connections=2)
     try:
-        body = force_release(client, settings.keys, settings.commands_stream, target=target, aspect=aspect,
-                             reason=reason, operator=operator)
+        _upgraded(client, settings)
+        if backend is None:
+            holding = backends_holding(client, settings.keys, target, aspect)
+            if len(holding) > 1:
+                click.echo(f"mailops holds release: {target} is held on several backends ({', '.join(holding)}); "
+                           f"name one with --backend", err=True)
+                raise SystemExit(RET_USAGE)
+            backend = holding[0] if holding else (RouteMap(client, settings).resolve(target) or "")
+        body = force_release(client, settings.keys, settings.commands_stream, backend=backend, target=target,
+                             aspect=aspect, reason=reason, operator=operator)
     except CommandError as exc:
         click.echo(f"mailops holds release: {exc}", err=True)
         raise SystemExit(RET_FAILED) from None
@@ -71,6 +99,6 @@ def release(target: str, aspect: str, reason: str, force: bool, operator: str) -
         raise SystemExit(RET_CONNECT) from None
     finally:
         client.close()
-    click.echo(f"issued {body['command']} {body['id']} for {target} (reason {reason}) at "
+    click.echo(f"issued {body['command']} {body['id']} for {target} on {backend} (reason {reason}) at "
                f"{datetime.now(UTC).isoformat(timespec='seconds')}; follow it on {settings.events_stream}")
     raise SystemExit(RET_OK)

@@ -24,7 +24,8 @@ credentials, under /__sandbox__/:
   GET  /__sandbox__/stats        requests served, in flight, max in flight
   POST /__sandbox__/faults       JSON body of fault shares (0..1): error_rate (HTTP 500 HTML),
                                  rate_limit_rate (+ retry_after_s; HTTP 429 + Retry-After),
-                                 html_rate (HTML login page), timeout_after_apply_rate (+ hang_s),
+                                 html_rate (HTML, not a login page), login_page_rate (cpsrvd
+                                 login page, HTTP 200), timeout_after_apply_rate (+ hang_s),
                                  drop_after_apply_rate (applied, then connection closed);
                                  latency_s (seconds), seed; {} clears every fault
   POST /__sandbox__/reset-stats  zero the request counters

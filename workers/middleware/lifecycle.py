@@ -213,7 +213,7 @@ class Lifecycle(Middleware):
         generation = int(message.options.get(GENERATION_OPTION, 1)) + 1
         copy = message.copy(options={GENERATION_OPTION: generation, WAITING_SINCE_OPTION: None, WAITS_OPTION: 0})
         event = Event(
-            id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+            id=command.id, command=command.command, backend=command.backend, target=command.target, producer=command.producer,
             status="retrying", attempt=attempt, error=error, batch=command.batch,
             next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
         )
@@ -241,7 +241,7 @@ class Lifecycle(Middleware):
         generation = int(message.options.get(GENERATION_OPTION, 1)) + 1
         copy = message.copy(options={GENERATION_OPTION: generation, WAITING_SINCE_OPTION: int(since), WAITS_OPTION: waits})
         event = Event(
-            id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+            id=command.id, command=command.command, backend=command.backend, target=command.target, producer=command.producer,
             status="waiting", error=error, batch=command.batch,
             next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
             details={"reason": signal.reason, "waited_s": round(waited_s, 1)},
@@ -272,7 +272,7 @@ class Lifecycle(Middleware):
                 history: dict[str, Any] | None = None, pending: Pending | None = None) -> None:
         """Publish the terminal event (with ``pending``, in the round trip of the turn's commit)."""
         event = Event(
-            id=command.id, command=command.command, backend=command.backend, producer=command.producer,
+            id=command.id, command=command.command, backend=command.backend, target=command.target, producer=command.producer,
             status=status,
             terminal=True, attempt=attempt, already=already, error=error, batch=command.batch,
             details=details or {},

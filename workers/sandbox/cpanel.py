@@ -62,7 +62,8 @@ class Uapi:
                 "list_pops": lambda user, p: [{"email": m.address} for m in self._mailboxes_of(user)],
             },
             "EmailAuth": {
-                "install_spf_records": self._domain_flag("spf", True),
+                "install_spf_records": self._install_spf_records,
+                "validate_current_spfs": self._validate_current_spfs,
                 "enable_dkim": self._domain_flag("dkim", True),
                 "disable_dkim": self._domain_flag("dkim", False),
             },
@@ -131,6 +132,27 @@ class Uapi:
             return [{"domain": domain, "status": 1, "msg": "OK"}]
 
         return run
+
+    def _install_spf_records(self, user: str, params: dict[str, str]) -> Any:
+        """``record`` is required, as the published spec says (uapi-email-params: domain, record)."""
+        domain = self._owned_domain(user, params.get("domain", ""))
+        record = params.get("record", "")
+        if not record:
+            raise UapiError("You must specify the “record” parameter.")
+        if not record.startswith("v=spf1"):
+            raise UapiError(f"“{record}” is not a valid SPF record.")
+        found = self.state.domains[domain]
+        self.state.set(found, "spf", True, target=domain, function="install_spf_records")
+        self.state.set(found, "spf_record", record, target=domain, function="install_spf_records")
+        return [{"domain": domain, "status": 1, "msg": "OK"}]
+
+    def _validate_current_spfs(self, user: str, params: dict[str, str]) -> Any:
+        """The domain's SPF record as the server reads it. The exact shape of ``data`` is not in the
+        stored spec ([U]); this one (``current.value``) is what the cPanel backend parses."""
+        domain = self._owned_domain(user, params.get("domain", ""))
+        record = self.state.domains[domain].spf_record
+        return [{"domain": domain, "state": "VALID" if record else "MISSING",
+                 "current": {"value": record} if record else None}]
 
     def _add_pop(self, user: str, params: dict[str, str]) -> Any:
         local = params.get("email", "")

@@ -18,6 +18,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from workers.sandbox.ledger import Ledger
 
+#: What cpsrvd serves (HTTP 200) to a request whose credentials it does not take: its login form.
+LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>WHM Login</title></head><body>"
+              b"<form id='login_form' action='/login/?login_only=1' method='post'>"
+              b"<input name='user' id='user' type='text'><input name='pass' id='pass' type='password'>"
+              b"<button id='login_submit' type='submit'>Log in</button></form></body></html>")
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -59,8 +65,12 @@ class Faults:
     #: Share answered with HTTP 429 and ``Retry-After: retry_after_s``.
     rate_limit_rate: float = 0.0
     retry_after_s: float = 1.0
-    #: Share answered with an HTML login page (HTTP 200) instead of JSON.
+    #: Share answered with an HTML page that is not a login page (HTTP 200, a proxy's or a
+    #: maintenance page) instead of JSON: a transient failure.
     html_rate: float = 0.0
+    #: Share answered with cpsrvd's HTML login page (HTTP 200), as it answers when it does not take
+    #: the credentials: an ``auth`` failure.
+    login_page_rate: float = 0.0
     #: Share that is applied, then held for ``hang_s`` seconds before answering (client times out).
     timeout_after_apply_rate: float = 0.0
     hang_s: float = 5.0
@@ -137,6 +147,7 @@ class SandboxServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             f = self.faults
             error, limited, html = self._roll(f.error_rate), self._roll(f.rate_limit_rate), self._roll(f.html_rate)
+            login = self._roll(f.login_page_rate)
             hang, drop = self._roll(f.timeout_after_apply_rate), self._roll(f.drop_after_apply_rate)
         try:
             if f.latency_s:
@@ -145,8 +156,10 @@ class SandboxServer:
                 return Reply(500, b"<html><body><h1>HTTP 500: Internal Server Error</h1></body></html>", "text/html")
             if limited:
                 return Reply.json({"error": "Too Many Requests"}, 429, (("Retry-After", f"{f.retry_after_s:g}"),))
+            if login:
+                return Reply(200, LOGIN_PAGE, "text/html")
             if html:
-                return Reply(200, b"<!DOCTYPE html><html><body><form id='login_form'></form></body></html>", "text/html")
+                return Reply(200, b"<!DOCTYPE html><html><body><h1>Down for maintenance</h1></body></html>", "text/html")
             reply = self.app.handle(request)
             if hang:
                 time.sleep(f.hang_s)

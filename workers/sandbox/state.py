@@ -48,6 +48,8 @@ class Domain:
     owner: str
     spf: bool = False
     dkim: bool = False
+    #: The SPF TXT record cPanel's ``EmailAuth::install_spf_records`` installed ("" = none).
+    spf_record: str = ""
 
 
 @dataclass
