@@ -16,6 +16,8 @@ DEFAULT_COMMANDS_STREAM = "mailops:commands"
 DEFAULT_EVENTS_STREAM = "mailops:events"
 #: Consumer group that ingests the commands stream.
 INGEST_GROUP = "mailops-ingest"
+#: Default seconds a panel call's state collapses repeats of it (Settings.repeat_window_s).
+DEFAULT_REPEAT_WINDOW_S = 60
 #: Why a command waits (the ``waiting`` event's ``details.reason``) -> the gauge's ``reason`` label.
 #: (``cap_full``: the rate cap's waits here, the concurrency cap's parked commands from their backend's parked line.)
 WAITING_REASONS = {"backend_down": "backend_down", "backend_busy": "cap_full", "target_busy": "target_busy"}

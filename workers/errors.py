@@ -132,6 +132,21 @@ class Defer(MailopsError):
         self.parked_on = parked_on
 
 
+class Repeat(MailopsError):
+    """Signal, not a failure: the same state was asked for and applied on this target+aspect (and
+    hold reason) within the repeat window, by command ``original``.
+
+    The command ends ``succeeded`` with ``already: true`` and ``details.repeat_of``, never reaching
+    the panel (an abuse detector re-sending the same suspension on every scan costs no call).
+    """
+
+    kind = "repeat"
+
+    def __init__(self, original: str, message: str) -> None:
+        super().__init__(message)
+        self.original = original
+
+
 class Superseded(CommandError):
     """A newer command for the same target and aspect (and hold reason) was already applied.
 

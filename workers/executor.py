@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.commands import Command
 from workers.backends.base import Backend, PanelResult
-from workers.errors import TargetBusy, UnknownBackend, UnsupportedCommand
+from workers.errors import Repeat, TargetBusy, UnknownBackend, UnsupportedCommand
 from workers.limits import BackendLimits, SlotRequest
 from workers.lua import ScriptCall, run_together
 from workers.ordering import Pending, Settlement, TargetGuard, Turn, TurnRequest
@@ -138,9 +138,10 @@ class Executor:
             run_together(self.ordering.client, calls)
 
     def run_pending(self, command: Command, *, entry: str | None = None,
-                    start: Start | None = None) -> tuple[PanelResult, Pending]:
+                    start: Start | None = None) -> tuple[PanelResult, Pending | None]:
         """Run ``command`` on its backend and return its result, and the commit of its turn still
-        to be sent (Lifecycle sends it with the terminal event, see :class:`~workers.ordering.Pending`).
+        to be sent (Lifecycle sends it with the terminal event, see :class:`~workers.ordering.Pending`;
+        none for a :class:`~workers.errors.Repeat`, which took no turn and makes no call).
 
         ``entry`` is its admission entry (the ordering tie-breaker), and ``start`` holds the
         replies to :meth:`start_calls` if they were already sent."""
@@ -150,7 +151,11 @@ class Executor:
         if start is None or not start.sent:
             start = self.start_calls(command, entry)
             start.received(run_together(self.ordering.client, start.calls))
-        turn = self._turn(start, entry)
+        try:
+            turn = self._turn(start, entry)
+        except Repeat as repeat:
+            return PanelResult(already=True, message=str(repeat),
+                               details={"repeat_of": repeat.original, "panel_called": False}), None
         lease = self._slot(start, turn)
         if lease is None:
             # _slot gives no lease only to a turn that makes no call.

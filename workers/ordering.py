@@ -25,6 +25,7 @@ suspend stale, since applying the two in issue order would still leave the abuse
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ import redis
 from schemas.commands import Command
 from workers.backends.base import PanelResult
 from workers.constants import Keys
-from workers.errors import Superseded, TargetBusy
+from workers.errors import Repeat, Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
 from workers.lua import ScriptCall, registered
 
@@ -68,10 +69,13 @@ end
 """
 
 #: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 lease ttl (ms), 5 recovering (1: may take over a lease of the same command's dead attempt).
-#: Returns {"ok", last stamp or "", reasons holding} | {"busy", holder} | {"superseded", last stamp}.
+#: 4 lease ttl (ms), 5 recovering (1: may take over a lease of the same command's dead attempt),
+#: 6 the command's desired state (fingerprint), 7 repeat window (ms, 0 = never collapse).
+#: Returns {"ok", last stamp or "", reasons holding} | {"busy", holder} | {"superseded", last stamp}
+#: | {"repeat", id of the command that applied the same state within the window} (no lease taken;
+#: the register moves to this stamp if it is newer, so an older opposite command stays stale).
 TAKE_LUA = _COMPARE + """
-local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3])
+local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3], "want:" .. ARGV[3])
 local now = now_ms()
 -- Tokens are "<command id>:<12 hex>". When the attempt is a recovery (ARGV[5] = "1": begin found
 -- the previous attempt's worker dead), a lease held by that same command is taken over.
@@ -79,6 +83,13 @@ local function owner(token) return string.sub(token, 1, #token - 13) end
 local recovering = ARGV[5] == "1" and rec[1] and owner(rec[1]) == owner(ARGV[1])
 if rec[1] and not recovering and tonumber(rec[2] or "0") > now then
   return {"busy", rec[1]}
+end
+if tonumber(ARGV[7]) > 0 and rec[4] then
+  local want, at, id = string.match(rec[4], "^([^|]*)|(%d+)|(.*)$")
+  if want == ARGV[6] and now - tonumber(at) <= tonumber(ARGV[7]) then
+    if not rec[3] or older(rec[3], ARGV[2]) then redis.call("HSET", KEYS[1], ARGV[3], ARGV[2]) end
+    return {"repeat", id}
+  end
 end
 if rec[3] and older(ARGV[2], rec[3]) then
   return {"superseded", rec[3]}
@@ -88,7 +99,8 @@ return {"ok", rec[3] or "", redis.call("HKEYS", KEYS[2])}
 """
 
 #: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON, 7 backend, 8 args JSON (kept for reconcile).
+#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON, 7 backend, 8 args JSON (kept for reconcile),
+#: 9 the state the panel call set ("fingerprint|ms|command id", "" = no call: nothing to repeat).
 #: Returns {"committed"|"stale", reasons holding after}. A stamp older than the register (the
 #: lease expired and a newer command committed meanwhile) is not stored.
 COMMIT_LUA = _COMPARE + """
@@ -100,6 +112,9 @@ else
   redis.call("HSET", KEYS[1], ARGV[3], ARGV[2])
   if ARGV[8] ~= "" then
     redis.call("HSET", KEYS[1], "backend", ARGV[7], "args", ARGV[8])
+  end
+  if ARGV[9] ~= "" then
+    redis.call("HSET", KEYS[1], "want:" .. ARGV[3], ARGV[9])
   end
   if ARGV[4] == "add" then
     redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
@@ -156,6 +171,13 @@ def stamp_for(command: Command, entry: str | None, *, max_skew_ms: int = DEFAULT
     return OrderStamp(min(issued, admitted + max_skew_ms), command.seq or 0, entry_ms, entry_seq, command.id)
 
 
+def desired_state(command: Command) -> str:
+    """What the command asks the panel for, as a short fingerprint: its name and arguments
+    (sealed passwords seal deterministically, so equal passwords compare equal)."""
+    digest = hashlib.sha256(orjson.dumps([command.command, command.args], option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:24]
+
+
 def register_for(command: Command) -> str:
     """The order record field whose stamp this command must not be older than."""
     plan = plan_for(command)
@@ -197,11 +219,14 @@ class TargetGuard:
     """The ordering gate around a panel call, shared by every worker through Redis."""
 
     def __init__(self, client: redis.Redis, keys: Keys, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
-                 lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+                 lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS, repeat_window_ms: int = 0) -> None:
         self.client = client
         self.keys = keys
         self.max_skew_ms = max_skew_ms
         self.lease_ttl_ms = lease_ttl_ms
+        #: A command asking for the state the panel was set to this recently (same target, aspect
+        #: and hold reason) ends ``succeeded``, ``already``, without a call (:class:`Repeat`).
+        self.repeat_window_ms = repeat_window_ms
         self._take = registered(client, TAKE_LUA)
         self._commit = registered(client, COMMIT_LUA)
         self._release = registered(client, RELEASE_LUA)
@@ -216,7 +241,8 @@ class TargetGuard:
         register = register_for(command)
         token = f"{command.id}:{random.getrandbits(48):012x}"  # unique, not secret (see messages.redis_message_id)
         call = ScriptCall(self._take, [order_key, holds_key],
-                          [token, stamp.encode(), register, self.lease_ttl_ms, int(takeover)])
+                          [token, stamp.encode(), register, self.lease_ttl_ms, int(takeover), desired_state(command),
+                           self.repeat_window_ms])
         return TurnRequest(command, stamp, token, order_key, holds_key, register, call)
 
     def take(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> Turn:
@@ -232,6 +258,9 @@ class TargetGuard:
         if verdict == "busy":
             raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
                              f"another command for {aspect} of {target} on {command.backend} is in flight")
+        if verdict == "repeat":
+            raise Repeat(detail, f"{detail} set {aspect} of {target} on {command.backend} to the same state "
+                                 f"within the last {self.repeat_window_ms // 1000} s")
         if verdict == "superseded":
             newer = OrderStamp.decode(detail)
             raise Superseded(
@@ -260,16 +289,18 @@ class TargetGuard:
         plan = plan if plan is not None else plan_for(turn.command)
         return plan is None or plan.calls_panel(plan.after(turn.holding))
 
-    def commit_call(self, turn: Turn, plan: HoldPlan | None) -> ScriptCall:
-        """The call that stores the stamp and the hold change and frees the lease."""
+    def commit_call(self, turn: Turn, plan: HoldPlan | None, *, called: bool = True) -> ScriptCall:
+        """The call that stores the stamp and the hold change and frees the lease (and, after a
+        panel call, the state it set, for :class:`Repeat`)."""
         op, reason, record, args = ("none", "", b"", b"")
         if plan is not None:  # suspensions only: other commands' args may hold (sealed) secrets
             op, reason = plan.op, plan.reason
             record = orjson.dumps(plan.record(turn.command))
             args = orjson.dumps(turn.command.args)
+        applied = f"{desired_state(turn.command)}|{int(time.time() * 1000)}|{turn.command.id}" if called else ""
         return ScriptCall(self._commit, [turn.order_key, turn.holds_key],
                           [turn.token, turn.stamp.encode(), turn.register, op, reason, record,
-                           turn.command.backend or "", args])
+                           turn.command.backend or "", args, applied])
 
     def release_call(self, token: str, order_key: str) -> ScriptCall:
         """The call that frees a lease if ``token`` still holds it; nothing is committed."""
@@ -296,7 +327,7 @@ class TargetGuard:
             self.release(turn)
             raise
         extra = list(settle.calls(called)) if settle is not None else []
-        return Pending(turn, plan, called, result, [self.commit_call(turn, plan), *extra], settle)
+        return Pending(turn, plan, called, result, [self.commit_call(turn, plan, called=called), *extra], settle)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class Runtime:
         self.executor = Executor(
             build_backends(settings.backends),
             limits=self.limits,
-            ordering=TargetGuard(self.client, settings.keys, max_skew_ms=settings.max_clock_skew_s * 1000),
+            ordering=TargetGuard(self.client, settings.keys, max_skew_ms=settings.max_clock_skew_s * 1000,
+                                 repeat_window_ms=settings.repeat_window_s * 1000),
             opener=_opener(settings),
         )
         self.liveness = Liveness(chores=[self.limits.release_parked])
