@@ -59,9 +59,11 @@ class CommandRejected(CommandError):
 
 
 class UnknownBackend(CommandError):
-    """The command names, or routes to, no configured backend."""
+    """The command names, or routes to, no configured backend (field ``backend``, rule ``unknown``)."""
 
     kind = "unknown_backend"
+    field = "backend"
+    rule = "unknown"
 
 
 class PanelError(MailopsError):
