@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EventStatus = Literal[
     "accepted",
@@ -31,6 +31,11 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
     {"succeeded", "failed", "dead_lettered", "duplicate", "in_flight", "conflict", "rejected", "superseded"}
 )
 
+#: Longest error message kept (characters); a panel's failure text may be anything.
+ERROR_MESSAGE_MAX_CHARS = 1000
+#: Largest ``details`` kept, as JSON bytes; larger ones are replaced by ``{"truncated": <bytes>}``.
+DETAILS_MAX_BYTES = 4096
+
 
 class ErrorInfo(BaseModel):
     """Why a command failed or was rejected."""
@@ -41,6 +46,13 @@ class ErrorInfo(BaseModel):
     message: str = Field(description="what happened, for a person.")
     field: str | None = Field(default=None, description="the command field at fault (rejections).")
     rule: str | None = Field(default=None, description="the rule that field broke (rejections).")
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > ERROR_MESSAGE_MAX_CHARS:
+            return value[:ERROR_MESSAGE_MAX_CHARS - 1] + "\u2026"
+        return value
 
 
 class Event(BaseModel):
@@ -62,7 +74,17 @@ class Event(BaseModel):
     next_attempt_at: datetime | None = None
     entry: str | None = Field(default=None, description="id of the commands-stream entry this answers.")
     batch: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what mailops understood (holds before and after, a wait's reason, what ran out, a "
+                    "duplicate's original outcome...); at most 4 KiB of JSON, never the panel's own answer data.",
+    )
+
+    @field_validator("details")
+    @classmethod
+    def _bounded_details(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(orjson.dumps(value, default=str))
+        return {"truncated": size} if size > DETAILS_MAX_BYTES else value
 
     def to_json(self) -> bytes:
         data = self.model_dump(mode="json", exclude_none=True)

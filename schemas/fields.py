@@ -179,13 +179,33 @@ StreamName = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
 ]
 
+#: Longest plaintext password, in characters.
+PASSWORD_MAX_CHARS = 1024
+#: Prefix of a sealed value (:mod:`workers.sealing`).
+SEALED_PREFIX = "sealed:v1:"
+#: Longest sealed form of a password: the prefix, then unpadded base64url of the UTF-8 plaintext
+#: (at most 4 bytes a character) and AES-SIV's 16-byte tag.
+SEALED_PASSWORD_MAX_CHARS = len(SEALED_PREFIX) + -(-(PASSWORD_MAX_CHARS * 4 + 16) * 4 // 3)
+
+
+def _password_length(value: str) -> str:
+    """The 1,024-character rule is the plaintext's; a sealed value has its own, longer length."""
+    if not value.startswith(SEALED_PREFIX) and len(value) > PASSWORD_MAX_CHARS:
+        raise PydanticCustomError("string_too_long", "a password has at most {max_length} characters",
+                                  {"max_length": PASSWORD_MAX_CHARS})
+    return value
+
+
 #: A mailbox password as the producer sends it (sealed at ingest; never stored in plain text).
-#: Sealed values (``sealed:v1:...``) are longer than the plaintext they carry.
+#: Sealed values (``sealed:v1:...``) are longer than the plaintext they carry: the plaintext is
+#: held to 1,024 characters before it is sealed, a sealed value to the length its sealing gives.
 Password = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=1024),
+    StringConstraints(min_length=1, max_length=SEALED_PASSWORD_MAX_CHARS),
+    AfterValidator(_password_length),
     AfterValidator(_no_control),
-    Field(description="mailbox password, or a sealed:v1: value; sealed at ingest, never stored in plain text."),
+    Field(description="mailbox password (at most 1,024 characters), or a sealed:v1: value; sealed at ingest, "
+                      "never stored in plain text."),
 ]
 
 #: A mailbox quota in whole MB (0..999,999; 0 is cPanel's spelling of no limit), or "unlimited".

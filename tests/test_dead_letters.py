@@ -100,3 +100,20 @@ def test_a_replayed_command_tells_its_reply_to_stream_as_well_as_the_events_stre
     ours = [e.status for e in events if e.id == "rt-1"]
     theirs = [e.status for e in read_events(redis_client, "billing:replies")]
     assert ours == theirs and "succeeded" in theirs and theirs.count("accepted") == 2
+
+
+def test_a_dead_letter_without_a_valid_stored_command_is_answered_unreplayable(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for
+) -> None:
+    # Given dead letters whose record keeps no command, or one that no longer validates
+    from workers.command_store import CommandStore
+    from workers.dead_letters import DeadLetters
+
+    settings = settings_for({"whm1": ("whm", whm)})
+    redis_client.hset(settings.keys.command("dl-none"), mapping={"status": "dead_lettered", "gen": 1})
+    redis_client.hset(settings.keys.command("dl-bad"), mapping={"status": "dead_lettered", "gen": 1,
+                                                                 "command": orjson.dumps({"command": "nope"})})
+    letters = DeadLetters(redis_client, CommandStore(redis_client, settings))
+    # When they are replayed, then each is answered `unreplayable` and nothing is queued
+    assert [letters.replay(i) for i in ("dl-none", "dl-bad")] == ["unreplayable", "unreplayable"]
+    assert not [k for k in redis_client.scan_iter("mailops:dq:*") if b".msgs" in k]

@@ -171,3 +171,33 @@ def test_a_reply_to_stream_of_the_producers_own_receives_the_events(
     wait_for_terminal(redis_client, {"c-1", "bad-1"})
     copied = read_events(redis_client, "billing:replies")
     assert {(e.id, e.status) for e in copied if e.terminal} == {("c-1", "succeeded"), ("bad-1", "rejected")}
+
+
+def test_an_entry_with_two_body_fields_is_rejected_as_ambiguous_and_neither_runs(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given an entry carrying two commands in two `body` fields (as `XADD s * body A body B` makes)
+    import orjson
+
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    entry = redis_client.execute_command("XADD", "mailops:commands", "*", "body", orjson.dumps(suspend("two-1")),
+                                         "body", orjson.dumps(suspend("two-2", user="other"))).decode()
+    add_command(redis_client, suspend("after-1"))
+    # When ingest reads it, then it is answered `rejected` on field `body`, rule `ambiguous`, and neither ran
+    events = wait_for_terminal(redis_client, {"after-1"})
+    rejected = [e for e in events if e.entry == entry]
+    assert [(e.status, e.error and e.error.field, e.error and e.error.rule) for e in rejected] == [
+        ("rejected", "body", "ambiguous")]
+    assert not [e for e in events if e.id in ("two-1", "two-2") and e.status != "rejected"]
+    assert [c.target for c in whm.app.ledger.changes()] == ["example"]  # after-1 alone
+
+
+def test_a_command_for_an_unknown_backend_is_rejected_naming_field_backend_and_rule_unknown(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    add_command(redis_client, {**suspend("nob-1"), "backend": "nowhere"})
+    events = wait_for_terminal(redis_client, {"nob-1"})
+    [rejected] = [e for e in events if e.id == "nob-1"]
+    assert rejected.status == "rejected" and rejected.error is not None
+    assert (rejected.error.field, rejected.error.rule) == ("backend", "unknown")

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import redis
+from pydantic import ValidationError
 
 from schemas.commands import Command
 from schemas.events import Event
@@ -91,7 +92,11 @@ class DeadLetters:
             return "missing"
         if record.get("status") != "dead_lettered":
             return record.get("status", "unknown")
-        command = Command.model_validate_json(record["command"])
+        try:
+            command = Command.model_validate_json(record.get("command") or "")
+        except ValidationError:
+            # (dead-lettered because its queued copy no longer validated: nothing to queue again)
+            return "unreplayable"
         generation = int(record.get("gen", "1")) + 1
         message = message_for(command)
         message = message.copy(options={GENERATION_OPTION: generation})

@@ -15,6 +15,7 @@ Every error the package raises descends from :class:`MailopsError`; third-party 
     │   │   └── UnsupportedCommand   this backend kind cannot do this command
     │   └── PanelUnavailable         transient: retry later (5xx, 429, timeout, refused)
     │       ├── PanelTimeout         the call may or may not have been applied
+    │       ├── AnswerTooLarge       the answer passed the backend's max_answer_bytes
     │       └── BackendDown          the backend's circuit breaker is open; not called
     └── StoreError                   Redis state is not what the worker expects
 
@@ -58,9 +59,11 @@ class CommandRejected(CommandError):
 
 
 class UnknownBackend(CommandError):
-    """The command names, or routes to, no configured backend."""
+    """The command names, or routes to, no configured backend (field ``backend``, rule ``unknown``)."""
 
     kind = "unknown_backend"
+    field = "backend"
+    rule = "unknown"
 
 
 class PanelError(MailopsError):
@@ -104,6 +107,13 @@ class PanelTimeout(PanelUnavailable):
     """The call timed out after it was sent: it may have been applied."""
 
     kind = "timeout"
+
+
+class AnswerTooLarge(PanelUnavailable):
+    """The panel's answer passed the backend's ``max_answer_bytes``: reading stopped there. The
+    call may have been applied (retried like a timeout: commands are desired-state)."""
+
+    kind = "answer_too_large"
 
 
 class BackendDown(PanelUnavailable):

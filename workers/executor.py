@@ -19,7 +19,7 @@ from workers.errors import Repeat, TargetBusy, UnknownBackend, UnsupportedComman
 from workers.limits import BackendLimits, SlotRequest
 from workers.lua import ScriptCall, run_together
 from workers.ordering import Pending, Settlement, TargetGuard, Turn, TurnRequest
-from workers.scrubbing import opened, scrub_exception
+from workers.scrubbing import opened, scrub_exception, scrub_text, scrub_value
 from workers.wire import Ahead
 
 
@@ -204,10 +204,14 @@ class Executor:
         secrets = [v for k, v in plain.args.items() if isinstance(v, str) and v != command.args.get(k)]
         try:
             with opened(secrets):
-                return backend.execute(plain)
+                result = backend.execute(plain)
         except Exception as exc:
             scrub_exception(exc, secrets)
             raise
+        # Success or failure, nothing of the answer is kept with a secret opened for the call in
+        # it (a panel may echo its request): the answer's data is dropped, the rest scrubbed.
+        return PanelResult(already=result.already, message=scrub_text(result.message, secrets),
+                           details=scrub_value(result.details, secrets))
 
     def close(self) -> None:
         for backend in self.backends.values():

@@ -48,9 +48,20 @@ class Entry:
 
     id: str
     fields: dict[bytes, bytes]
+    #: Names of the fields the entry holds more than once (``fields`` keeps the last of each).
+    repeated: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def from_flat(cls, id: bytes | str, flat: list[bytes] | None) -> Entry:
+        """An entry from its field/value list as Redis sends it (where a field may repeat)."""
+        names = list((flat or [])[::2])
+        return cls(_s(id), dict(zip(names, (flat or [])[1::2], strict=True)),
+                   frozenset(n for n in names if names.count(n) > 1) if len(set(names)) < len(names) else frozenset())
 
     @property
     def body(self) -> bytes | None:
+        if constants.BODY_FIELD.encode() in self.repeated:
+            raise CommandRejected("body", "ambiguous", "the entry has more than one 'body' field; none is run")
         return self.fields.get(constants.BODY_FIELD.encode())
 
     @functools.cached_property
@@ -58,7 +69,7 @@ class Entry:
         """The body as a JSON object, decoded once for every gate that reads it ({} when the body
         is absent, not JSON or not an object: ``parse_command`` rejects those)."""
         try:
-            value = orjson.loads(self.body or b"{}")
+            value = orjson.loads(self.fields.get(constants.BODY_FIELD.encode()) or b"{}")
         except orjson.JSONDecodeError:
             return {}
         return value if isinstance(value, dict) else {}
@@ -111,8 +122,9 @@ def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None,
 
     if isinstance(exc, CommandRejected):
         error = ErrorInfo(kind="rejected", message=exc.message, field=exc.field, rule=exc.rule)
-    else:
-        error = ErrorInfo(kind=exc.kind, message=str(exc))
+    else:  # (an unknown backend names its field and rule too)
+        error = ErrorInfo(kind=exc.kind, message=str(exc), field=getattr(exc, "field", None),
+                          rule=getattr(exc, "rule", None))
     return Event(
         id=text("id"),
         command=text("command"),
@@ -175,18 +187,18 @@ class Ingestor:
         entries: list[Entry] = []
         for _stream, items in (reply.items() if isinstance(reply, dict) else reply or []):
             for eid, flat in items:
-                entries.append(Entry(_s(eid), dict(zip(flat[::2], flat[1::2], strict=True)) if flat else {}))
+                entries.append(Entry.from_flat(eid, flat))
         return entries
 
     def _claim(self) -> list[Entry]:
         entries: list[Entry] = []
         start = "0-0"
         while True:
-            reply: Any = self.client.xautoclaim(
-                self.stream, self.group, self.consumer, self.settings.ingest_claim_idle_ms, start_id=start, count=READ_COUNT
-            )
+            # (as Redis sends it: redis-py's parsed reply keeps only the last of a repeated field)
+            reply: Any = execute(self.client, "XAUTOCLAIM", self.stream, self.group, self.consumer,
+                                 self.settings.ingest_claim_idle_ms, start, "COUNT", READ_COUNT)
             start, items = _s(reply[0]), reply[1]
-            entries.extend(Entry(_s(eid), dict(fields or {})) for eid, fields in items if fields is not None)
+            entries.extend(Entry.from_flat(eid, fields) for eid, fields in items if fields is not None)
             # Entries trimmed from the stream while pending come back as ids only: acknowledge them.
             missing = [eid for eid, fields in items if fields is None] + [_s(e) for e in (reply[2] if len(reply) > 2 else [])]
             if missing:
@@ -208,7 +220,7 @@ class Ingestor:
         admitted: list[tuple[Entry, Command]] = []
         # (Only bodies that mention reply_to are decoded here: most commands have none.)
         self.reply_streams.prefetch(entry.decoded.get("reply_to") for entry in entries
-                                    if entry.body is not None and b'"reply_to"' in entry.body)
+                                    if b'"reply_to"' in entry.fields.get(constants.BODY_FIELD.encode(), b""))
         for entry in entries:
             command: Command | None = None
             try:

@@ -126,7 +126,8 @@ class BackendLimits:
         config = self.settings.backends.get(backend)
         if config is None:
             return 60_000
-        return int((config.connect_timeout + config.read_timeout) * 1000) + LEASE_MARGIN_MS
+        # The pool ends every call by its deadline (workers/backends/connections.py): the lease outlives it.
+        return int(config.deadline * 1000) + LEASE_MARGIN_MS
 
     def _caps(self, backend: str) -> tuple[int, float]:
         config = self.settings.backends.get(backend)

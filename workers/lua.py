@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -13,6 +16,8 @@ from redis.commands.core import Script
 
 from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS
 from workers.wire import Ahead, exchange, send_ahead
+
+logger = logging.getLogger(__name__)
 
 #: Every script source registered in this process, by SHA1 (what :func:`load_scripts` loads).
 _sources: dict[str, str | bytes] = {}
@@ -64,7 +69,8 @@ class ScriptCall:
     args: Sequence[Any]
 
     def run(self) -> Any:
-        return self.script(keys=list(self.keys), args=list(self.args))
+        """Run the call; a refusal that passes (:func:`transient_refusal`) is waited out."""
+        return refusals_waited(lambda: self.script(keys=list(self.keys), args=list(self.args)))
 
     @property
     def command(self) -> tuple[Any, ...]:
@@ -109,9 +115,66 @@ def loaded(calls: Sequence[ScriptCall], replies: Sequence[Any]) -> list[Any]:
     error it raises takes its place."""
     results = list(replies)
     for index, value in enumerate(results):
-        if isinstance(value, redis.exceptions.NoScriptError):
+        if isinstance(value, redis.exceptions.NoScriptError) or transient_refusal(value):
             try:
                 results[index] = calls[index].run()
             except redis.ResponseError as exc:
                 results[index] = exc
     return results
+
+
+#: Refusals Redis takes back by itself: out of memory under ``noeviction``, a replica that cannot
+#: take writes yet, a busy script, a failover in progress. (``LOADING`` arrives as redis-py's
+#: ``BusyLoadingError``, a connection error, and is waited out with those.)
+TRANSIENT_REFUSALS = ("OOM", "READONLY", "BUSY", "MASTERDOWN", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
+#: Longest a script call waits for Redis to take its refusal back before the refusal is raised.
+REFUSAL_WAIT_S = 3600.0
+
+
+def transient_refusal(value: object) -> bool:
+    """Whether ``value`` is a Redis error reply that passes (see :data:`TRANSIENT_REFUSALS`)."""
+    if isinstance(value, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError
+                  | redis.exceptions.TryAgainError):
+        return True
+    if not isinstance(value, redis.ResponseError) or isinstance(value, redis.exceptions.NoScriptError):
+        return False
+    # redis-py takes the code off the text of the errors it has a class for; the rest keep it.
+    code = getattr(value, "status_code", None) or str(value).split(" ", 1)[0]
+    return code in TRANSIENT_REFUSALS
+
+
+def refusals_waited(fn: Any, *, deadline_s: float = REFUSAL_WAIT_S) -> Any:
+    """``fn()``, sent again with backoff (50 ms doubling to 2 s) while Redis refuses it for a
+    passing reason; other errors are raised at once."""
+    delay, start = 0.05, time.monotonic()
+    while True:
+        try:
+            return fn()
+        except redis.ResponseError as exc:
+            if not transient_refusal(exc) or time.monotonic() - start > deadline_s:
+                raise
+            note_wait(exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class _Quiet:
+    """Redis waits are logged when they start and then at most every :attr:`every_s`,
+    process-wide: every worker thread and the ingest loop wait at once, and a line each per
+    backoff step flooded the log."""
+
+    lock = threading.Lock()
+    last = float("-inf")
+    every_s = 30.0
+
+
+def note_wait(exc: BaseException) -> None:
+    """Log that Redis is being waited for (see :class:`_Quiet`)."""
+    now = time.monotonic()
+    with _Quiet.lock:
+        if now - _Quiet.last < _Quiet.every_s:
+            return
+        _Quiet.last = now
+    what = f"refused ({getattr(exc, 'status_code', None) or type(exc).__name__})" if isinstance(
+        exc, redis.ResponseError) else f"unreachable ({type(exc).__name__})"
+    logger.warning("Redis %s; waiting it out (logged at most every %.0f s)", what, _Quiet.every_s)

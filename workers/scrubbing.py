@@ -11,7 +11,8 @@ Three layers, each cheap:
   variables, extra).
 * :func:`scrub_exception` rewrites an exception chain's messages in place; the executor calls
   it when a call that held opened secrets fails, so the error stored on the command cannot
-  carry them.
+  carry them. A call that succeeded is scrubbed too (:func:`scrub_text`, :func:`scrub_value` on
+  what is kept of its answer; its data is dropped): a panel may echo its request.
 """
 
 from __future__ import annotations

@@ -26,13 +26,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from schemas.commands import Command
-from schemas.fields import SECRET_FIELDS
+from schemas.fields import SEALED_PREFIX, SECRET_FIELDS
 from workers.errors import CommandError, CommandRejected, ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Prefix of every sealed value on the wire and in Redis.
-SEALED_PREFIX = "sealed:v1:"
+# SEALED_PREFIX, the prefix of every sealed value on the wire and in Redis, is defined with the
+# password rule (schemas.fields), which measures sealed values by their own length.
 #: Length of a sealing key in bytes (AES-256-SIV).
 KEY_BYTES = 64
 

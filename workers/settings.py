@@ -81,6 +81,12 @@ class BackendConfig(BaseModel):
     #: Seconds to wait for a connection and for an answer.
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    #: Seconds one call may take in all, from connecting to the answer's last byte (a panel that
+    #: trickles its answer is cut off here); unset = ``connect_timeout + read_timeout``.
+    call_deadline: float | None = Field(default=None, gt=0)
+    #: Largest answer body read from the panel, in bytes; a longer one fails the call as a
+    #: transient ``answer_too_large`` (reading stops at the cap).
+    max_answer_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: TLS certificate verification; on unless the file says otherwise.
     verify_tls: bool = True
     #: A CA bundle to verify this backend against (self-signed panel certificates).
@@ -124,6 +130,11 @@ class BackendConfig(BaseModel):
 
     def __repr__(self) -> str:
         return f"BackendConfig(name={self.name!r}, kind={self.kind!r}, url={self.url!r})"
+
+    @property
+    def deadline(self) -> float:
+        """The longest one panel call can take (:attr:`call_deadline` or its default)."""
+        return self.call_deadline if self.call_deadline is not None else self.connect_timeout + self.read_timeout
 
 
 class ProducerConfig(BaseModel):

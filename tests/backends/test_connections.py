@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import loopback_http
-from workers.backends.connections import ConnectFailed, ConnectionPool, PoolExhausted
+from workers.backends.connections import AnswerTooLarge, ConnectFailed, ConnectionPool, PoolExhausted
 
 
 @dataclass
@@ -130,3 +130,94 @@ def test_a_refused_connection_is_a_connect_failure() -> None:
     pool = pool_for("http://127.0.0.1:9")
     with pytest.raises(ConnectFailed, match="ConnectionRefusedError"):
         pool.request("POST", "/echo", headers={}, body=b"")
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """A panel that trickles one byte a second: of its body (``/body``) or of its status line
+    and headers (``/head``)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+        if self.path == "/body":
+            self.wfile.write(head)
+            head = b""
+        try:
+            for byte in [head[i:i + 1] for i in range(len(head))] + [b"x"] * 1000:
+                self.wfile.write(byte)
+                self.wfile.flush()
+                time.sleep(1.0)
+        except OSError:  # the client gave up
+            pass
+
+
+class Huge(http.server.BaseHTTPRequestHandler):
+    """A panel answering 200 MB, made lazily as it is sent; ``/chunked`` without a length."""
+
+    protocol_version = "HTTP/1.1"
+    sent: list[int] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        total, block = 200 * 1000 * 1000, b'{"data": "' + b"x" * 65_000
+        chunked = self.path == "/chunked"
+        self.send_response(200)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(total))
+        self.end_headers()
+        sent = 0
+        try:
+            while sent < total:
+                piece = block[: total - sent]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+        except OSError:
+            pass
+        finally:
+            Huge.sent.append(sent)
+
+
+@pytest.mark.parametrize("trickled", ["body", "head"])
+def test_a_panel_trickling_a_byte_a_second_is_cut_off_at_the_call_deadline(trickled: str) -> None:
+    # Given a pool with a 2 s read timeout and a 5 s deadline, and a panel that sends a byte a second
+    with loopback_http(Trickle) as url:
+        pool = ConnectionPool(url, size=2, connect_timeout=2.0, read_timeout=2.0, deadline=5.0)
+        # When a call is made
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            pool.request("POST", f"/{trickled}", headers={}, body=b"call")
+        took = time.monotonic() - started
+        pool.close()
+    # Then it ended at its deadline (every read was within the read timeout; the whole was not)
+    assert 4.5 <= took <= 5.5
+
+
+@pytest.mark.parametrize("path", ["/sized", "/chunked"])
+def test_reading_a_200_mb_answer_stops_at_the_size_cap(path: str) -> None:
+    # Given a panel that answers 200 MB, with and without announcing its length
+    Huge.sent = []
+    with loopback_http(Huge) as url:
+        pool = ConnectionPool(url, size=1, connect_timeout=2.0, read_timeout=5.0, max_answer_bytes=1024 * 1024)
+        # When a call is made, then it fails as too large, and the panel could not send it all
+        with pytest.raises(AnswerTooLarge):
+            pool.request("POST", path, headers={}, body=b"call")
+        pool.close()
+        wait_for(lambda: bool(Huge.sent))
+    assert Huge.sent[0] < 200 * 1000 * 1000
+
+
+def wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)

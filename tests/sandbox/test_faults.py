@@ -110,3 +110,14 @@ def test_posting_empty_faults_clears_them(whm_server: SandboxServer, http: httpx
     assert cleared["error_rate"] == 0.0 and cleared["html_rate"] == 0.0
     assert response.json()["metadata"]["result"] == 1
     assert len(ledger(http, whm_server)) == 1
+
+
+def test_echo_rate_echoes_the_request_parameters_into_a_successful_answer(
+        whm_server: SandboxServer, http: httpx.Client) -> None:
+    # Given every successful answer echoing its request
+    set_faults(http, whm_server, echo_rate=1.0)
+    # When a suspension is sent, then it is applied and the answer carries the request's parameters
+    body = suspend(http, whm_server).json()
+    assert body["metadata"]["result"] == 1
+    assert body["echo"]["user"] == "example" and "'user': 'example'" in body["metadata"]["reason"]
+    assert [c["target"] for c in ledger(http, whm_server)] == ["example"]

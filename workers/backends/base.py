@@ -14,11 +14,15 @@ class PanelResult:
 
     ``already`` is true when the panel said the state was already so (no change was made).
     Failures are raised as :class:`~workers.errors.PanelError` subclasses instead.
+    ``details`` is what mailops understood and publishes (bounded, see
+    :class:`schemas.events.Event`); ``data`` is the panel's own answer data, for a backend's
+    reads (the owner of a domain...), and is never published or stored.
     """
 
     already: bool = False
     message: str = "OK"
     details: dict[str, Any] = field(default_factory=dict)
+    data: Any = field(default=None, repr=False, compare=False)
 
 
 class Backend(Protocol):

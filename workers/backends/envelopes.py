@@ -122,7 +122,7 @@ def whm_api1(backend: str, body: Any) -> PanelResult:
     meta = body["metadata"]
     reason = str(meta.get("reason") or "")
     if str(meta.get("result")) == "1":
-        return PanelResult(message=reason or "OK", details={"data": body.get("data")} if body.get("data") else {})
+        return PanelResult(message=reason or "OK", data=body.get("data"))
     return classify_reason(backend, reason or "NOT OK", WHM_REASONS)
 
 
@@ -149,7 +149,7 @@ def uapi(backend: str, body: Any) -> PanelResult:
         raise PanelError(f"{backend}: answer is not a UAPI result")
     errors = [str(e) for e in (body.get("errors") or [])]
     if str(body.get("status")) == "1":
-        return PanelResult(message="OK", details={"data": body["data"]} if body.get("data") is not None else {})
+        return PanelResult(message="OK", data=body.get("data"))
     return classify_reason(backend, "; ".join(errors) or "UAPI call failed", UAPI_REASONS)
 
 

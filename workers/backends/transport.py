@@ -4,7 +4,8 @@ codes become :mod:`workers.errors` exceptions.
 
 Transport rules: TLS verification on unless the backend turns it off (the system's trust store,
 or the backend's own CA bundle), redirects never followed (they would carry the credentials
-elsewhere), no proxy from the environment, and a timeout on every connect and every read.
+elsewhere), no proxy from the environment, a timeout on every connect and every read, a
+deadline for the whole call (``call_deadline``) and a cap on the answer's size (``max_answer_bytes``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from workers.backends import connections
 from workers.backends.connections import Answer, ConnectFailed, ConnectionPool, PoolExhausted
 from workers.backends.envelopes import decode_json
-from workers.errors import PanelAuthRejected, PanelRefused, PanelTimeout, PanelUnavailable
+from workers.errors import AnswerTooLarge, PanelAuthRejected, PanelRefused, PanelTimeout, PanelUnavailable
 from workers.settings import BackendConfig
 
 FORM = "application/x-www-form-urlencoded"
@@ -33,6 +35,8 @@ def translate_transport_errors(backend: str) -> Iterator[None]:
     except (ConnectFailed, PoolExhausted) as exc:
         # Nothing reached the panel: safe to retry.
         raise PanelUnavailable(f"{backend}: cannot connect ({exc})") from exc
+    except connections.AnswerTooLarge as exc:
+        raise AnswerTooLarge(f"{backend}: {exc}") from exc
     except TimeoutError as exc:
         raise PanelTimeout(f"{backend}: no answer in time; the change may have been applied") from exc
     except (OSError, http.client.HTTPException) as exc:
@@ -61,7 +65,8 @@ class PanelHttp:
         self.config = config
         self._pool = ConnectionPool(
             config.url, size=config.max_concurrency, connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout, ssl_context=tls_context(config),
+            read_timeout=config.read_timeout, ssl_context=tls_context(config), deadline=config.deadline,
+            max_answer_bytes=config.max_answer_bytes,
         )
 
     def request(

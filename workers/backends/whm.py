@@ -148,7 +148,7 @@ class WhmBackend:
     def domain_owner(self, domain: str) -> str:
         """The cPanel account that owns a domain (``getdomainowner``)."""
         result = self.call("getdomainowner", {"domain": domain})
-        data = result.details.get("data")
+        data = result.data
         user = data.get("user") if isinstance(data, dict) else None
         if not user:
             raise PanelRefused(f"{self.name}: no account owns the domain “{domain}”")
@@ -169,7 +169,7 @@ class WhmBackend:
         """
         if aspect != "outgoing" or "@" in target:
             return None
-        data = self.call("accountsummary", {"user": target}).details.get("data")
+        data = self.call("accountsummary", {"user": target}).data
         accounts = data.get("acct") if isinstance(data, dict) else None
         if not isinstance(accounts, list) or not accounts or not isinstance(accounts[0], dict):
             return None

@@ -45,7 +45,7 @@ from workers.command_store import CommandStore, Parking, now_ms
 from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
 from workers.executor import Start
 from workers.limits import park_score
-from workers.lua import run_together
+from workers.lua import note_wait, run_together, transient_refusal
 from workers.messages import COMMAND_OPTION, GENERATION_OPTION, command_of, entry_of
 from workers.ordering import Pending
 from workers.retry_policy import policy_for
@@ -85,6 +85,15 @@ class Execution:
 
 
 _local = threading.local()
+
+
+@dataclass
+class _Begun:
+    """How far :meth:`Lifecycle.before_process_message` got (for :meth:`Lifecycle._end_inside`)."""
+
+    command: Command | None = None
+    attempt: int | None = None
+    start: Start | None = None
 
 
 class Starter(Protocol):
@@ -130,12 +139,26 @@ class Lifecycle(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _local.message = message
+        _local.execution = None
         assert isinstance(broker, MailopsBroker)
         _local.ack = (broker.keys.acks(broker.broker_id, message.queue_name), broker.keys.messages(message.queue_name),
                       str(message.options.get("redis_message_id", "")))
+        # Dramatiq logs and swallows what a middleware's before-hook raises, runs the actor anyway
+        # and acknowledges the message: whatever fails here ends the command instead (_end_inside).
+        begun = _Begun()
+        try:
+            self._begin(message, begun)
+        except SkipMessage:
+            raise
+        except Exception as exc:
+            self._end_inside("before", message, exc, begun.command, begun.attempt, begun.start)
+            raise SkipMessage() from None
+
+    def _begin(self, message: MessageProxy, begun: _Begun) -> None:
         command_id = str(message.args[0])
         generation = int(message.options.get(GENERATION_OPTION, 1))
         command = command_of(message) if COMMAND_OPTION in message.options else self.store.stored_command(command_id)
+        begun.command = command
         entry = entry_of(message)
         # One round trip: the attempt count, the target's turn and a backend slot (see Executor).
         start = self.starter.start_calls(command, entry) if self.starter is not None else Start()
@@ -143,6 +166,7 @@ class Lifecycle(Middleware):
         replies = _retry_redis(lambda: run_together(self.store.client, [begin, *start.calls]))
         attempt = CommandStore.attempt_from(replies[0])
         start.received(replies[1:])
+        begun.start, begun.attempt = start, attempt.number
         if not attempt.should_run:
             logger.debug("skipping %s: %s", command_id, attempt.state)
             self._abandon(start)
@@ -150,12 +174,50 @@ class Lifecycle(Middleware):
         policy = policy_for(command.command)
         if attempt.number > policy.max_attempts:
             self._abandon(start)
+            begun.start = None
             error = ErrorInfo(kind="attempts_exhausted",
                               message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)")
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
         _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
                                      entry=entry, start=start, alone=attempt.alone)
+
+    def _end_inside(self, step: str, message: MessageProxy, exc: BaseException, command: Command | None,
+                    attempt: int | None, start: Start | None) -> None:
+        """End a command whose lifecycle step failed unexpectedly (a bug, a command that no longer
+        parses, Redis refusing for good): ``dead_lettered`` with ``error.kind = internal``, so it is
+        listed by ``mailops dlq``; the message is acknowledged only with that terminal event."""
+        command_id = str(message.args[0])
+        logger.error("command %s: %s in the lifecycle (%s the panel call); dead-lettering it",
+                     command_id, _describe(exc), step, exc_info=exc)
+        if start is not None and start.sent:
+            try:
+                self._abandon(start)
+            except Exception as abandon_exc:  # the turn and the slot lease run out on their own
+                logger.warning("command %s: could not give back its turn and slot (%s)", command_id,
+                               type(abandon_exc).__name__)
+        raw = message.options.get(COMMAND_OPTION)
+        fields = raw if isinstance(raw, dict) else {}
+        event = Event(
+            id=command_id, status="dead_lettered", terminal=True, attempt=attempt,
+            command=command.command if command is not None else _text_or_none(fields.get("command")),
+            backend=command.backend if command is not None else _text_or_none(fields.get("backend")),
+            producer=command.producer if command is not None else _text_or_none(fields.get("producer")),
+            batch=command.batch if command is not None else None,
+            error=ErrorInfo(kind="internal", message=f"{_describe(exc)} ({step} the panel call)"),
+            details={"step": step},
+        )
+        _local.outcome = ("dead_lettered", command) if command is not None else None
+        ack: tuple[str, str, str] | None = getattr(_local, "ack", None)
+        try:
+            _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to if command is not None else None,
+                                                   ack=ack, command=command))
+        except Exception as finish_exc:
+            logger.critical("command %s: its terminal event could not be written (%s); its message stays in "
+                            "this worker's ack set (put back when the worker restarts or Redis reconnects)",
+                            command_id, _describe(finish_exc))
+        # Acknowledged by finish.lua, or left unacknowledged: Dramatiq's ack must not run either way.
+        message.options[ACKED_OPTION] = True
 
     def _abandon(self, start: Start) -> None:
         starter = self.starter
@@ -178,6 +240,12 @@ class Lifecycle(Middleware):
         try:
             if execution is not None:
                 self._conclude(broker, message, execution, exception)
+            else:  # an actor run without an attempt (cannot happen: before ends or skips it)
+                self._end_inside("after", message, exception or RuntimeError("no attempt was begun"), None, None, None)
+        except Exception as exc:
+            # Dramatiq would log this and acknowledge the message: end the command instead.
+            assert execution is not None
+            self._end_inside("after", message, exc, execution.command, execution.attempt, execution.start)
         finally:
             _local.ack = _local.message = None
 
@@ -310,20 +378,21 @@ def _describe(exc: BaseException) -> str:
 
 
 def _retry_redis(fn: Any, *, deadline_s: float = 3600.0) -> Any:
-    """Run a Redis operation, waiting out connection loss (Redis restarts, failovers)."""
+    """Run a Redis operation, waiting out connection loss (Redis restarts, failovers) and
+    refusals that pass (out of memory, loading...), with backoff."""
     delay, start = 0.05, time.monotonic()
     while True:
         try:
             return fn()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            if isinstance(exc, redis.ResponseError) and not transient_refusal(exc):
+                raise
             if time.monotonic() - start > deadline_s:
                 raise
-            logger.warning("Redis unreachable (%s); retrying in %.2fs", type(exc).__name__, delay)
+            note_wait(exc)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-        except redis.ResponseError as exc:
-            if "LOADING" in str(exc) or "READONLY" in str(exc):
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            raise
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

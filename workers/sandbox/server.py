@@ -76,6 +76,9 @@ class Faults:
     hang_s: float = 5.0
     #: Share that is applied, then the connection is closed with no answer.
     drop_after_apply_rate: float = 0.0
+    #: Share of successful JSON answers that echo the request's parameters back (secrets too),
+    #: in the reason, the data and a top-level ``echo``, as some panels do.
+    echo_rate: float = 0.0
     #: Seed of the fault dice, for repeatable runs.
     seed: int | None = None
 
@@ -149,6 +152,7 @@ class SandboxServer:
             error, limited, html = self._roll(f.error_rate), self._roll(f.rate_limit_rate), self._roll(f.html_rate)
             login = self._roll(f.login_page_rate)
             hang, drop = self._roll(f.timeout_after_apply_rate), self._roll(f.drop_after_apply_rate)
+            echo = self._roll(f.echo_rate)
         try:
             if f.latency_s:
                 time.sleep(f.latency_s)
@@ -161,6 +165,8 @@ class SandboxServer:
             if html:
                 return Reply(200, b"<!DOCTYPE html><html><body><h1>Down for maintenance</h1></body></html>", "text/html")
             reply = self.app.handle(request)
+            if echo:
+                reply = _echoing(reply, request)
             if hang:
                 time.sleep(f.hang_s)
             if drop:
@@ -184,6 +190,30 @@ class SandboxServer:
             self.reset_stats()
             return Reply.json(self.stats())
         return Reply.json({"error": "unknown sandbox control path"}, 404)
+
+
+def _echoing(reply: Reply, request: Request) -> Reply:
+    """``reply`` with the request's parameters echoed into it (a successful JSON answer only)."""
+    if reply.status != 200 or "json" not in reply.content_type:
+        return reply
+    body = json.loads(reply.body)
+    if not isinstance(body, dict):
+        return reply
+    params = dict(request.params)
+    body["echo"] = params
+    if isinstance(body.get("metadata"), dict):
+        body["metadata"]["reason"] = f"{body['metadata'].get('reason') or 'OK'} (request: {params})"
+    data = body.get("data")
+    if isinstance(data, dict):
+        data["echo"] = params
+        inner = data.get("uapi")
+        if isinstance(inner, dict):
+            inner["messages"] = [f"done: {params}"]
+            inner["data"] = {**inner["data"], "echo": params} if isinstance(inner.get("data"), dict) else {
+                "echo": params, "was": inner.get("data")}
+    elif data is None:
+        body["data"] = {"echo": params}
+    return Reply(reply.status, json.dumps(body).encode(), reply.content_type, reply.headers)
 
 
 def _free_port(host: str) -> int:
