@@ -90,9 +90,44 @@ class ProducerConfig(BaseModel):
     backends: tuple[str, ...] = ()
     #: Whether it may target the panels' system accounts (root, nobody, cpanel).
     allow_system_accounts: bool = False
+    #: Hold reasons it may place and lift (``suspend_*``/``unsuspend_*``); empty = its own name only.
+    reasons: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"ProducerConfig(name={self.name!r}, commands={self.commands!r}, backends={self.backends!r})"
+
+
+#: What an operator may do from the CLI (``[operators.NAME] actions``).
+OperatorAction = Literal["publish", "holds.release", "reconcile.apply", "dlq.replay", "bulk"]
+#: The producer name an operator's commands carry on the wire: ``operator.NAME``.
+OPERATOR_PREFIX = "operator."
+
+
+class OperatorConfig(BaseModel):
+    """A person (or script) running the ``mailops`` CLI: a key, the actions and hold reasons allowed.
+
+    Its commands travel as producer ``operator.NAME`` and are verified with this key at ingest.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    key: SecretStr = Field(default=SecretStr(""), exclude=True)
+    key_env: str | None = None
+    key_file: str | None = None
+    actions: tuple[OperatorAction, ...] = ()
+    #: Hold reasons it may place and lift (a forced release names the reason); empty = ``operator.NAME`` only.
+    reasons: tuple[str, ...] = ()
+    #: Backends its commands may use; ``"*"`` means any.
+    backends: tuple[str, ...] = ("*",)
+
+    @property
+    def producer(self) -> str:
+        """The producer name its commands carry."""
+        return f"{OPERATOR_PREFIX}{self.name}"
+
+    def __repr__(self) -> str:
+        return f"OperatorConfig(name={self.name!r}, actions={self.actions!r}, reasons={self.reasons!r})"
 
 
 class Settings(BaseModel):
@@ -121,6 +156,8 @@ class Settings(BaseModel):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     #: Producers that may send commands, with their keys and allow-lists.
     producers: dict[str, ProducerConfig] = Field(default_factory=dict)
+    #: Operators of the CLI, with their keys, actions and hold reasons (``[operators.NAME]``).
+    operators: dict[str, OperatorConfig] = Field(default_factory=dict)
     #: Refuse unsigned commands. Turning this off is explicit and logged loudly at start-up.
     require_signatures: bool = True
     #: Seconds a signed command's ``issued_at`` may lie in the past (and ahead, for clock skew).
@@ -147,6 +184,11 @@ class Settings(BaseModel):
             return self.backends[name]
         except KeyError:
             raise UnknownBackend(f"no backend named {name!r} is configured") from None
+
+    def sender_named(self, producer: str) -> bool:
+        """Whether ``producer`` is a configured producer or an operator's ``operator.NAME``."""
+        operator = producer.removeprefix(OPERATOR_PREFIX)
+        return producer in self.producers or (operator != producer and operator in self.operators)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -209,6 +251,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"backend {name!r}: {_describe(exc)}") from None
     values["backends"] = backends
     values["producers"] = _load_producers(raw.get("producers", {}), env, path.parent)
+    values["operators"] = _load_operators(raw.get("operators", {}), env, path.parent)
     key_env, key_file = values.pop("sealing_key_env", None), values.pop("sealing_key_file", None)
     if key_env or key_file:
         values["sealing_key"] = SecretStr(_read_secret("the sealing key", key_env, key_file, env, path.parent))
@@ -220,6 +263,8 @@ def _load_producers(tables: Mapping[str, Any], env: Mapping[str, str], base: Pat
     for name, table in tables.items():
         if "key" in table:
             raise ConfigError(f"producer {name!r}: keys do not belong in the config file; use key_env or key_file")
+        if name.startswith(OPERATOR_PREFIX):
+            raise ConfigError(f"producer {name!r}: names starting {OPERATOR_PREFIX!r} are operators' ([operators.NAME])")
         what = f"producer {name!r}"
         key = _read_secret(what, table.get("key_env"), table.get("key_file"), env, base)
         try:
@@ -227,6 +272,20 @@ def _load_producers(tables: Mapping[str, Any], env: Mapping[str, str], base: Pat
         except ValidationError as exc:
             raise ConfigError(f"{what}: {_describe(exc)}") from None
     return producers
+
+
+def _load_operators(tables: Mapping[str, Any], env: Mapping[str, str], base: Path) -> dict[str, OperatorConfig]:
+    operators: dict[str, OperatorConfig] = {}
+    for name, table in tables.items():
+        what = f"operator {name!r}"
+        if "key" in table:
+            raise ConfigError(f"{what}: keys do not belong in the config file; use key_env or key_file")
+        key = _read_secret(what, table.get("key_env"), table.get("key_file"), env, base)
+        try:
+            operators[name] = OperatorConfig(**dict(table, name=name, key=SecretStr(key)))
+        except ValidationError as exc:
+            raise ConfigError(f"{what}: {_describe(exc)}") from None
+    return operators
 
 
 def _read_secret(what: str, var: Any, file: Any, env: Mapping[str, str], base: Path) -> str:
