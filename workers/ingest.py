@@ -30,6 +30,7 @@ from workers import constants
 from workers.command_store import AdmitBatch, CommandStore
 from workers.errors import CommandError, CommandRejected
 from workers.messages import message_for
+from workers.metrics import REJECTIONS
 from workers.settings import Settings
 from workers.wire import execute
 
@@ -94,13 +95,21 @@ def fingerprint(command: Command) -> str:
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()[:FINGERPRINT_HEX]
 
 
-def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None) -> Event:
-    """The ``rejected`` event for an entry, echoing whatever of it could be read."""
+def rejection_event(exc: CommandError, entry: str | None, raw: dict[str, Any] | None,
+                    command: Command | None = None) -> Event:
+    """The ``rejected`` event for an entry (its stream id; ``None`` at the HTTP door), echoing
+    whatever of it could be read: ``command`` when it passed the schema, else ``raw``."""
     raw = raw or {}
 
-    def text(name: str) -> str | None:
-        value = raw.get(name)
+    def text(name: str, source: dict[str, Any] = raw) -> str | None:
+        value = source.get(name)
         return value[:200] if isinstance(value, str) else None
+
+    args: dict[str, Any] = raw["args"] if isinstance(raw.get("args"), dict) else {}
+    if command is not None:
+        target: str | None = command.target
+    else:  # what the target would be, if the schema had accepted the args (see CommandArgs.target)
+        target = next((value.lower() for name in ("email", "user", "domain") if (value := text(name, args))), None)
 
     if isinstance(exc, CommandRejected):
         error = ErrorInfo(kind="rejected", message=exc.message, field=exc.field, rule=exc.rule)
@@ -113,9 +122,24 @@ def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None)
         producer=text("producer"),
         status="rejected",
         terminal=True,
-        entry=entry.id,
+        entry=entry,
+        batch=text("batch"),
+        target=target,
         error=error,
     )
+
+
+def answer_rejection(store: CommandStore, exc: CommandError, *, entry: str | None, raw: dict[str, Any] | None,
+                     command: Command | None = None, reply_to: str | None = None) -> Event:
+    """Refuse a command: publish its ``rejected`` event, keep its rejection record, acknowledge its
+    entry (if it has one) and count it in ``mailops_commands_rejected_total``. Ingest and the HTTP
+    door both refuse through here."""
+    event = rejection_event(exc, entry, raw, command)
+    store.respond_and_ack(event, entry=entry, reply_to=reply_to)
+    producer = event.producer if event.producer and store.settings.sender_named(event.producer) else "unknown"
+    error = event.error
+    REJECTIONS.labels(producer, (error and error.field) or "", (error and error.rule) or (error and error.kind) or "").inc()
+    return event
 
 
 class Ingestor:
@@ -198,6 +222,7 @@ class Ingestor:
         calls = []
         admitted: list[tuple[Entry, Command]] = []
         for entry in entries:
+            command: Command | None = None
             try:
                 body = entry.body
                 if body is None:
@@ -214,7 +239,7 @@ class Ingestor:
             except CommandError as exc:
                 raw = entry.decoded
                 reply_to = raw.get("reply_to") if isinstance(raw.get("reply_to"), str) else None
-                self.store.respond_and_ack(rejection_event(exc, entry, raw), entry=entry.id, reply_to=_safe_stream(reply_to))
+                answer_rejection(self.store, exc, entry=entry.id, raw=raw, command=command, reply_to=_safe_stream(reply_to))
         if calls:
             self._unsettled.append((admitted, self.store.admit_ahead(calls)))
         self.handled += len(entries)
@@ -229,8 +254,7 @@ class Ingestor:
                 if isinstance(verdict, redis.ResponseError):
                     logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
                     error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
-                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}),
-                                               entry=entry.id)
+                    answer_rejection(self.store, error, entry=entry.id, raw=entry.decoded, command=command)
 
     def _check_reply_to(self, command: Command) -> None:
         """``reply_to`` must not name one of mailops's own keys (or the commands stream)."""

@@ -8,9 +8,9 @@ never be counted twice, and no worker-side bookkeeping is needed. The counts are
 the batch record (``counts``, ``checked``); once every command has ended they are frozen there
 (``complete``), because the command records expire after the idempotency TTL.
 
-A line that was sent but refused at ingest (for example a bad signature) has no command record:
-it stays ``pending`` (its ``rejected`` event is on the events stream: ``mailops events tail
---status rejected``). ``mailops bulk`` validates every line first, so only ingest gates can refuse.
+A line that was sent but refused at ingest (for example a bad signature) has no command record
+but a rejection record (:meth:`Keys.rejection`, kept as long): it counts as ``rejected`` and is
+listed with the failures. ``mailops bulk`` validates every line first, so only ingest gates refuse.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_TIMEOUT, RET_USAGE
 
 #: Command ids whose record is read per pipeline.
 PAGE = 1000
+#: Outcomes listed as failures.
+FAILED = frozenset({"failed", "dead_lettered", "rejected"})
 
 
 @dataclass
@@ -78,13 +80,17 @@ def read_status(client: redis.Redis, keys: constants.Keys, batch_id: str, *, max
         pipe = client.pipeline(transaction=False)
         for command_id in page:
             pipe.hmget(keys.command(command_id), "status", "outcome")
-        for index, (state, outcome) in enumerate(pipe.execute(), start=start):
+            pipe.get(keys.rejection(command_id))
+        replies = pipe.execute()
+        for index, ((state, outcome), rejection) in enumerate(zip(replies[::2], replies[1::2], strict=True), start=start):
+            if state is None and rejection is not None:
+                state, outcome = b"rejected", rejection
             if state is None:
                 status.counts["pending" if index < status.published else "unsent"] += 1
                 continue
             name = state.decode()
             status.counts[name] += 1
-            if name in {"failed", "dead_lettered"} and outcome and len(status.failures) < max_failures:
+            if name in FAILED and outcome and len(status.failures) < max_failures:
                 status.failures.append(Event.from_json(outcome))
     status.complete = status.total > 0 and status.ended == status.total
     summary = {"counts": dict(status.counts), "failures": [orjson.loads(e.to_json()) for e in status.failures]}
@@ -101,7 +107,7 @@ def render(status: BatchStatus, max_failures: int) -> Group:
     counts.add_column("status")
     counts.add_column("commands", justify="right")
     for name, n in sorted(status.counts.items(), key=lambda kv: -kv[1]):
-        style = "green" if name == "succeeded" else "red" if name in {"failed", "dead_lettered"} else ""
+        style = "green" if name == "succeeded" else "red" if name in FAILED else ""
         counts.add_row(f"[{style}]{name}[/]" if style else name, str(n))
     parts: list[Any] = [bar, counts]
     if status.failures:
