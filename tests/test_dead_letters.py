@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import add_command, read_events, wait_for_terminal
+from tests.conftest import WHM_TOKEN, add_command, read_events, wait_for_terminal
 from tests.guarantees.processes import suspend
 from workers import retry_policy
 from workers.cli.main import cli
@@ -15,8 +17,10 @@ from workers.sandbox import Faults, SandboxServer
 
 
 @pytest.fixture
-def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch):
-    """A worker, and command `dl-1` dead-lettered after 2 attempts against a panel answering HTTP 500."""
+def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Path):
+    """A worker, and command `dl-1` dead-lettered after 2 attempts against a panel answering HTTP 500;
+    the CLI's environment names operator ``ops``, who may replay dead letters."""
     monkeypatch.setitem(retry_policy.POLICIES, "unsuspend_outgoing",
                         retry_policy.RetryPolicy(max_attempts=2, min_backoff_ms=50, max_backoff_ms=100))
     settings = settings_for({"whm1": ("whm", whm)}, require_signatures=False)
@@ -27,6 +31,11 @@ def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, r
     assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered"]
     whm.set_faults(Faults())
     monkeypatch.setenv("MAILOPS_REDIS_URL", settings.redis_url or "")
+    config = tmp_path / "mailops.toml"
+    config.write_text(config.read_text() + '[operators.ops]\nkey_env = "KEY_OPS"\nactions = ["dlq.replay"]\n')
+    monkeypatch.setenv("MAILOPS_CONFIG", str(config))
+    monkeypatch.setenv("TOKEN_WHM1", WHM_TOKEN)
+    monkeypatch.setenv("KEY_OPS", "ops-key-0123456789abcdef")
     return runtime
 
 
@@ -79,3 +88,18 @@ def test_purge_empties_the_index_but_the_id_is_still_remembered(redis_client: re
     add_command(redis_client, suspend("dl-1", "example", command="unsuspend_outgoing"))
     events = wait_for_terminal(redis_client, count=2, timeout=30)
     assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered", "duplicate"]
+
+
+def test_replay_as_its_help_shows_waits_for_the_outcome_and_is_audited_with_the_operator(
+        redis_client: redis.Redis, dead_lettered) -> None:
+    # Given a dead letter; When the operator runs the example of `dlq replay --help`
+    shown = CliRunner().invoke(cli, ["dlq", "replay", "--help"])
+    example = next(line.strip() for line in shown.output.splitlines() if line.strip().startswith("mailops "))
+    assert example == "mailops dlq replay dl-1"
+    result = CliRunner().invoke(cli, example.split()[1:])
+    # Then it waited, printed the succeeded event, and exits 0
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout.splitlines()[-1])["status"] == "succeeded"
+    # And the audit stream says who replayed which command
+    audit = [orjson.loads(fields[b"body"]) for _id, fields in redis_client.xrange("mailops:audit")]
+    assert [(a["operator"], a["action"], a["command"]) for a in audit] == [("ops", "dlq.replay", "dl-1")]

@@ -15,6 +15,7 @@ so the release is ordered like any other command and shows in its events.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -115,8 +116,11 @@ def all_holds(client: redis.Redis, keys: Keys) -> dict[tuple[str, str], dict[str
 
 
 def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, target: str, aspect: str, reason: str,
-                  operator: str = OPERATOR_PRODUCER) -> dict[str, Any]:
+                  operator: str = OPERATOR_PRODUCER,
+                  prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Issue the unsuspend that removes ``reason``'s hold; returns the command body sent.
+
+    ``prepare`` finishes the body before it is sent (the CLI signs it with the operator's key).
 
     Raises :class:`CommandError` when that hold does not exist.
     """
@@ -136,6 +140,8 @@ def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, targ
     }
     if hold.get("backend"):
         body["backend"] = hold["backend"]
+    if prepare is not None:
+        body = prepare(body)
     audit = {"event": "forced_release", "target": target, "aspect": aspect, "reason": reason, "by": operator,
              "hold": {k: hold.get(k) for k in ("producer", "command", "issued_at")}, "command": body["id"],
              "at": body["issued_at"]}

@@ -26,7 +26,7 @@ import hashlib
 import io
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from schemas.commands import validate_command
 from workers import constants
+from workers.cli.acting import as_producer
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandRejected
@@ -172,14 +173,18 @@ def _report_bad(console: Console, bad: list[BadLine]) -> None:
 @click.option("--priority", default="bulk", show_default=True, type=click.Choice(["urgent", "default", "bulk"]),
               help="Queue class for lines that do not name one.")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Producer signing key; every command is signed.")
+              help="Sign with this key instead of each producer's configured one.")
 @click.option("--limit", type=click.IntRange(1), help="Send at most this many lines in this run (resume later).")
 def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend: str | None, producer: str,
          priority: str, key_file: Path | None, limit: int | None) -> None:
     """Publish every line of FILE (.csv or .jsonl) as one batch, with a progress bar; resumable.
 
     Running the same file again continues where an interrupted run stopped. Follow the batch with
-    `mailops batch status BATCH_ID --follow`.
+    `mailops batch status BATCH_ID --follow`. Each line is signed with its producer's configured key.
+
+    \b
+    Example:
+      mailops bulk accounts.csv --command unsuspend_outgoing --backend whm1
     """
     console = Console(stderr=True, highlight=False)
     content = file.read_bytes()
@@ -200,7 +205,10 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
         sys.exit(RET_OK)
     settings, client = connected_settings()
     key = key_file.read_bytes().strip() if key_file else None
-    sent = publish_batch(client, settings.commands_stream, settings.keys, batch_id, file, ready, key, console, limit)
+    # Each line is signed with its producer's configured key (a refusal names the producer and exits 4).
+    producer_keys = {name: as_producer(settings, name).key for name in {str(line.data["producer"]) for line in ready}}
+    sent = publish_batch(client, settings.commands_stream, settings.keys, batch_id, file, ready, key, console, limit,
+                         producer_keys=producer_keys)
     click.echo(batch_id)
     if sent < len(ready):
         console.print(f"stopped after {sent} of {len(ready)} lines; run the same command again to resume")
@@ -208,8 +216,10 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
 
 
 def publish_batch(client: redis.Redis, stream: str, keys: constants.Keys, batch_id: str, file: Path,
-                  ready: list[Line], key: bytes | None, console: Console, limit: int | None) -> int:
-    """Send the lines not sent yet; return how many of ``ready`` have been sent in all."""
+                  ready: list[Line], key: bytes | None, console: Console, limit: int | None, *,
+                  producer_keys: Mapping[str, bytes | None] | None = None) -> int:
+    """Send the lines not sent yet; return how many of ``ready`` have been sent in all. Lines are
+    signed with ``key`` if given, else with their producer's key in ``producer_keys``."""
     record = keys.batch(batch_id)
     client.hsetnx(record, "created", int(time.time() * 1000))
     client.hset(record, mapping={"file": str(file), "total": len(ready),
@@ -227,7 +237,7 @@ def publish_batch(client: redis.Redis, stream: str, keys: constants.Keys, batch_
             pipe = client.pipeline(transaction=True)
             for line in chunk:
                 body = build_body(line.data["command"], line.data.get("args", {}), producer=line.data["producer"],
-                                  id=line.data["id"], key=key,
+                                  id=line.data["id"], key=key or (producer_keys or {}).get(line.data["producer"]),
                                   **{k: v for k, v in line.data.items() if k not in {"id", "command", "args", "producer"}})
                 pipe.xadd(stream, {constants.BODY_FIELD: orjson.dumps(body)})
             pipe.hset(record, "published", done + len(chunk))

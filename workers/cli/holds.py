@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 import orjson
 import redis
 
+from workers.cli.acting import RELEASED, as_operator, await_outcomes, operator_option, wait_options, waiter
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandError
-from workers.holds import OPERATOR_PRODUCER, force_release, hold_aspects, holds_of
+from workers.holds import force_release, hold_aspects, holds_of
 from workers.redis_client import connect
 
 
@@ -52,25 +54,43 @@ def show(target: str, as_json: bool) -> None:
 @click.option("--aspect", required=True, help="Aspect to release (e.g. outgoing).")
 @click.option("--reason", required=True, help="The reason whose hold is removed.")
 @click.option("--force", is_flag=True, help="Confirm releasing a hold another party owns.")
-@click.option("--operator", default=OPERATOR_PRODUCER, show_default=True, help="Who releases (audit and producer).")
-def release(target: str, aspect: str, reason: str, force: bool, operator: str) -> None:
-    """Remove REASON's hold on TARGET: issues an unsuspend for that reason, recorded in the audit stream."""
+@operator_option
+@wait_options
+def release(target: str, aspect: str, reason: str, force: bool, operator_name: str | None, wait: bool,
+            timeout: float) -> None:
+    """Remove REASON's hold on TARGET: issues an unsuspend for that reason, signed by the operator
+    (action ``holds.release``) and recorded in the audit stream; waits for its outcome.
+
+    Exit 0 once the hold is gone (``held``: other reasons still hold TARGET), 1 if it was refused.
+
+    \b
+    Example:
+      mailops holds release shop --aspect outgoing --reason abuse --force
+    """
     if not force:
         click.echo("mailops holds release: releasing another party's hold needs --force", err=True)
         raise SystemExit(RET_USAGE)
     settings = load_settings()
+    acting = as_operator(settings, operator_name, "holds.release")
     client = connect(settings, max_connections=2)
+    waiting = waiter(client, settings, acting)
+
+    def signed(body: dict[str, Any]) -> dict[str, Any]:
+        waiting.expect(str(body["id"]))  # before it is sent: its earliest answer is seen
+        return acting.signed(body)
+
     try:
-        body = force_release(client, settings.keys, settings.commands_stream, target=target, aspect=aspect,
-                             reason=reason, operator=operator)
-    except CommandError as exc:
-        click.echo(f"mailops holds release: {exc}", err=True)
-        raise SystemExit(RET_FAILED) from None
-    except redis.RedisError as exc:
-        click.echo(f"mailops holds release: Redis unreachable: {type(exc).__name__}", err=True)
-        raise SystemExit(RET_CONNECT) from None
+        try:
+            body = force_release(client, settings.keys, settings.commands_stream, target=target, aspect=aspect,
+                                 reason=reason, operator=acting.producer, prepare=signed)
+        except CommandError as exc:
+            click.echo(f"mailops holds release: {exc}", err=True)
+            raise SystemExit(RET_FAILED) from None
+        except redis.RedisError as exc:
+            click.echo(f"mailops holds release: Redis unreachable: {type(exc).__name__}", err=True)
+            raise SystemExit(RET_CONNECT) from None
+        click.echo(f"issued {body['command']} {body['id']} for {target} (reason {reason}) at "
+                   f"{datetime.now(UTC).isoformat(timespec='seconds')}; follow it on {settings.events_stream}")
+        raise SystemExit(await_outcomes(waiting, [body["id"]], timeout=timeout, ok=RELEASED) if wait else RET_OK)
     finally:
         client.close()
-    click.echo(f"issued {body['command']} {body['id']} for {target} (reason {reason}) at "
-               f"{datetime.now(UTC).isoformat(timespec='seconds')}; follow it on {settings.events_stream}")
-    raise SystemExit(RET_OK)
