@@ -28,7 +28,7 @@ from schemas.commands import Command, parse_command
 from schemas.events import ErrorInfo, Event
 from workers import constants
 from workers.command_store import AdmitBatch, CommandStore
-from workers.errors import CommandError, CommandRejected
+from workers.errors import CommandError, CommandRejected, UnknownBackend
 from workers.messages import message_for
 from workers.metrics import REJECTIONS
 from workers.settings import Settings
@@ -113,6 +113,8 @@ def rejection_event(exc: CommandError, entry: str | None, raw: dict[str, Any] | 
 
     if isinstance(exc, CommandRejected):
         error = ErrorInfo(kind="rejected", message=exc.message, field=exc.field, rule=exc.rule)
+    elif isinstance(exc, UnknownBackend):
+        error = ErrorInfo(kind=exc.kind, message=str(exc), field="backend", rule="unknown")
     else:
         error = ErrorInfo(kind=exc.kind, message=str(exc))
     return Event(
