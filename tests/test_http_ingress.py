@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
 import schemathesis
+import uvicorn
 from fastapi.testclient import TestClient
 from hypothesis import settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -19,11 +25,14 @@ from tests.conftest import read_events, wait_for_terminal, wait_until
 from tests.security.conftest import KEYS, PRODUCERS
 from workers.http_ingress import create_app
 from workers.metrics import REJECTIONS
+from workers.producer import Producer
 from workers.runtime import Runtime
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
 from workers.signing import sign, verify
+
+WEBHOOKS = Path(__file__).parents[1] / "docs" / "webhooks"
 
 
 @pytest.fixture
@@ -189,3 +198,47 @@ def test_the_api_keeps_its_own_openapi_contract(case: schemathesis.Case) -> None
     # The body schema cannot say which args each command takes (a cross-field rule), so a
     # schema-valid body may still be answered 422; every other check applies.
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+
+@pytest.fixture
+def served(redis_client: redis.Redis, secure: Settings) -> Iterator[str]:
+    """The ingress served over HTTP by uvicorn (as `mailops serve` does), on a free port."""
+    server = uvicorn.Server(uvicorn.Config(create_app(secure, redis_client), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=10)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def billing_php(url: str, key: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["php", str(WEBHOOKS / "billing.php"), *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "MAILOPS_URL": url, "MAILOPS_KEY": key.decode()})
+
+
+@pytest.mark.skipif(shutil.which("php") is None, reason="php is not installed (CI installs it)")
+def test_the_php_billing_webhook_example_unsuspends_reports_a_remaining_hold_and_a_refusal(
+        served: str, secure: Settings, redis_client: redis.Redis, whm: SandboxServer,
+        runtime_for: Callable[..., Runtime]) -> None:
+    runtime_for(secure)
+    app = whm.app
+    assert isinstance(app, WhmSandbox)
+    # Given billing suspended `example` for an unpaid invoice
+    with Producer(redis_client, producer="billing", key=KEYS["billing"]) as billing:
+        assert billing.wait(billing.publish("suspend_outgoing", {"user": "example"}, backend="whm1")).status == "succeeded"
+    # When the invoice is paid, the PHP handler lifts billing's hold: exit 0, the panel unsuspended
+    paid = billing_php(served, KEYS["billing"], "example", "inv-1")
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    assert "billing-paid-inv-1: succeeded" in paid.stdout and app.state.accounts["example"].outgoing == "active"
+    # And with an abuse hold on `other` as well as billing's, it says "held" and why (exit 3)
+    with Producer(redis_client, producer="abuse-detector", key=KEYS["abuse-detector"]) as abuse:
+        assert abuse.wait(abuse.publish("suspend_outgoing", {"user": "other"}, backend="whm1", reason="abuse")).status == "succeeded"
+    held = billing_php(served, KEYS["billing"], "other", "inv-2")
+    assert held.returncode == 3, held.stdout + held.stderr
+    assert "still suspended: held by abuse" in held.stdout and app.state.accounts["other"].outgoing == "suspended"
+    # And signed with the wrong key it is refused at once, naming the field and rule (exit 1)
+    forged = billing_php(served, b"not-the-billing-key", "example", "inv-3")
+    assert forged.returncode == 1 and "refused (401) signature/mismatch" in forged.stdout
