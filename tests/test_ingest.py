@@ -16,6 +16,7 @@ from tests.test_end_to_end import suspend
 from workers.command_store import CommandStore
 from workers.constants import INGEST_GROUP
 from workers.ingest import Ingestor
+from workers.metrics import REJECTIONS
 from workers.redis_client import connect
 from workers.sandbox import SandboxServer
 
@@ -91,3 +92,24 @@ def test_an_admit_redis_refuses_is_answered_and_the_batch_around_it_is_admitted(
         ("rejected", "body", "unadmittable")]
     assert {e.id for e in events if e.status == "accepted"} == {"ok-1", "ok-2"}
     assert not loop.is_alive()
+
+
+def test_a_rejection_carries_batch_and_target_is_kept_as_a_record_and_counted(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a worker; When a batch line with a bad backend and a line that fails the schema arrive
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    unknown = REJECTIONS.labels("unknown", "backend", "unknown")._value.get()
+    add_command(redis_client, suspend("b-1-1", user="example") | {"backend": "whm9", "batch": "b-1"})
+    add_command(redis_client, suspend("b-1-2", user="Bad User") | {"batch": "b-1"})
+    events = wait_for_terminal(redis_client, {"b-1-1", "b-1-2"}, timeout=10)
+    # Then each rejected event names its batch and target (as read, for the one the schema refused)
+    finals = {e.id: e for e in events if e.terminal}
+    assert {i: (e.status, e.batch, e.target) for i, e in finals.items()} == {
+        "b-1-1": ("rejected", "b-1", "example"), "b-1-2": ("rejected", "b-1", "bad user")}
+    assert finals["b-1-1"].error is not None and (finals["b-1-1"].error.field, finals["b-1-1"].error.rule) == (
+        "backend", "unknown")
+    # And each id keeps its rejection record, and the counter counts the refusal by producer, field and rule
+    assert CommandStore(redis_client, settings).rejection("b-1-1") == finals["b-1-1"]
+    assert REJECTIONS.labels("unknown", "backend", "unknown")._value.get() == unknown + 1

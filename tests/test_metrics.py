@@ -50,3 +50,24 @@ def test_a_scrape_after_a_run_shows_the_counts_of_the_events(redis_client: redis
     assert samples[("mailops_dead_letters", ())] == 1
     assert samples[("mailops_queue_depth", (("queue", "urgent"), ("state", "ready")))] == 0
     assert samples[("mailops_backend_breaker_state", (("backend", "whm1"), ("state", "closed")))] == 1
+
+
+def test_a_scrape_counts_rejections_by_producer_field_and_rule(redis_client: redis.Redis, whm, settings_for,
+                                                               runtime_for) -> None:
+    # Given a worker serving metrics; When a command is refused at ingest
+    settings = settings_for({"whm1": ("whm", whm)})
+    metrics = Metrics(redis_client, settings)
+    port = _free_port("127.0.0.1")
+    server = metrics.serve(port, addr="127.0.0.1")
+    try:
+        runtime_for(settings, metrics=metrics)
+        add_command(redis_client, _cmd("rej-1", "Bad User"))
+        wait_for_terminal(redis_client, {"rej-1"})
+        # Then the process's scrape has mailops_commands_rejected_total for that field and rule
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        server.shutdown()
+    samples = {(s.labels["producer"], s.labels["field"], s.labels["rule"]): s.value
+               for family in text_string_to_metric_families(text) if family.name == "mailops_commands_rejected"
+               for s in family.samples if s.name == "mailops_commands_rejected_total"}
+    assert samples.get(("unknown", "args.user", "string_pattern_mismatch"), 0) >= 1
