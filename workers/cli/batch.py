@@ -139,7 +139,11 @@ def status(batch_id: str, follow: bool, interval: float, timeout: float | None, 
     """Show a batch's progress and counts by outcome, and list its failures.
 
     Exit 0 when every command succeeded (or, without --follow, the batch is still running),
-    1 when the batch ended with failures, 5 when --follow timed out.
+    1 when the batch ended with failures or rejections, 5 when --follow timed out.
+
+    \b
+    Example:
+      mailops batch status b-6e530aebc1e5e749 --follow --timeout 600
     """
     settings, client = connected_settings()
     console = Console(highlight=False)
