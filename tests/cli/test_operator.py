@@ -205,11 +205,12 @@ def test_bulk_as_its_help_shows_signs_each_line_with_its_producers_key_and_the_b
     # Given the file the example names, with one line of a command migration may not send
     monkeypatch.chdir(tmp_path)
     Path("accounts.csv").write_text("user,command\nexample,\nother,suspend_login\n")
-    # When the example runs
+    # When the example runs, Then it waits until both lines ended and exits 1 for the refused one
     sent = deployment.run(help_example(deployment, "bulk"))
-    assert sent.exit_code == RET_OK, sent.output
-    batch_id = sent.stdout.strip().splitlines()[-1]
-    # Then `batch status --follow` ends, counting the refused line as rejected
+    assert sent.exit_code == RET_FAILED, sent.output
+    batch_id = sent.stdout.strip().splitlines()[0]
+    assert orjson.loads(sent.stdout.splitlines()[-1])["counts"] == {"succeeded": 1, "rejected": 1}
+    # And `batch status --follow` ends too, counting the refused line as rejected
     status = deployment.run(f"mailops batch status {batch_id} --follow --json --timeout 60")
     assert status.exit_code == RET_FAILED, status.output
     summary = orjson.loads(status.stdout.splitlines()[-1])

@@ -62,11 +62,20 @@ def operator_option(fn: F) -> F:
                         help=f"Act as this [operators.NAME] (default: ${OPERATOR_ENV}, else the only one configured).")(fn)
 
 
-def wait_options(fn: F) -> F:
-    """``--wait/--no-wait`` (default: wait) and ``--timeout``."""
-    fn = click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the outcome (then exit 5).")(fn)
-    return click.option("--wait/--no-wait", default=True, show_default=True,
-                        help="Wait for the terminal event(s), print them, and exit by them.")(fn)
+def waiting(timeout: float) -> Callable[[F], F]:
+    """``--wait/--no-wait`` (default: wait) and ``--timeout`` (default ``timeout`` seconds)."""
+
+    def options(fn: F) -> F:
+        fn = click.option("--timeout", default=timeout, show_default=True,
+                          help="Seconds to wait for the outcome (then exit 5).")(fn)
+        return click.option("--wait/--no-wait", default=True, show_default=True,
+                            help="Wait for the terminal event(s), print them, and exit by them.")(fn)
+
+    return options
+
+
+#: The wait options of commands that issue a few commands.
+wait_options = waiting(60.0)
 
 
 def refuse(message: str, code: int = RET_FAILED) -> SystemExit:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,19 +152,34 @@ def status(batch_id: str, follow: bool, interval: float, timeout: float | None, 
     if current is None:
         click.echo(f"mailops: no batch {batch_id!r}", err=True)
         sys.exit(RET_USAGE)
-    deadline = None if timeout is None else time.monotonic() + timeout
     if follow:
         with Live(render(current, max_failures), console=console, transient=as_json, auto_refresh=False) as live:
-            while not current.complete:
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                time.sleep(interval)
-                current = read_status(client, settings.keys, batch_id) or current
-                live.update(render(current, max_failures), refresh=True)
+            current = follow_batch(client, settings.keys, current, interval=interval, timeout=timeout,
+                                   on_update=lambda status: live.update(render(status, max_failures), refresh=True))
     elif not as_json:
         console.print(render(current, max_failures))
     if as_json:
         click.echo(orjson.dumps(current.to_json()).decode())
-    if not current.complete:
-        sys.exit(RET_TIMEOUT if follow else RET_OK)
-    sys.exit(RET_OK if current.counts.get("succeeded", 0) == current.total else RET_FAILED)
+    sys.exit(exit_code(current, followed=follow))
+
+
+def follow_batch(client: redis.Redis, keys: constants.Keys, current: BatchStatus, *, interval: float = 1.0,
+                 timeout: float | None = None, on_update: Callable[[BatchStatus], object] | None = None) -> BatchStatus:
+    """Read the batch's status every ``interval`` seconds until every line has ended (rejected
+    ones included) or ``timeout`` passed; returns the last status read."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not current.complete:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+        current = read_status(client, keys, current.batch_id) or current
+        if on_update is not None:
+            on_update(current)
+    return current
+
+
+def exit_code(status: BatchStatus, *, followed: bool) -> int:
+    """0 all succeeded (or still running, when not followed), 1 ended with failures or rejections, 5 timed out."""
+    if not status.complete:
+        return RET_TIMEOUT if followed else RET_OK
+    return RET_OK if status.counts.get("succeeded", 0) == status.total else RET_FAILED

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from schemas.commands import validate_command
 from workers import constants
-from workers.cli.acting import as_producer
+from workers.cli.acting import as_producer, waiting
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandRejected
@@ -175,12 +175,15 @@ def _report_bad(console: Console, bad: list[BadLine]) -> None:
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sign with this key instead of each producer's configured one.")
 @click.option("--limit", type=click.IntRange(1), help="Send at most this many lines in this run (resume later).")
+@waiting(3600.0)
 def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend: str | None, producer: str,
-         priority: str, key_file: Path | None, limit: int | None) -> None:
+         priority: str, key_file: Path | None, limit: int | None, wait: bool, timeout: float) -> None:
     """Publish every line of FILE (.csv or .jsonl) as one batch, with a progress bar; resumable.
 
     Running the same file again continues where an interrupted run stopped. Follow the batch with
     `mailops batch status BATCH_ID --follow`. Each line is signed with its producer's configured key.
+    Unless --no-wait, waits until every line has ended, prints the batch status as JSON and exits
+    0 only if every line succeeded (1 failures or rejections, 5 timeout: see `batch status`).
 
     \b
     Example:
@@ -212,6 +215,14 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
     click.echo(batch_id)
     if sent < len(ready):
         console.print(f"stopped after {sent} of {len(ready)} lines; run the same command again to resume")
+    elif wait:
+        from workers.cli.batch import exit_code, follow_batch, read_status  # batch imports this module
+
+        first = read_status(client, settings.keys, batch_id)
+        assert first is not None  # publish_batch wrote the batch record
+        status = follow_batch(client, settings.keys, first, timeout=timeout)
+        click.echo(orjson.dumps(status.to_json()).decode())
+        sys.exit(exit_code(status, followed=True))
     sys.exit(RET_OK)
 
 
