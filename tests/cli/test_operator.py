@@ -130,6 +130,8 @@ def test_holds_release_as_its_help_shows_lifts_the_abuse_hold_on_the_panel_and_e
     audit = [orjson.loads(fields[b"body"]) for _id, fields in deployment.client.xrange(deployment.settings.keys.audit)]
     assert any(a.get("event") == "forced_release" and a["by"] == "operator.alice" and a["command"] == event["id"]
                for a in audit)
+    assert [(a["operator"], a["action"], a["command"]) for a in audit if a.get("event") == "operator_action"] == [
+        ("alice", "holds.release", event["id"])]
 
 
 def test_an_operator_without_the_action_is_refused_with_the_reason_and_nothing_is_issued(deployment: Deployment) -> None:

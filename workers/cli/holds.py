@@ -9,7 +9,15 @@ import click
 import orjson
 import redis
 
-from workers.cli.acting import RELEASED, as_operator, await_outcomes, operator_option, wait_options, waiter
+from workers.cli.acting import (
+    RELEASED,
+    as_operator,
+    audit,
+    await_outcomes,
+    operator_option,
+    wait_options,
+    waiter,
+)
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandError
@@ -89,6 +97,9 @@ def release(target: str, aspect: str, reason: str, force: bool, operator_name: s
         except redis.RedisError as exc:
             click.echo(f"mailops holds release: Redis unreachable: {type(exc).__name__}", err=True)
             raise SystemExit(RET_CONNECT) from None
+        pipe = client.pipeline(transaction=False)
+        audit(pipe, settings, acting, "holds.release", str(body["id"]))  # beside force_release's own record
+        pipe.execute()
         click.echo(f"issued {body['command']} {body['id']} for {target} (reason {reason}) at "
                    f"{datetime.now(UTC).isoformat(timespec='seconds')}; follow it on {settings.events_stream}")
         raise SystemExit(await_outcomes(waiting, [body["id"]], timeout=timeout, ok=RELEASED) if wait else RET_OK)
