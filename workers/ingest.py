@@ -117,6 +117,8 @@ def rejection_event(exc: CommandError, entry: str | None, raw: dict[str, Any] | 
         error = ErrorInfo(kind=exc.kind, message=str(exc), field="backend", rule="unknown")
     else:
         error = ErrorInfo(kind=exc.kind, message=str(exc))
+    if command is not None:  # what the schema read (a generated id, a resolved backend)
+        raw = {name: getattr(command, name) for name in ("id", "command", "backend", "producer", "batch")}
     return Event(
         id=text("id"),
         command=text("command"),
