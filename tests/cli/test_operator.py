@@ -220,3 +220,17 @@ def test_bulk_as_its_help_shows_signs_each_line_with_its_producers_key_and_the_b
     (failure,) = summary["failures"]
     assert (failure["status"], failure["batch"], failure["target"]) == ("rejected", batch_id, "other")
     assert (failure["error"]["field"], failure["error"]["rule"]) == ("command", "not_allowed")
+
+
+def test_bulk_sent_by_an_operator_is_signed_with_its_key_and_needs_the_bulk_action(
+        deployment: Deployment, tmp_path: Path) -> None:
+    # Given a file of a command migration may not send
+    file = tmp_path / "logins.csv"
+    file.write_text("user\nexample\n")
+    # When operator alice sends it, Then it runs (her actions include bulk, so any command)
+    sent = deployment.run(f"mailops bulk {file} --command terminate_sessions --backend whm1 --producer operator.alice")
+    assert sent.exit_code == RET_OK, sent.output
+    assert orjson.loads(sent.stdout.splitlines()[-1])["counts"] == {"succeeded": 1}
+    # And bob, who may only publish, is refused before anything is sent (sent=0, nothing published)
+    refused = deployment.run(f"mailops bulk {file} --command terminate_sessions --producer operator.bob")
+    assert refused.exit_code == RET_FAILED and "operator bob may not bulk" in refused.output

@@ -6,7 +6,8 @@ Every CLI action that issues commands (``publish``, ``holds release``, ``reconci
 * an operator, ``[operators.NAME]`` (``--operator NAME``, else ``MAILOPS_OPERATOR``, else the only
   one configured): its commands travel as producer ``operator.NAME``, signed with its key, and the
   action must be in its ``actions``;
-* or, for ``publish --producer X`` and ``bulk --producer X``, producer ``X`` with its own key.
+* or, for ``publish --producer X`` and ``bulk --producer X``, producer ``X`` with its own key
+  (``--producer operator.NAME`` is operator ``NAME`` again: a bulk file sent by an operator).
 
 Each command gets a fresh ``issued_at`` and a signature, and one record per command on the audit
 stream (operator, action, command id). With signatures off (``require_signatures = false``) and no
@@ -32,7 +33,7 @@ from workers.cli.exit_codes import RET_CONFIG, RET_FAILED, RET_OK, RET_TIMEOUT
 from workers.constants import BODY_FIELD
 from workers.holds import OPERATOR_PRODUCER
 from workers.producer import Producer, WaitTimeout
-from workers.settings import OperatorAction, Settings
+from workers.settings import OPERATOR_PREFIX, OperatorAction, Settings
 from workers.signing import sign
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -105,8 +106,11 @@ def as_operator(settings: Settings, name: str | None, action: OperatorAction) ->
     return Acting(operator.producer, operator.key.get_secret_value().encode(), operator.name)
 
 
-def as_producer(settings: Settings, name: str) -> Acting:
-    """Producer ``name`` with its configured key (unsigned only if it is unknown and signatures are off)."""
+def as_producer(settings: Settings, name: str, action: OperatorAction) -> Acting:
+    """Producer ``name`` with its configured key (unsigned only if it is unknown and signatures are
+    off); ``operator.NAME`` is operator ``NAME``, who must be allowed ``action``."""
+    if name.startswith(OPERATOR_PREFIX):
+        return as_operator(settings, name.removeprefix(OPERATOR_PREFIX), action)
     producer = settings.producers.get(name)
     if producer is not None:
         return Acting(name, producer.key.get_secret_value().encode())

@@ -209,7 +209,7 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
     settings, client = connected_settings()
     key = key_file.read_bytes().strip() if key_file else None
     # Each line is signed with its producer's configured key (a refusal names the producer and exits 4).
-    producer_keys = {name: as_producer(settings, name).key for name in {str(line.data["producer"]) for line in ready}}
+    producer_keys = {name: as_producer(settings, name, "bulk").key for name in {str(line.data["producer"]) for line in ready}}
     sent = publish_batch(client, settings.commands_stream, settings.keys, batch_id, file, ready, key, console, limit,
                          producer_keys=producer_keys)
     click.echo(batch_id)

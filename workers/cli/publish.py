@@ -80,7 +80,7 @@ def publish(command: str | None, arg_pairs: tuple[str, ...], backend: str | None
         sys.exit(RET_USAGE)
     settings, client = connected_settings()
     producer = producer or (str(body["producer"]) if body.get("producer") else None)
-    acting = as_producer(settings, producer) if producer else as_operator(settings, operator_name, "publish")
+    acting = as_producer(settings, producer, "publish") if producer else as_operator(settings, operator_name, "publish")
     if key_file is not None:
         acting = Acting(acting.producer, key_file.read_bytes().strip(), acting.operator)
     fields = {"backend": backend, "priority": priority, "reason": reason}
