@@ -1,7 +1,8 @@
 """Events: what the worker publishes about each command.
 
 Every command ends with exactly one event whose status is in :data:`TERMINAL_STATUSES`;
-``accepted`` and ``retrying`` may come before it.
+``accepted`` and ``retrying`` may come before it. ``held`` ends an ``unsuspend_*`` that removed
+its reason's hold while other holds keep the target suspended: not an error, and not unsuspended.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ EventStatus = Literal[
     "retrying",
     "waiting",
     "succeeded",
+    "held",
     "failed",
     "dead_lettered",
     "duplicate",
@@ -26,9 +28,12 @@ EventStatus = Literal[
     "superseded",
 ]
 
+#: The status of an unsuspend that lifted its own hold while others remain (the panel was not called).
+HELD: EventStatus = "held"
+
 #: Statuses that end a command (or, for duplicate/in_flight/conflict/rejected, one submission).
 TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "dead_lettered", "duplicate", "in_flight", "conflict", "rejected", "superseded"}
+    {"succeeded", "held", "failed", "dead_lettered", "duplicate", "in_flight", "conflict", "rejected", "superseded"}
 )
 
 #: Longest error message kept (characters); a panel's failure text may be anything.

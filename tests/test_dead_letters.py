@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import add_command, read_events, wait_for_terminal
+from tests.conftest import WHM_TOKEN, add_command, read_events, wait_for_terminal
 from tests.guarantees.processes import suspend
 from workers import retry_policy
 from workers.cli.main import cli
 from workers.sandbox import Faults, SandboxServer
+from workers.settings import Settings
 
 
 @pytest.fixture
-def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch):
-    """A worker, and command `dl-1` dead-lettered after 2 attempts against a panel answering HTTP 500."""
+def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Path):
+    """A worker, and command `dl-1` dead-lettered after 2 attempts against a panel answering HTTP 500;
+    the CLI's environment names operator ``ops``, who may replay dead letters."""
     monkeypatch.setitem(retry_policy.POLICIES, "unsuspend_outgoing",
                         retry_policy.RetryPolicy(max_attempts=2, min_backoff_ms=50, max_backoff_ms=100))
     settings = settings_for({"whm1": ("whm", whm)}, require_signatures=False)
@@ -26,8 +31,18 @@ def dead_lettered(redis_client: redis.Redis, whm: SandboxServer, settings_for, r
     events = wait_for_terminal(redis_client, {"dl-1"}, timeout=30)
     assert [e.status for e in events if e.id == "dl-1" and e.terminal] == ["dead_lettered"]
     whm.set_faults(Faults())
-    monkeypatch.setenv("MAILOPS_REDIS_URL", settings.redis_url or "")
+    act_as_replaying_operator(monkeypatch, tmp_path, settings)
     return runtime
+
+
+def act_as_replaying_operator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Settings) -> None:
+    """The CLI's environment: the worker's Redis and config, plus operator ``ops``, who may replay dead letters."""
+    monkeypatch.setenv("MAILOPS_REDIS_URL", settings.redis_url or "")
+    config = tmp_path / "mailops.toml"
+    config.write_text(config.read_text() + '[operators.ops]\nkey_env = "KEY_OPS"\nactions = ["dlq.replay"]\n')
+    monkeypatch.setenv("MAILOPS_CONFIG", str(config))
+    monkeypatch.setenv("TOKEN_WHM1", WHM_TOKEN)
+    monkeypatch.setenv("KEY_OPS", "ops-key-0123456789abcdef")
 
 
 def test_a_dead_letter_is_listed_and_shown_with_every_attempt_and_its_error(dead_lettered) -> None:
@@ -82,7 +97,8 @@ def test_purge_empties_the_index_but_the_id_is_still_remembered(redis_client: re
 
 
 def test_a_replayed_command_tells_its_reply_to_stream_as_well_as_the_events_stream(
-        redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch) -> None:
+        redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
     # Given a command with a reply_to stream, dead-lettered against a failing panel
     monkeypatch.setitem(retry_policy.POLICIES, "unsuspend_outgoing",
                         retry_policy.RetryPolicy(max_attempts=1, min_backoff_ms=50, max_backoff_ms=100))
@@ -92,9 +108,10 @@ def test_a_replayed_command_tells_its_reply_to_stream_as_well_as_the_events_stre
     add_command(redis_client, suspend("rt-1", "example", command="unsuspend_outgoing") | {"reply_to": "billing:replies"})
     wait_for_terminal(redis_client, {"rt-1"}, timeout=30)
     whm.set_faults(Faults())
-    monkeypatch.setenv("MAILOPS_REDIS_URL", settings.redis_url or "")
+    act_as_replaying_operator(monkeypatch, tmp_path, settings)
     # When an operator replays it
-    assert CliRunner().invoke(cli, ["dlq", "replay", "rt-1"]).exit_code == 0
+    replayed = CliRunner().invoke(cli, ["dlq", "replay", "rt-1"])
+    assert replayed.exit_code == 0, replayed.output
     events = wait_for_terminal(redis_client, count=2, timeout=30)
     # Then its reply_to stream got every event the events stream got for it, the replay's included
     ours = [e.status for e in events if e.id == "rt-1"]
@@ -117,3 +134,18 @@ def test_a_dead_letter_without_a_valid_stored_command_is_answered_unreplayable(
     # When they are replayed, then each is answered `unreplayable` and nothing is queued
     assert [letters.replay(i) for i in ("dl-none", "dl-bad")] == ["unreplayable", "unreplayable"]
     assert not [k for k in redis_client.scan_iter("mailops:dq:*") if b".msgs" in k]
+
+
+def test_replay_as_its_help_shows_waits_for_the_outcome_and_is_audited_with_the_operator(
+        redis_client: redis.Redis, dead_lettered) -> None:
+    # Given a dead letter; When the operator runs the example of `dlq replay --help`
+    shown = CliRunner().invoke(cli, ["dlq", "replay", "--help"])
+    example = next(line.strip() for line in shown.output.splitlines() if line.strip().startswith("mailops "))
+    assert example == "mailops dlq replay dl-1"
+    result = CliRunner().invoke(cli, example.split()[1:])
+    # Then it waited, printed the succeeded event, and exits 0
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout.splitlines()[-1])["status"] == "succeeded"
+    # And the audit stream says who replayed which command
+    audit = [orjson.loads(fields[b"body"]) for _id, fields in redis_client.xrange("mailops:audit")]
+    assert [(a["operator"], a["action"], a["command"]) for a in audit] == [("ops", "dlq.replay", "dl-1")]

@@ -21,6 +21,7 @@ from tests.test_end_to_end import suspend
 from workers.command_store import CommandStore
 from workers.constants import INGEST_GROUP
 from workers.ingest import Ingestor
+from workers.metrics import REJECTIONS
 from workers.redis_client import connect
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -157,7 +158,8 @@ def test_a_valid_command_whose_reply_to_is_not_a_stream_of_its_own_is_rejected_n
     assert (done.error.field, done.error.rule) == ("reply_to", rule)
     assert not redis_client.exists(reply_to) or reply_to in {"mailops:events", "mailops:commands", "billing:state"}
     assert redis_client.type("billing:state") == b"hash"
-    assert set(redis_client.keys("*")) - keys_before <= {b"mailops:events"}
+    # (the only keys written: the events stream and the id's rejection record)
+    assert set(redis_client.keys("*")) - keys_before <= {b"mailops:events", b"mailops:rejected:c-1"}
 
 
 def test_a_reply_to_stream_of_the_producers_own_receives_the_events(
@@ -201,3 +203,24 @@ def test_a_command_for_an_unknown_backend_is_rejected_naming_field_backend_and_r
     [rejected] = [e for e in events if e.id == "nob-1"]
     assert rejected.status == "rejected" and rejected.error is not None
     assert (rejected.error.field, rejected.error.rule) == ("backend", "unknown")
+
+
+def test_a_rejection_carries_batch_and_target_is_kept_as_a_record_and_counted(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for, runtime_for
+) -> None:
+    # Given a worker; When a batch line with a bad backend and a line that fails the schema arrive
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    unknown = REJECTIONS.labels("unknown", "backend", "unknown")._value.get()
+    add_command(redis_client, suspend("b-1-1", user="example") | {"backend": "whm9", "batch": "b-1"})
+    add_command(redis_client, suspend("b-1-2", user="Bad User") | {"batch": "b-1"})
+    events = wait_for_terminal(redis_client, {"b-1-1", "b-1-2"}, timeout=10)
+    # Then each rejected event names its batch and target (as read, for the one the schema refused)
+    finals = {e.id: e for e in events if e.terminal}
+    assert {i: (e.status, e.batch, e.target) for i, e in finals.items()} == {
+        "b-1-1": ("rejected", "b-1", "example"), "b-1-2": ("rejected", "b-1", "bad user")}
+    assert finals["b-1-1"].error is not None and (finals["b-1-1"].error.field, finals["b-1-1"].error.rule) == (
+        "backend", "unknown")
+    # And each id keeps its rejection record, and the counter counts the refusal by producer, field and rule
+    assert CommandStore(redis_client, settings).rejection("b-1-1") == finals["b-1-1"]
+    assert REJECTIONS.labels("unknown", "backend", "unknown")._value.get() == unknown + 1

@@ -90,3 +90,24 @@ def test_the_waiting_gauge_follows_each_commands_latest_reason_and_drops_it_once
     depth = {s.labels["state"]: s.value for family in Metrics(redis_client, settings).registry.collect()
              if family.name == "mailops_queue_depth" for s in family.samples if s.labels["queue"] == "urgent"}
     assert depth["delayed"] == 3
+
+
+def test_a_scrape_counts_rejections_by_producer_field_and_rule(redis_client: redis.Redis, whm, settings_for,
+                                                               runtime_for) -> None:
+    # Given a worker serving metrics; When a command is refused at ingest
+    settings = settings_for({"whm1": ("whm", whm)})
+    metrics = Metrics(redis_client, settings)
+    port = _free_port("127.0.0.1")
+    server = metrics.serve(port, addr="127.0.0.1")
+    try:
+        runtime_for(settings, metrics=metrics)
+        add_command(redis_client, _cmd("rej-1", "Bad User"))
+        wait_for_terminal(redis_client, {"rej-1"})
+        # Then the process's scrape has mailops_commands_rejected_total for that field and rule
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        server.shutdown()
+    samples = {(s.labels["producer"], s.labels["field"], s.labels["rule"]): s.value
+               for family in text_string_to_metric_families(text) if family.name == "mailops_commands_rejected"
+               for s in family.samples if s.name == "mailops_commands_rejected_total"}
+    assert samples.get(("unknown", "args.user", "string_pattern_mismatch"), 0) >= 1

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from tests.conftest import read_events
+from tests.conftest import read_events, wait_for_terminal
 from workers.embedded_redis import EmbeddedRedis
 from workers.producer import Producer, WaitTimeout
 from workers.runtime import Runtime
@@ -83,3 +83,30 @@ def test_wait_without_a_worker_raises_wait_timeout_naming_the_command(redis_clie
         producer.wait(command_id, timeout=0.3)
     assert raised.value.kind == "timeout"
     assert read_events(redis_client) == []
+
+
+def test_a_wait_begun_after_the_rejection_is_answered_from_the_rejection_record(
+        redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+        runtime_for: Callable[..., Runtime]) -> None:
+    # Given a command rejected before anyone waited for it
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    Producer(redis_client, producer="abuse-detector").publish("suspend_outgoing", {"user": "Not Valid"}, id="lib-gone")
+    wait_for_terminal(redis_client, {"lib-gone"})
+    # When another producer object waits for it, Then it gets the rejection, not a timeout
+    event = Producer(redis_client, producer="abuse-detector").wait("lib-gone", timeout=5)
+    assert (event.status, event.error and event.error.field) == ("rejected", "args.user")
+
+
+def test_wait_returns_held_for_an_unsuspend_another_hold_keeps_suspended(
+        redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+        runtime_for: Callable[..., Runtime]) -> None:
+    # Given abuse's suspension
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    abuse = Producer(redis_client, producer="abuse-detector")
+    assert abuse.wait(abuse.publish("suspend_outgoing", {"user": "example"}, backend="whm1")).status == "succeeded"
+    # When billing unsuspends and waits
+    billing = Producer(redis_client, producer="billing")
+    event = billing.wait(billing.publish("unsuspend_outgoing", {"user": "example"}, backend="whm1"), timeout=30)
+    # Then the answer is `held` (terminal, no error), never `succeeded`, and says who holds it
+    assert (event.status, event.terminal, event.error) == ("held", True, None)
+    assert event.details["holds"]["after"] == ["abuse-detector"] and event.details["holds"]["panel_called"] is False

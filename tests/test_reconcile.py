@@ -58,9 +58,13 @@ def test_reconcile_reports_panels_that_differ_from_the_holds_and_apply_converges
     with app.state.lock:
         app.state.accounts["example"].outgoing = "active"
         app.state.accounts["other"].outgoing = "suspended"
-    env = {"MAILOPS_REDIS_URL": str(settings.redis_url), "MAILOPS_CONFIG": str(tmp_path / "mailops.toml"),
-           "TOKEN_WHM1": WHM_TOKEN}
-    # when: reconcile checks, then applies
+    # and: an operator who may apply reconciliations of any hold reason
+    config = tmp_path / "mailops.toml"
+    config.write_text(config.read_text() + '[operators.ops]\nkey_env = "KEY_OPS"\n'
+                                           'actions = ["reconcile.apply"]\nreasons = ["*"]\n')
+    env = {"MAILOPS_REDIS_URL": str(settings.redis_url), "MAILOPS_CONFIG": str(config), "TOKEN_WHM1": WHM_TOKEN,
+           "KEY_OPS": "ops-key-0123456789abcdef"}
+    # when: reconcile checks, then applies (and waits for the converging commands)
     report = CliRunner().invoke(reconcile_cli, ["--backend", "whm1"], env=env)
     applied = CliRunner().invoke(reconcile_cli, ["--apply"], env=env)
     # then: the check named both differences; apply issued commands that restored what the holds say

@@ -27,7 +27,14 @@ command / not_allowed the producer may not send this command
 backend / not_allowed the producer may not use this backend
 args.X / system_account  ``root``, ``nobody`` or ``cpanel`` as a target, unless allowed
 args.X / control_characters, query_characters  hostile characters in any string argument
+reason / not_allowed  a suspend/unsuspend whose hold reason is not in the sender's ``reasons``
 ====================  ==================================================================
+
+Hold reasons are authorised: a configured producer or operator may place and lift holds of its
+own name and of the reasons listed in its ``reasons`` (``"*"`` = any); so ``billing`` cannot lift
+the ``abuse`` hold. Operators (``[operators.NAME]``) sign as producer ``operator.NAME`` with their
+own key; they may send any command when their ``actions`` include ``publish`` or ``bulk``, only
+suspends and unsuspends when they include ``holds.release`` or ``reconcile.apply``.
 
 A replay inside the window carries an ``id`` the worker has seen and is answered by the
 idempotency check (``duplicate``/``in_flight``), never run twice.
@@ -47,12 +54,13 @@ from typing import Any
 
 import redis
 
-from schemas.commands import Command
+from schemas.commands import COMMANDS, Command
 from schemas.fields import SECRET_FIELDS, SYSTEM_ACCOUNTS, hostile_character, walk_strings
 from workers.errors import CommandRejected
+from workers.holds import plan_for
 from workers.ingest import Entry, IngestGate
 from workers.sealing import Sealer, SealingGate, decode_key
-from workers.settings import ProducerConfig, Settings
+from workers.settings import OperatorConfig, ProducerConfig, Settings
 from workers.signing import verify
 
 logger = logging.getLogger(__name__)
@@ -65,8 +73,25 @@ ACCOUNT_FIELDS = frozenset({"user", "newuser", "owner", "forward_to"})
 ANY = "*"
 
 
+#: Commands that place or lift a hold (what ``holds.release`` and ``reconcile.apply`` issue).
+HOLD_COMMANDS = tuple(sorted(name for name in COMMANDS if name.startswith(("suspend_", "unsuspend_"))))
+
+
 def _allowed(value: str | None, allowed: tuple[str, ...]) -> bool:
     return ANY in allowed or (value is not None and value in allowed)
+
+
+def as_producer(operator: OperatorConfig) -> ProducerConfig:
+    """An operator seen from ingest: the producer ``operator.NAME`` with its key and what its actions send."""
+    actions = set(operator.actions)
+    commands = (ANY,) if actions & {"publish", "bulk"} else HOLD_COMMANDS if actions & {"holds.release", "reconcile.apply"} else ()
+    return ProducerConfig(name=operator.producer, key=operator.key, commands=commands, backends=operator.backends,
+                          reasons=operator.reasons)
+
+
+def senders(settings: Settings) -> dict[str, ProducerConfig]:
+    """Everyone who may sign commands: the producers, and the operators as ``operator.NAME``."""
+    return {**settings.producers, **{op.producer: as_producer(op) for op in settings.operators.values()}}
 
 
 class AuthGate:
@@ -74,7 +99,7 @@ class AuthGate:
 
     def __init__(self, settings: Settings, client: redis.Redis, *, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
-        self.producers: Mapping[str, ProducerConfig] = settings.producers
+        self.producers: Mapping[str, ProducerConfig] = senders(settings)
         self.client = client
         self.audit_stream = settings.keys.audit
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -104,6 +129,10 @@ class AuthGate:
                 raise CommandRejected("command", "not_allowed", f"producer {producer.name} may not send {command.command}")
             if not _allowed(command.backend, producer.backends):
                 raise CommandRejected("backend", "not_allowed", f"producer {producer.name} may not use backend {command.backend}")
+            plan = plan_for(command)
+            if plan is not None and not _allowed(plan.reason, (producer.name, *producer.reasons)):
+                raise CommandRejected("reason", "not_allowed", f"producer {producer.name} may not place or lift "
+                                                               f"{plan.reason}'s hold")
         if producer is None or not producer.allow_system_accounts:
             _refuse_system_accounts(command.args)
         for path, value in walk_strings(command.args, "args"):

@@ -269,15 +269,22 @@ class CommandStore:
             pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
         pipe.execute()
 
-    def respond_and_ack(self, event: Event, *, entry: str, reply_to: str | None = None) -> None:
-        """Publish an answer to a stream entry, acknowledge and delete the entry, in one transaction."""
+    def respond_and_ack(self, event: Event, *, entry: str | None, reply_to: str | None = None) -> None:
+        """Publish an answer to a stream entry, acknowledge and delete the entry, in one transaction.
+
+        A ``rejected`` answer with an id is also kept as that id's rejection record
+        (:meth:`Keys.rejection`) for the idempotency TTL. ``entry`` is ``None`` for a refusal at the
+        HTTP door (nothing reached the stream)."""
         body = event.to_json()
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(self.settings.events_stream, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
         if reply_to:
             pipe.xadd(reply_to, {"body": body}, maxlen=self.settings.events_maxlen, approximate=True)
-        pipe.xack(self.settings.commands_stream, INGEST_GROUP, entry)
-        pipe.xdel(self.settings.commands_stream, entry)
+        if event.status == "rejected" and event.id:
+            pipe.set(self.keys.rejection(event.id), body, ex=self.settings.idempotency_ttl_s)
+        if entry is not None:
+            pipe.xack(self.settings.commands_stream, INGEST_GROUP, entry)
+            pipe.xdel(self.settings.commands_stream, entry)
         # A reply_to whose key changed type since ingest checked it refuses its copy alone (the
         # transaction's other steps ran): that costs the copy, never the answer or another entry.
         replies = pipe.execute(raise_on_error=False)
@@ -287,6 +294,11 @@ class CommandStore:
             raise errors[0]
         if copy_refused:
             logger.warning("could not copy the answer to entry %s to reply_to %s: %s", entry, reply_to, replies[1])
+
+    def rejection(self, command_id: str) -> Event | None:
+        """The ``rejected`` event of an id refused before admission, while it is kept."""
+        raw: Any = self.client.get(self.keys.rejection(command_id))
+        return Event.from_json(raw) if raw else None
 
     def record(self, command_id: str) -> dict[str, str]:
         raw: Any = self.client.hgetall(self.keys.command(command_id))

@@ -171,6 +171,11 @@ class Keys:
         """Stream of security-relevant decisions (rejections, forced releases)."""
         return f"{self.prefix}:audit"
 
+    def rejection(self, command_id: str) -> str:
+        """String holding the ``rejected`` event of an id refused before admission (kept for the
+        idempotency TTL, so ``GET /v1/commands/ID`` and ``mailops batch status`` can answer it)."""
+        return f"{self.prefix}:rejected:{key_part(command_id)}"
+
     def batch(self, batch_id: str) -> str:
         """Hash with one bulk batch's metadata and counters."""
         return f"{self.prefix}:batch:{key_part(batch_id)}"

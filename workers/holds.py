@@ -16,6 +16,7 @@ so the release is ordered like any other command and shows in its events.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -129,8 +130,11 @@ def backends_holding(client: redis.Redis, keys: Keys, target: str, aspect: str |
 
 
 def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, backend: str, target: str, aspect: str,
-                  reason: str, operator: str = OPERATOR_PRODUCER) -> dict[str, Any]:
+                  reason: str, operator: str = OPERATOR_PRODUCER,
+                  prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Issue the unsuspend that removes ``reason``'s hold on ``backend``; returns the command body sent.
+
+    ``prepare`` finishes the body before it is sent (the CLI signs it with the operator's key).
 
     Raises :class:`CommandError` when that hold does not exist.
     """
@@ -149,6 +153,8 @@ def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, back
         "reason": reason,
         "issued_at": now.isoformat().replace("+00:00", "Z"),
     }
+    if prepare is not None:
+        body = prepare(body)
     audit = {"event": "forced_release", "backend": backend, "target": target, "aspect": aspect, "reason": reason,
              "by": operator, "hold": {k: hold.get(k) for k in ("producer", "command", "issued_at")},
              "command": body["id"], "at": body["issued_at"]}

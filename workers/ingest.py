@@ -28,8 +28,9 @@ from schemas.commands import Command, parse_command
 from schemas.events import ErrorInfo, Event
 from workers import constants
 from workers.command_store import AdmitBatch, CommandStore
-from workers.errors import CommandError, CommandRejected
+from workers.errors import CommandError, CommandRejected, UnknownBackend
 from workers.messages import message_for
+from workers.metrics import REJECTIONS
 from workers.reply_streams import ReplyStreams
 from workers.settings import Settings
 from workers.wire import execute
@@ -111,31 +112,56 @@ def exc_field(exc: CommandError) -> str | None:
     return exc.field if isinstance(exc, CommandRejected) else None
 
 
-def rejection_event(exc: CommandError, entry: Entry, raw: dict[str, Any] | None, command: Command | None = None) -> Event:
-    """The ``rejected`` event for an entry, echoing whatever of it could be read (with ``command``,
-    the parsed command a gate refused: its backend and target as far as they are known)."""
+def rejection_event(exc: CommandError, entry: str | None, raw: dict[str, Any] | None,
+                    command: Command | None = None) -> Event:
+    """The ``rejected`` event for an entry (its stream id; ``None`` at the HTTP door), echoing
+    whatever of it could be read: ``command`` when it passed the schema, else ``raw``."""
     raw = raw or {}
 
-    def text(name: str) -> str | None:
-        value = raw.get(name)
+    def text(name: str, source: dict[str, Any] = raw) -> str | None:
+        value = source.get(name)
         return value[:200] if isinstance(value, str) else None
+
+    args: dict[str, Any] = raw["args"] if isinstance(raw.get("args"), dict) else {}
+    if command is not None:
+        target: str | None = command.target
+    else:  # what the target would be, if the schema had accepted the args (see CommandArgs.target)
+        target = next((value.lower() for name in ("email", "user", "domain") if (value := text(name, args))), None)
 
     if isinstance(exc, CommandRejected):
         error = ErrorInfo(kind="rejected", message=exc.message, field=exc.field, rule=exc.rule)
-    else:  # (an unknown backend names its field and rule too)
+    elif isinstance(exc, UnknownBackend):
+        error = ErrorInfo(kind=exc.kind, message=str(exc), field="backend", rule="unknown")
+    else:
         error = ErrorInfo(kind=exc.kind, message=str(exc), field=getattr(exc, "field", None),
                           rule=getattr(exc, "rule", None))
+    if command is not None:  # what the schema read (a generated id, a resolved backend)
+        raw = {name: getattr(command, name) for name in ("id", "command", "backend", "producer", "batch")}
     return Event(
         id=text("id"),
         command=text("command"),
         backend=command.backend if command is not None else text("backend"),
-        target=command.target if command is not None else None,
         producer=text("producer"),
         status="rejected",
         terminal=True,
-        entry=entry.id,
+        entry=entry,
+        batch=text("batch"),
+        target=target,
         error=error,
     )
+
+
+def answer_rejection(store: CommandStore, exc: CommandError, *, entry: str | None, raw: dict[str, Any] | None,
+                     command: Command | None = None, reply_to: str | None = None) -> Event:
+    """Refuse a command: publish its ``rejected`` event, keep its rejection record, acknowledge its
+    entry (if it has one) and count it in ``mailops_commands_rejected_total``. Ingest and the HTTP
+    door both refuse through here."""
+    event = rejection_event(exc, entry, raw, command)
+    store.respond_and_ack(event, entry=entry, reply_to=reply_to)
+    producer = event.producer if event.producer and store.settings.sender_named(event.producer) else "unknown"
+    error = event.error
+    REJECTIONS.labels(producer, (error and error.field) or "", (error and error.rule) or (error and error.kind) or "").inc()
+    return event
 
 
 class Ingestor:
@@ -238,9 +264,8 @@ class Ingestor:
                 admitted.append((entry, command))
             except CommandError as exc:
                 raw = entry.decoded
-                event = rejection_event(exc, entry, raw, command)
                 reply_to = None if exc_field(exc) == "reply_to" else self.reply_streams.usable(raw.get("reply_to"))
-                self.store.respond_and_ack(event, entry=entry.id, reply_to=reply_to)
+                answer_rejection(self.store, exc, entry=entry.id, raw=raw, command=command, reply_to=reply_to)
         if calls:
             self._unsettled.append((admitted, self.store.admit_ahead(calls)))
         self.handled += len(entries)
@@ -255,8 +280,7 @@ class Ingestor:
                 if isinstance(verdict, redis.ResponseError):
                     logger.error("ingest: could not admit entry %s: %s", entry.id, verdict)
                     error = CommandRejected("body", "unadmittable", f"Redis refused to admit the command ({verdict})")
-                    self.store.respond_and_ack(rejection_event(error, entry, {"id": command.id, "command": command.command}, command),
-                                               entry=entry.id)
+                    answer_rejection(self.store, error, entry=entry.id, raw=entry.decoded, command=command)
 
     def run(self) -> None:
         """Loop until :meth:`stop`; Redis outages are waited out, never fatal."""

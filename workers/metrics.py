@@ -168,6 +168,12 @@ def _ingest_group(client: redis.Redis, stream: str) -> tuple[float, int]:
     return float(length), 0
 
 
+#: Commands refused before admission, counted where the refusal is decided (ingest and the HTTP
+#: door, :func:`workers.ingest.answer_rejection`); registered in each process's registry.
+REJECTIONS = Counter("mailops_commands_rejected", "Commands rejected before admission, by producer and the field and rule.",
+                     ["producer", "field", "rule"], registry=None)
+
+
 class Metrics:
     """The metrics registry of one process."""
 
@@ -178,6 +184,7 @@ class Metrics:
         self.latency = Histogram("mailops_command_duration_seconds", "Time to process one attempt (panel call included).",
                                  ["command", "backend"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(RedisCollector(client, settings))
+        self.registry.register(REJECTIONS)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
         """Serve ``/metrics`` on ``port`` in a daemon thread; returns the HTTP server (``.shutdown()``)."""

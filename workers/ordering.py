@@ -172,9 +172,12 @@ def stamp_for(command: Command, entry: str | None, *, max_skew_ms: int = DEFAULT
 
 
 def desired_state(command: Command) -> str:
-    """What the command asks the panel for, as a short fingerprint: its name and arguments
-    (sealed passwords seal deterministically, so equal passwords compare equal)."""
-    digest = hashlib.sha256(orjson.dumps([command.command, command.args], option=orjson.OPT_SORT_KEYS))
+    """What the command asks the panel for, and who asks, as a short fingerprint: its name, arguments
+    (sealed passwords seal deterministically, so equal passwords compare equal) and producer. Only
+    the same sender's re-sends collapse: an operator's or reconcile's command for the same state
+    exists because the panel drifted, and must reach it."""
+    digest = hashlib.sha256(orjson.dumps([command.command, command.args, command.producer],
+                                         option=orjson.OPT_SORT_KEYS))
     return digest.hexdigest()[:24]
 
 

@@ -121,16 +121,25 @@ class Producer:
     def wait(self, command_id: str, timeout: float = 30.0) -> Event:
         """The terminal event of ``command_id``; raises :class:`WaitTimeout` when none came in time.
 
+        Terminal means any status in :data:`~schemas.events.TERMINAL_STATUSES`: ``succeeded``,
+        but also ``held`` (an unsuspend that lifted its own hold while another keeps the target
+        suspended), ``rejected`` (``error.field``/``error.rule`` say why), ``failed``... Check
+        ``event.status == "succeeded"`` before assuming the panel changed.
+
         Events are read from where the stream was when this producer published the command (or
         from now), so a rejection, duplicate or conflict answer is seen too; a command that ended
-        before the wait started is answered from its record.
+        (or was rejected) before the wait started is answered from its record.
         """
         cursor = self._cursors.get(command_id) or self._events_tail()
         deadline = time.monotonic() + timeout
         while True:
-            stored: Any = self.client.hget(self.keys.command(command_id), "outcome")
-            if stored and command_id not in self._cursors:
-                return Event.from_json(stored)
+            if command_id not in self._cursors:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hget(self.keys.command(command_id), "outcome")
+                pipe.get(self.keys.rejection(command_id))
+                stored: Any = next(filter(None, pipe.execute()), None)
+                if stored:
+                    return Event.from_json(stored)
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 raise WaitTimeout(f"no terminal event for {command_id} within {timeout:g}s")
@@ -142,6 +151,12 @@ class Producer:
                     if event.terminal and event.id == command_id:
                         self._cursors.pop(command_id, None)
                         return event
+
+    def expect(self, *command_ids: str) -> None:
+        """Remember the events stream's position now, before commands sent by other means (a
+        pipeline, a dead-letter replay), so :meth:`wait` sees even their earliest answer."""
+        tail = self._events_tail()
+        self._cursors.update(dict.fromkeys(command_ids, tail))
 
     def _events_tail(self) -> str:
         last: Any = self.client.xrevrange(self.events_stream, count=1)

@@ -152,27 +152,44 @@ class ProducerConfig(BaseModel):
     backends: tuple[str, ...] = ()
     #: Whether it may target the panels' system accounts (root, nobody, cpanel).
     allow_system_accounts: bool = False
+    #: Hold reasons it may place and lift (``suspend_*``/``unsuspend_*``); empty = its own name only.
+    reasons: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"ProducerConfig(name={self.name!r}, commands={self.commands!r}, backends={self.backends!r})"
 
 
+#: What an operator may do from the CLI (``[operators.NAME] actions``).
+OperatorAction = Literal["publish", "holds.release", "reconcile.apply", "dlq.replay", "bulk"]
+#: The producer name an operator's commands carry on the wire: ``operator.NAME``.
+OPERATOR_PREFIX = "operator."
+
+
 class OperatorConfig(BaseModel):
-    """One operator the CLI may act as (``--operator NAME``): a signing key and what it may do."""
+    """A person (or script) running the ``mailops`` CLI: a key, the actions and hold reasons allowed.
+
+    Its commands travel as producer ``operator.NAME`` and are verified with this key at ingest.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    #: The HMAC key, resolved from ``key_env``/``key_file`` at load time.
     key: SecretStr = Field(default=SecretStr(""), exclude=True)
     key_env: str | None = None
     key_file: str | None = None
-    #: Operator actions allowed (e.g. ``holds.release``) and the reasons it may give.
-    actions: tuple[str, ...] = ()
+    actions: tuple[OperatorAction, ...] = ()
+    #: Hold reasons it may place and lift (a forced release names the reason); empty = ``operator.NAME`` only.
     reasons: tuple[str, ...] = ()
+    #: Backends its commands may use; ``"*"`` means any.
+    backends: tuple[str, ...] = ("*",)
+
+    @property
+    def producer(self) -> str:
+        """The producer name its commands carry."""
+        return f"{OPERATOR_PREFIX}{self.name}"
 
     def __repr__(self) -> str:
-        return f"OperatorConfig(name={self.name!r}, actions={self.actions!r})"
+        return f"OperatorConfig(name={self.name!r}, actions={self.actions!r}, reasons={self.reasons!r})"
 
 
 class ConfigFile(BaseModel):
@@ -215,7 +232,7 @@ class Settings(BaseModel):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     #: Producers that may send commands, with their keys and allow-lists.
     producers: dict[str, ProducerConfig] = Field(default_factory=dict)
-    #: Operators the CLI may act as, with their keys and allowed actions.
+    #: Operators of the CLI, with their keys, actions and hold reasons (``[operators.NAME]``).
     operators: dict[str, OperatorConfig] = Field(default_factory=dict)
     #: Refuse unsigned commands. Turning this off is explicit and logged loudly at start-up.
     require_signatures: bool = True
@@ -243,6 +260,11 @@ class Settings(BaseModel):
             return self.backends[name]
         except KeyError:
             raise UnknownBackend(f"no backend named {name!r} is configured") from None
+
+    def sender_named(self, producer: str) -> bool:
+        """Whether ``producer`` is a configured producer or an operator's ``operator.NAME``."""
+        operator = producer.removeprefix(OPERATOR_PREFIX)
+        return producer in self.producers or (operator != producer and operator in self.operators)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -316,6 +338,10 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     values["operators"] = {name: _build(OperatorConfig, path, f"operators.{name}", _keyed(path, f"operators.{name}",
                                                                                          name, table, env))
                            for name, table in file.operators.items()}
+    for name in values["producers"]:
+        if name.startswith(OPERATOR_PREFIX):
+            raise ConfigError(f"{path}: [producers.{name}]: names starting {OPERATOR_PREFIX!r} are operators' "
+                              "([operators.NAME])")
     for name, producer in values["producers"].items():
         _check_allow_list(path, f"producers.{name}", "commands", producer.commands, _command_names())
         _check_allow_list(path, f"producers.{name}", "backends", producer.backends, backends)

@@ -37,11 +37,14 @@ function mailops_sign(stdClass $command, string $key): string
     return hash_hmac('sha256', mailops_canonical($unsigned), $key);
 }
 
-$key = getenv('MAILOPS_KEY');
-if ($key === false || $key === '') {
-    fwrite(STDERR, "set MAILOPS_KEY to the producer key\n");
-    exit(2);
+// Run as a script (not included by another file, e.g. docs/webhooks/billing.php): sign stdin.
+if (realpath((string) ($_SERVER['SCRIPT_FILENAME'] ?? '')) === __FILE__) {
+    $key = getenv('MAILOPS_KEY');
+    if ($key === false || $key === '') {
+        fwrite(STDERR, "set MAILOPS_KEY to the producer key\n");
+        exit(2);
+    }
+    $command = json_decode(stream_get_contents(STDIN), false, 512, JSON_THROW_ON_ERROR);
+    $command->signature = mailops_sign($command, $key);
+    echo json_encode($command, JSON_FLAGS), "\n";
 }
-$command = json_decode(stream_get_contents(STDIN), false, 512, JSON_THROW_ON_ERROR);
-$command->signature = mailops_sign($command, $key);
-echo json_encode($command, JSON_FLAGS), "\n";

@@ -51,7 +51,7 @@ def test_batch_status_counts_outcomes_and_lists_the_failures(redis_client: redis
     runtime_for(settings_for({"whm1": ("whm", whm)}, require_signatures=False))
     file = tmp_path / "mixed.csv"
     file.write_text("user\nexample\nghost\nother\n")
-    sent = mailops("bulk", str(file), "--command", "suspend_outgoing", "--backend", "whm1")
+    sent = mailops("bulk", str(file), "--command", "suspend_outgoing", "--backend", "whm1", "--no-wait")
     assert sent.exit_code == RET_OK, sent.output
     batch_id = sent.stdout.strip()
     result = mailops("batch", "status", batch_id, "--follow", "--interval", "0.2", "--timeout", "30", "--json")
@@ -81,7 +81,7 @@ def test_a_10000_line_bulk_interrupted_half_way_and_run_again_applies_every_line
         first = mailops("bulk", str(file), "--limit", "5000", extra_env=env)
         assert first.exit_code == RET_OK and "stopped after 5000 of 10000" in first.stderr
         batch_id = first.stdout.strip()
-        second = mailops("bulk", str(file), extra_env=env)
+        second = mailops("bulk", str(file), "--no-wait", extra_env=env)
         assert second.exit_code == RET_OK and "5000 line(s) already sent; resuming" in second.stderr
         assert second.stdout.strip() == batch_id
         # Then every line ran once

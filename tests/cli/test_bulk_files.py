@@ -95,7 +95,7 @@ def test_ctrl_c_while_sending_names_the_batch_and_the_command_that_resumes_it_wi
     env = {**os.environ, **cli_env(tmp_path, redis_server.url, {"whm1": whm}),
            "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "workers", "bulk", str(file), "--command", "suspend_outgoing",
-                             "--backend", "whm1"], cwd=ROOT, env=env, text=True,
+                             "--backend", "whm1", "--no-wait"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # When it has sent its first chunk, Redis holds further writes still and the operator presses Ctrl-C
@@ -113,7 +113,7 @@ def test_ctrl_c_while_sending_names_the_batch_and_the_command_that_resumes_it_wi
     assert f"interrupted: batch {batch}" in err and "Aborted!" not in err
     resume = err.split("resume with: ", 1)[1].splitlines()[0]
     assert resume == f"mailops bulk {shlex.quote(str(file))} --command suspend_outgoing --backend whm1 " \
-                     "--producer migration --priority bulk"
+                     "--producer migration --priority bulk --no-wait"
     sent_before = redis_client.xlen("mailops:commands")
     assert 0 < sent_before < total
     # And running that command finishes the batch with every line sent exactly once

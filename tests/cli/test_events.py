@@ -93,3 +93,18 @@ def test_events_tail_follow_prints_a_new_event_and_stops_after_max(tmp_path: Pat
     # Then the follower prints its terminal event and exits 0 by itself after --max 1
     assert tail.returncode == RET_OK, err
     assert shown(out.decode()) == [("f-1", "succeeded", "abuse", "whm1")]
+
+
+def test_events_tail_by_batch_shows_the_batch_lines_refused_at_ingest(redis_client: redis.Redis, whm: SandboxServer,
+                                                                      settings_for: Callable[..., Settings],
+                                                                      runtime_for: Callable[..., Runtime],
+                                                                      mailops: Invoke) -> None:
+    # Given a batch line ingest refuses (its backend is not configured)
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    add_command(redis_client, {"id": "b-9-1", "command": "suspend_outgoing", "backend": "nowhere", "batch": "b-9",
+                               "args": {"user": "example"}, "producer": "migration"})
+    wait_for_terminal(redis_client, {"b-9-1"})
+    # When the batch's events are tailed, Then the rejection is there
+    result = mailops("events", "tail", "--batch", "b-9", "--json")
+    assert result.exit_code == RET_OK
+    assert shown(result.stdout) == [("b-9-1", "rejected", "migration", "nowhere")]

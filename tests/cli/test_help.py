@@ -39,3 +39,12 @@ def test_help_exits_zero_and_shows_the_usage_of_the_command(path: tuple[str, ...
     # Then it exits 0 and prints that command's usage line
     assert result.exit_code == RET_OK, result.output
     assert result.output.startswith(f"Usage: {' '.join(('mailops', *path))}")
+
+
+@pytest.mark.parametrize("path", [("publish",), ("holds", "release"), ("reconcile",), ("dlq", "replay"), ("bulk",),
+                                  ("batch", "status")], ids=" ".join)
+def test_the_help_of_each_action_that_issues_or_follows_commands_ends_with_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"], prog_name="mailops", catch_exceptions=False)
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    options = next(i for i, line in enumerate(lines) if line == "Options:")
+    assert lines[options - 1].startswith(f"mailops {' '.join(path)}"), result.output

@@ -50,7 +50,7 @@ def test_publish_signs_the_command_with_the_key_file(redis_client: redis.Redis, 
     key_file = tmp_path / "key"
     key_file.write_bytes(b"s3cret-key\n")
     # When a command is published from JSON on stdin with that key (no worker running)
-    result = mailops("publish", "--json", "-", "--key-file", str(key_file), "--producer", "billing",
+    result = mailops("publish", "--json", "-", "--key-file", str(key_file), "--producer", "billing", "--no-wait",
                      input='{"command": "unsuspend_outgoing", "args": {"user": "example"}, "id": "bill-9"}')
     assert result.exit_code == RET_OK, result.output
     # Then the stream entry carries a signature that verifies over the command without it

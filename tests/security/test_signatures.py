@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 import redis
+from pydantic import SecretStr
 
+from tests.clock import iso
 from tests.conftest import wait_for_terminal
 from tests.security.conftest import signed
 from workers.auth import AuthGate
+from workers.constants import Keys
+from workers.holds import holds_of
 from workers.sandbox import SandboxServer
+from workers.settings import OperatorConfig
+from workers.signing import sign
 
 
 def suspend(id: str, user: str = "example") -> dict[str, object]:
@@ -67,3 +74,49 @@ def test_disabling_signatures_is_logged_as_a_warning_at_start_up(
         AuthGate(settings, redis_client)
     # Then a WARNING says so
     assert any(r.levelno == logging.WARNING and "SIGNATURES DISABLED" in r.getMessage() for r in caplog.records)
+
+
+def test_billing_naming_the_abuse_detectors_reason_is_rejected_and_the_abuse_hold_stays(
+    redis_client: redis.Redis, whm: SandboxServer, secure_settings, runtime_for
+) -> None:
+    # Given abuse-detector suspended outgoing mail of `example` (its own reason)
+    runtime_for(secure_settings({"whm1": ("whm", whm)}))
+    redis_client.xadd("mailops:commands", {"body": orjson.dumps(signed(suspend("hold-1")))})
+    wait_for_terminal(redis_client, {"hold-1"}, timeout=20)
+    calls = len(whm.app.ledger.changes())
+    # When billing, signed with its own key, unsuspends it naming the abuse-detector's reason
+    lift = {"id": "lift-1", "command": "unsuspend_outgoing", "backend": "whm1", "producer": "billing",
+            "args": {"user": "example"}, "reason": "abuse-detector"}
+    redis_client.xadd("mailops:commands", {"body": orjson.dumps(signed(lift))})
+    events = wait_for_terminal(redis_client, {"lift-1"}, timeout=20)
+    # Then it is rejected on its reason, the hold stays, and the panel was not called
+    final = next(e for e in events if e.id == "lift-1" and e.terminal)
+    assert (final.status, final.error and final.error.field, final.error and final.error.rule) == (
+        "rejected", "reason", "not_allowed")
+    assert set(holds_of(redis_client, Keys(), "whm1", "example", "outgoing")) == {"abuse-detector"}
+    assert len(whm.app.ledger.changes()) == calls
+    assert whm.app.state.accounts["example"].outgoing == "suspended"
+
+
+def test_an_operator_is_verified_with_its_own_key_and_may_lift_the_reasons_it_is_given(
+    redis_client: redis.Redis, whm: SandboxServer, secure_settings, runtime_for
+) -> None:
+    # Given an operator who may release holds of any reason, and an abuse hold
+    alice = OperatorConfig(name="alice", key=SecretStr("alice-key-0123456789"), actions=("holds.release",),
+                           reasons=("*",))
+    runtime_for(secure_settings({"whm1": ("whm", whm)}, operators={"alice": alice}))
+    redis_client.xadd("mailops:commands", {"body": orjson.dumps(signed(suspend("hold-2")))})
+    wait_for_terminal(redis_client, {"hold-2"}, timeout=20)
+    # When she lifts it, signed with her key, and sends a command her actions do not cover
+    lift = {"id": "op-lift", "command": "unsuspend_outgoing", "backend": "whm1", "producer": "operator.alice",
+            "args": {"user": "example"}, "reason": "abuse-detector", "issued_at": iso(datetime.now(UTC))}
+    other = dict(lift, id="op-add", command="terminate_sessions")
+    for body in (lift, other):
+        body["signature"] = sign(body, b"alice-key-0123456789")
+        redis_client.xadd("mailops:commands", {"body": orjson.dumps(body)})
+    events = wait_for_terminal(redis_client, {"op-lift", "op-add"}, timeout=20)
+    # Then the release ran (the panel is unsuspended) and the other command is not hers to send
+    finals = {e.id: e for e in events if e.terminal}
+    assert finals["op-lift"].status == "succeeded"
+    assert (finals["op-add"].status, finals["op-add"].error and finals["op-add"].error.rule) == ("rejected", "not_allowed")
+    assert whm.app.state.accounts["example"].outgoing == "active"

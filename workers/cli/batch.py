@@ -8,9 +8,9 @@ never be counted twice, and no worker-side bookkeeping is needed. The counts are
 the batch record (``counts``, ``checked``); once every command has ended they are frozen there
 (``complete``), because the command records expire after the idempotency TTL.
 
-A line that was sent but refused at ingest (for example a bad signature) has no command record:
-it stays ``pending`` (its ``rejected`` event is on the events stream: ``mailops events tail
---status rejected``). ``mailops bulk`` validates every line first, so only ingest gates can refuse.
+A line that was sent but refused at ingest (for example a bad signature) has no command record
+but a rejection record (:meth:`Keys.rejection`, kept as long): it counts as ``rejected`` and is
+listed with the failures. ``mailops bulk`` validates every line first, so only ingest gates refuse.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_TIMEOUT, RET_USAGE
 
 #: Command ids whose record is read per pipeline.
 PAGE = 1000
+#: Outcomes listed as failures.
+FAILED = frozenset({"failed", "dead_lettered", "rejected"})
 
 
 @dataclass
@@ -78,13 +81,17 @@ def read_status(client: redis.Redis, keys: constants.Keys, batch_id: str, *, max
         pipe = client.pipeline(transaction=False)
         for command_id in page:
             pipe.hmget(keys.command(command_id), "status", "outcome")
-        for index, (state, outcome) in enumerate(pipe.execute(), start=start):
+            pipe.get(keys.rejection(command_id))
+        replies = pipe.execute()
+        for index, ((state, outcome), rejection) in enumerate(zip(replies[::2], replies[1::2], strict=True), start=start):
+            if state is None and rejection is not None:
+                state, outcome = b"rejected", rejection
             if state is None:
                 status.counts["pending" if index < status.published else "unsent"] += 1
                 continue
             name = state.decode()
             status.counts[name] += 1
-            if name in {"failed", "dead_lettered"} and outcome and len(status.failures) < max_failures:
+            if name in FAILED and outcome and len(status.failures) < max_failures:
                 status.failures.append(Event.from_json(outcome))
     status.complete = status.total > 0 and status.ended == status.total
     summary = {"counts": dict(status.counts), "failures": [orjson.loads(e.to_json()) for e in status.failures]}
@@ -101,7 +108,7 @@ def render(status: BatchStatus, max_failures: int) -> Group:
     counts.add_column("status")
     counts.add_column("commands", justify="right")
     for name, n in sorted(status.counts.items(), key=lambda kv: -kv[1]):
-        style = "green" if name == "succeeded" else "red" if name in {"failed", "dead_lettered"} else ""
+        style = "green" if name == "succeeded" else "red" if name in FAILED else ""
         counts.add_row(f"[{style}]{name}[/]" if style else name, str(n))
     parts: list[Any] = [bar, counts]
     if status.failures:
@@ -133,7 +140,11 @@ def status(batch_id: str, follow: bool, interval: float, timeout: float | None, 
     """Show a batch's progress and counts by outcome, and list its failures.
 
     Exit 0 when every command succeeded (or, without --follow, the batch is still running),
-    1 when the batch ended with failures, 5 when --follow timed out.
+    1 when the batch ended with failures or rejections, 5 when --follow timed out.
+
+    \b
+    Example:
+      mailops batch status b-6e530aebc1e5e749 --follow --timeout 600
     """
     settings, client = connected_settings()
     console = Console(highlight=False)
@@ -141,19 +152,34 @@ def status(batch_id: str, follow: bool, interval: float, timeout: float | None, 
     if current is None:
         click.echo(f"mailops: no batch {batch_id!r}", err=True)
         sys.exit(RET_USAGE)
-    deadline = None if timeout is None else time.monotonic() + timeout
     if follow:
         with Live(render(current, max_failures), console=console, transient=as_json, auto_refresh=False) as live:
-            while not current.complete:
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                time.sleep(interval)
-                current = read_status(client, settings.keys, batch_id) or current
-                live.update(render(current, max_failures), refresh=True)
+            current = follow_batch(client, settings.keys, current, interval=interval, timeout=timeout,
+                                   on_update=lambda status: live.update(render(status, max_failures), refresh=True))
     elif not as_json:
         console.print(render(current, max_failures))
     if as_json:
         click.echo(orjson.dumps(current.to_json()).decode())
-    if not current.complete:
-        sys.exit(RET_TIMEOUT if follow else RET_OK)
-    sys.exit(RET_OK if current.counts.get("succeeded", 0) == current.total else RET_FAILED)
+    sys.exit(exit_code(current, followed=follow))
+
+
+def follow_batch(client: redis.Redis, keys: constants.Keys, current: BatchStatus, *, interval: float = 1.0,
+                 timeout: float | None = None, on_update: Callable[[BatchStatus], object] | None = None) -> BatchStatus:
+    """Read the batch's status every ``interval`` seconds until every line has ended (rejected
+    ones included) or ``timeout`` passed; returns the last status read."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not current.complete:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+        current = read_status(client, keys, current.batch_id) or current
+        if on_update is not None:
+            on_update(current)
+    return current
+
+
+def exit_code(status: BatchStatus, *, followed: bool) -> int:
+    """0 all succeeded (or still running, when not followed), 1 ended with failures or rejections, 5 timed out."""
+    if not status.complete:
+        return RET_TIMEOUT if followed else RET_OK
+    return RET_OK if status.counts.get("succeeded", 0) == status.total else RET_FAILED

@@ -38,7 +38,7 @@ import sys
 import time
 import types
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -61,6 +61,7 @@ from rich.text import Text
 
 from schemas.commands import COMMANDS, Command, validate_command
 from workers import constants
+from workers.cli.acting import as_producer, waiting
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_FAILED, RET_INTERRUPTED, RET_OK, RET_USAGE
 from workers.errors import CommandRejected
@@ -262,20 +263,25 @@ class RateColumn(ProgressColumn):
 @click.option("--priority", default="bulk", show_default=True, type=click.Choice(["urgent", "default", "bulk"]),
               help="Queue class for lines that do not name one.")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Producer signing key; every command is signed.")
+              help="Sign with this key instead of each producer's configured one.")
 @click.option("--limit", type=click.IntRange(1), help="Send at most this many lines in this run (resume later).")
+@waiting(3600.0)
 def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend: str | None, producer: str,
-         priority: str, key_file: Path | None, limit: int | None) -> None:
+         priority: str, key_file: Path | None, limit: int | None, wait: bool, timeout: float) -> None:
     """Publish every line of FILE (.csv or .jsonl) as one batch, with a progress bar; resumable.
 
     CSV: a header row; envelope columns (command, backend, producer, priority, reason...) and one
     column per argument, converted to the argument's type (quota 500 is an integer). JSON lines:
     {"command": ..., "args": {...}} or flat {"email": ..., "quota": ...}. Bad lines are listed
     grouped by rule. Running the same file again continues where an interrupted run stopped
-    (Ctrl-C prints the batch id and the command that resumes it). Follow the batch with
-    `mailops batch status BATCH_ID --follow`.
+    (Ctrl-C prints the batch id and the command that resumes it). Each line is signed with its
+    producer's configured key. Unless --no-wait, waits until every line has ended, prints the
+    batch status as JSON and exits 0 only if every line succeeded (1 failures or rejections,
+    5 timeout: see `batch status`).
 
-    Example: mailops bulk mailboxes.csv --command addmail --backend whm1
+    \b
+    Example:
+      mailops bulk accounts.csv --command unsuspend_outgoing --backend whm1
     """
     console = Console(stderr=True, highlight=False)
     content = file.read_bytes()
@@ -296,15 +302,17 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
         sys.exit(RET_OK)
     settings, client = connected_settings()
     key = key_file.read_bytes().strip() if key_file else None
+    # Each line is signed with its producer's configured key (a refusal names the producer and exits 4).
+    producer_keys = {name: as_producer(settings, name, "bulk").key for name in {str(line.data["producer"]) for line in ready}}
     interrupted = Interrupt()
     previous = signal.signal(signal.SIGINT, interrupted.handle)
     try:
         sent = publish_batch(client, settings.commands_stream, settings.keys, batch_id, file, ready, key, console,
-                             limit, interrupted)
+                             limit, interrupted, producer_keys=producer_keys)
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupted.requested and sent < len(ready):
-        resume = resume_command(file, default_command, default_backend, producer, priority, key_file)
+        resume = resume_command(file, default_command, default_backend, producer, priority, key_file, wait=wait)
         console.print(f"[yellow]interrupted[/]: batch {batch_id}, {sent} of {len(ready)} line(s) sent, none twice.\n"
                       f"resume with: {resume}", markup=True, highlight=False, soft_wrap=True)
         click.echo(batch_id)
@@ -312,6 +320,14 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
     click.echo(batch_id)
     if sent < len(ready):
         console.print(f"stopped after {sent} of {len(ready)} lines; run the same command again to resume")
+    elif wait:
+        from workers.cli.batch import exit_code, follow_batch, read_status  # batch imports this module
+
+        first = read_status(client, settings.keys, batch_id)
+        assert first is not None  # publish_batch wrote the batch record
+        status = follow_batch(client, settings.keys, first, timeout=timeout)
+        click.echo(orjson.dumps(status.to_json()).decode())
+        sys.exit(exit_code(status, followed=True))
     sys.exit(RET_OK)
 
 
@@ -328,20 +344,22 @@ class Interrupt:
 
 
 def resume_command(file: Path, command: str | None, backend: str | None, producer: str, priority: str,
-                   key_file: Path | None) -> str:
+                   key_file: Path | None, *, wait: bool = True) -> str:
     """The exact ``mailops bulk`` command line that continues this batch."""
     argv = ["mailops", "bulk", str(file)]
     for flag, value in (("--command", command), ("--backend", backend), ("--producer", producer),
                         ("--priority", priority), ("--key-file", key_file)):
         if value is not None:
             argv += [flag, str(value)]
-    return shlex.join(argv)
+    return shlex.join(argv + ([] if wait else ["--no-wait"]))
 
 
 def publish_batch(client: redis.Redis, stream: str, keys: constants.Keys, batch_id: str, file: Path,
                   ready: list[Line], key: bytes | None, console: Console, limit: int | None,
-                  interrupted: Interrupt | None = None) -> int:
-    """Send the lines not sent yet; return how many of ``ready`` have been sent in all."""
+                  interrupted: Interrupt | None = None, *,
+                  producer_keys: Mapping[str, bytes | None] | None = None) -> int:
+    """Send the lines not sent yet; return how many of ``ready`` have been sent in all. Lines are
+    signed with ``key`` if given, else with their producer's key in ``producer_keys``."""
     record = keys.batch(batch_id)
     client.hsetnx(record, "created", int(time.time() * 1000))
     client.hset(record, mapping={"file": str(file), "total": len(ready),
@@ -362,7 +380,7 @@ def publish_batch(client: redis.Redis, stream: str, keys: constants.Keys, batch_
             pipe = client.pipeline(transaction=True)
             for line in chunk:
                 body = build_body(line.data["command"], line.data.get("args", {}), producer=line.data["producer"],
-                                  id=line.data["id"], key=key,
+                                  id=line.data["id"], key=key or (producer_keys or {}).get(line.data["producer"]),
                                   **{k: v for k, v in line.data.items() if k not in {"id", "command", "args", "producer"}})
                 pipe.xadd(stream, {constants.BODY_FIELD: orjson.dumps(body)})
             pipe.hset(record, "published", done + len(chunk))

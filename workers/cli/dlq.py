@@ -9,6 +9,7 @@ import click
 import orjson
 import redis
 
+from workers.cli.acting import as_operator, audit, await_outcomes, operator_option, wait_options, waiter
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
 from workers.command_store import CommandStore
@@ -70,19 +71,41 @@ def show(command_id: str) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (after the filters).")
 @click.option("--backend", default=None, help="With --all: only this backend's.")
 @click.option("--command", "command_kind", default=None, help="With --all: only this command kind.")
-def replay(ids: tuple[str, ...], replay_all: bool, backend: str | None, command_kind: str | None) -> None:
-    """Queue dead-lettered commands again (through their own idempotency record)."""
-    letters = _open()
+@operator_option
+@wait_options
+def replay(ids: tuple[str, ...], replay_all: bool, backend: str | None, command_kind: str | None,
+           operator_name: str | None, wait: bool, timeout: float) -> None:
+    """Queue dead-lettered commands again (through their own idempotency record) as the operator
+    (action ``dlq.replay``, audited) and wait for their outcomes: exit 0 only if all succeeded.
+
+    \b
+    Examples:
+      mailops dlq replay dl-1
+      mailops dlq replay --all --backend whm1 --no-wait
+    """
     if replay_all == bool(ids):
         raise click.UsageError("give command ids or --all (not both)")
     if (backend or command_kind) and not replay_all:
         raise click.UsageError("--backend/--command filter --all")
+    settings = load_settings()
+    acting = as_operator(settings, operator_name, "dlq.replay")
+    letters = _open()
     targets = list(ids) if ids else [d.id for d in letters.list(backend=backend, command=command_kind)]
-    failed = 0
+    sender = waiter(letters.client, settings, acting)
+    failed, replayed = 0, []
     for command_id in targets:
+        sender.expect(command_id)
         verdict = letters.replay(command_id)
-        click.echo(f"{command_id}\t{verdict}")
+        click.echo(f"{command_id}\t{verdict}", err=wait)
+        if verdict == "replayed":
+            pipe = letters.client.pipeline(transaction=False)
+            audit(pipe, settings, acting, "dlq.replay", command_id)
+            pipe.execute()
+            replayed.append(command_id)
         failed += verdict != "replayed"
+    if wait and replayed:
+        code = await_outcomes(sender, replayed, timeout=timeout)
+        sys.exit(code if code != RET_OK or not (failed and ids) else RET_FAILED)
     sys.exit(RET_FAILED if failed and ids else RET_OK)
 
 

@@ -13,6 +13,9 @@ from workers.embedded_redis import EmbeddedRedis
 from workers.errors import ConfigError
 from workers.settings import Settings
 
+#: The operator the CLI acts as when ``--operator`` is not given (see :mod:`workers.cli.acting`).
+OPERATOR_ENV = "MAILOPS_OPERATOR"
+
 
 def load_settings() -> Settings:
     try:

@@ -9,10 +9,19 @@ import click
 import orjson
 import redis
 
+from workers.cli.acting import (
+    RELEASED,
+    as_operator,
+    audit,
+    await_outcomes,
+    operator_option,
+    wait_options,
+    waiter,
+)
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandError
-from workers.holds import OPERATOR_PRODUCER, all_holds, backends_holding, force_release
+from workers.holds import all_holds, backends_holding, force_release
 from workers.legacy_keys import upgrade
 from workers.redis_client import connect
 from workers.routing import RouteMap
@@ -72,33 +81,54 @@ def show(target: str, backend: str | None, as_json: bool) -> None:
 @click.option("--backend", default=None,
               help="Backend whose hold is released; required when TARGET is held on several backends.")
 @click.option("--force", is_flag=True, help="Confirm releasing a hold another party owns.")
-@click.option("--operator", default=OPERATOR_PRODUCER, show_default=True, help="Who releases (audit and producer).")
-def release(target: str, aspect: str, reason: str, backend: str | None, force: bool, operator: str) -> None:
-    """Remove REASON's hold on TARGET: issues an unsuspend for that reason, recorded in the audit stream."""
+@operator_option
+@wait_options
+def release(target: str, aspect: str, reason: str, backend: str | None, force: bool, operator_name: str | None,
+            wait: bool, timeout: float) -> None:
+    """Remove REASON's hold on TARGET: issues an unsuspend for that reason, signed by the operator
+    (action ``holds.release``) and recorded in the audit stream; waits for its outcome.
+
+    Exit 0 once the hold is gone (``held``: other reasons still hold TARGET), 1 if it was refused.
+
+    \b
+    Example:
+      mailops holds release shop --aspect outgoing --reason abuse --force
+    """
     if not force:
         click.echo("mailops holds release: releasing another party's hold needs --force", err=True)
         raise SystemExit(RET_USAGE)
     settings = load_settings()
+    acting = as_operator(settings, operator_name, "holds.release")
     client = connect(settings, max_connections=2)
+    waiting = waiter(client, settings, acting)
+
+    def signed(body: dict[str, Any]) -> dict[str, Any]:
+        waiting.expect(str(body["id"]))  # before it is sent: its earliest answer is seen
+        return acting.signed(body)
+
     try:
-        _upgraded(client, settings)
-        if backend is None:
-            holding = backends_holding(client, settings.keys, target, aspect)
-            if len(holding) > 1:
-                click.echo(f"mailops holds release: {target} is held on several backends ({', '.join(holding)}); "
-                           f"name one with --backend", err=True)
-                raise SystemExit(RET_USAGE)
-            backend = holding[0] if holding else (RouteMap(client, settings).resolve(target) or "")
-        body = force_release(client, settings.keys, settings.commands_stream, backend=backend, target=target,
-                             aspect=aspect, reason=reason, operator=operator)
-    except CommandError as exc:
-        click.echo(f"mailops holds release: {exc}", err=True)
-        raise SystemExit(RET_FAILED) from None
-    except redis.RedisError as exc:
-        click.echo(f"mailops holds release: Redis unreachable: {type(exc).__name__}", err=True)
-        raise SystemExit(RET_CONNECT) from None
+        try:
+            _upgraded(client, settings)
+            if backend is None:
+                holding = backends_holding(client, settings.keys, target, aspect)
+                if len(holding) > 1:
+                    click.echo(f"mailops holds release: {target} is held on several backends "
+                               f"({', '.join(holding)}); name one with --backend", err=True)
+                    raise SystemExit(RET_USAGE)
+                backend = holding[0] if holding else (RouteMap(client, settings).resolve(target) or "")
+            body = force_release(client, settings.keys, settings.commands_stream, backend=backend, target=target,
+                                 aspect=aspect, reason=reason, operator=acting.producer, prepare=signed)
+        except CommandError as exc:
+            click.echo(f"mailops holds release: {exc}", err=True)
+            raise SystemExit(RET_FAILED) from None
+        except redis.RedisError as exc:
+            click.echo(f"mailops holds release: Redis unreachable: {type(exc).__name__}", err=True)
+            raise SystemExit(RET_CONNECT) from None
+        pipe = client.pipeline(transaction=False)
+        audit(pipe, settings, acting, "holds.release", str(body["id"]))  # beside force_release's own record
+        pipe.execute()
+        click.echo(f"issued {body['command']} {body['id']} for {target} on {backend} (reason {reason}) at "
+                   f"{datetime.now(UTC).isoformat(timespec='seconds')}; follow it on {settings.events_stream}")
+        raise SystemExit(await_outcomes(waiting, [body["id"]], timeout=timeout, ok=RELEASED) if wait else RET_OK)
     finally:
         client.close()
-    click.echo(f"issued {body['command']} {body['id']} for {target} on {backend} (reason {reason}) at "
-               f"{datetime.now(UTC).isoformat(timespec='seconds')}; follow it on {settings.events_stream}")
-    raise SystemExit(RET_OK)

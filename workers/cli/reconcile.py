@@ -7,9 +7,10 @@ import orjson
 import redis
 
 from workers.backends.registry import build_backends
+from workers.cli.acting import as_operator, await_outcomes, issue, operator_option, wait_options
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
-from workers.reconcile import apply, check
+from workers.reconcile import check, converging_command
 from workers.redis_client import connect
 
 
@@ -17,22 +18,33 @@ from workers.redis_client import connect
 @click.option("--backend", "only", default=None, help="Check only targets on this configured backend.")
 @click.option("--apply", "do_apply", is_flag=True, help="Issue the commands that converge each difference.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per target+aspect.")
-def reconcile(only: str | None, do_apply: bool, as_json: bool) -> None:
+@operator_option
+@wait_options
+def reconcile(only: str | None, do_apply: bool, as_json: bool, operator_name: str | None, wait: bool,
+              timeout: float) -> None:
     """Compare the panels' actual suspension state with the holds and report differences.
 
-    Exit 0 when everything matches (or --apply issued the fixes), 1 when differences remain.
+    With --apply, issue the converging commands signed by the operator (action
+    ``reconcile.apply``; its ``reasons`` must cover the holds' reasons and ``reconcile``) and wait
+    for them. Exit 0 when everything matches or every fix succeeded, 1 when differences remain.
+
+    \b
+    Examples:
+      mailops reconcile --backend whm1
+      mailops reconcile --apply
     """
     settings = load_settings()
+    acting = as_operator(settings, operator_name, "reconcile.apply") if do_apply else None
     client = connect(settings, max_connections=2)
     backends = build_backends(settings.backends)
     try:
         findings = check(client, settings.keys, backends, only=only)
-        issued = apply(client, settings.commands_stream, findings) if do_apply else []
+        bodies = [body for finding in findings if (body := converging_command(finding)) is not None]
+        sender, issued = issue(client, settings, acting, "reconcile.apply", bodies) if acting else (None, [])
     except redis.RedisError as exc:
         click.echo(f"mailops reconcile: Redis unreachable: {type(exc).__name__}", err=True)
         raise SystemExit(RET_CONNECT) from None
     finally:
-        client.close()
         for backend in backends.values():
             backend.close()
     for finding in findings:
@@ -49,4 +61,9 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool) -> None:
     drift = sum(f.state == "drift" for f in findings)
     click.echo(f"{len(findings)} checked, {drift} differ" + (f", {len(issued)} command(s) issued" if do_apply else ""),
                err=True)
-    raise SystemExit(RET_OK if drift == 0 or do_apply else RET_FAILED)
+    try:
+        if sender is not None and issued and wait:
+            raise SystemExit(await_outcomes(sender, [str(body["id"]) for body in issued], timeout=timeout))
+        raise SystemExit(RET_OK if drift == 0 or do_apply else RET_FAILED)
+    finally:
+        client.close()

@@ -38,7 +38,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
 from schemas.commands import Command
-from schemas.events import ErrorInfo, Event, EventStatus
+from schemas.events import HELD, ErrorInfo, Event, EventStatus
 from workers.backends.base import PanelResult
 from workers.broker import ACKED_OPTION, MailopsBroker
 from workers.command_store import CommandStore, Parking, now_ms
@@ -256,8 +256,9 @@ class Lifecycle(Middleware):
         exception = exception or execution.error
         if exception is None:
             outcome = execution.result or PanelResult()
-            self._finish(command, "succeeded", attempt, already=outcome.already, details=outcome.details,
-                         history=self._entry(execution, "succeeded"), pending=execution.pending)
+            status: EventStatus = HELD if (outcome.details.get("holds") or {}).get("panel_called") is False else "succeeded"
+            self._finish(command, status, attempt, already=outcome.already, details=outcome.details,
+                         history=self._entry(execution, status), pending=execution.pending)
             return
         if isinstance(exception, Defer):
             self._defer(broker, message, execution, exception)
