@@ -143,8 +143,8 @@ class Defer(MailopsError):
 
 
 class Repeat(MailopsError):
-    """Signal, not a failure: the same state was asked for and applied on this target+aspect (and
-    hold reason) within the repeat window, by command ``original``.
+    """Signal, not a failure: while this command was queued, command ``original`` of the same
+    producer asked the same state of this target+aspect (and hold reason), and its call set it.
 
     The command ends ``succeeded`` with ``already: true`` and ``details.repeat_of``, never reaching
     the panel (an abuse detector re-sending the same suspension on every scan costs no call).

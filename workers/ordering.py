@@ -72,8 +72,10 @@ end
 #: 4 lease ttl (ms), 5 recovering (1: may take over a lease of the same command's dead attempt),
 #: 6 the command's desired state (fingerprint), 7 repeat window (ms, 0 = never collapse).
 #: Returns {"ok", last stamp or "", reasons holding} | {"busy", holder} | {"superseded", last stamp}
-#: | {"repeat", id of the command that applied the same state within the window} (no lease taken;
-#: the register moves to this stamp if it is newer, so an older opposite command stays stale).
+#: | {"repeat", id of the command whose call set the same state after this one was admitted, within
+#: the window} (no lease taken; the register moves to this stamp if it is newer, so an older
+#: opposite command stays stale). A command admitted after that call ended is never a repeat: the
+#: panel may have drifted since, so it is asked again.
 TAKE_LUA = _COMPARE + """
 local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3], "want:" .. ARGV[3])
 local now = now_ms()
@@ -86,7 +88,8 @@ if rec[1] and not recovering and tonumber(rec[2] or "0") > now then
 end
 if tonumber(ARGV[7]) > 0 and rec[4] then
   local want, at, id = string.match(rec[4], "^([^|]*)|(%d+)|(.*)$")
-  if want == ARGV[6] and now - tonumber(at) <= tonumber(ARGV[7]) then
+  local admitted = parse(ARGV[2])[3]
+  if want == ARGV[6] and admitted > 0 and tonumber(at) >= admitted and now - tonumber(at) <= tonumber(ARGV[7]) then
     if not rec[3] or older(rec[3], ARGV[2]) then redis.call("HSET", KEYS[1], ARGV[3], ARGV[2]) end
     return {"repeat", id}
   end
@@ -227,8 +230,9 @@ class TargetGuard:
         self.keys = keys
         self.max_skew_ms = max_skew_ms
         self.lease_ttl_ms = lease_ttl_ms
-        #: A command asking for the state the panel was set to this recently (same target, aspect
-        #: and hold reason) ends ``succeeded``, ``already``, without a call (:class:`Repeat`).
+        #: A command asking for the state a call of the same producer set after the command was
+        #: admitted (same target, aspect and hold reason; at most this long ago) ends ``succeeded``,
+        #: ``already``, without a call (:class:`Repeat`).
         self.repeat_window_ms = repeat_window_ms
         self._take = registered(client, TAKE_LUA)
         self._commit = registered(client, COMMIT_LUA)

@@ -222,8 +222,8 @@ class Settings(BaseModel):
     breaker_cooldown_ms: int = Field(default=constants.DEFAULT_BREAKER_COOLDOWN_MS, ge=50)
     #: Seconds a command waits for a down backend before it is dead-lettered (waiting burns no attempts).
     outage_tolerance_s: float = Field(default=constants.DEFAULT_OUTAGE_TOLERANCE_S, gt=0)
-    #: Seconds after a panel call during which a command asking the same target+aspect (and hold
-    #: reason) for the same state ends ``succeeded``/``already`` without a call (0 = never).
+    #: Repeats collapse: a command queued while an identical one of its producer ran ends
+    #: ``succeeded``/``already`` without a call, if that call ended at most this long ago (0 = never).
     repeat_window_s: int = Field(default=constants.DEFAULT_REPEAT_WINDOW_S, ge=0)
     #: Attempts kept per command for ``mailops dlq show``.
     history_max: int = Field(default=constants.DEFAULT_HISTORY_MAX, ge=1)

@@ -109,7 +109,7 @@ class CpanelBackend:
         details: dict[str, Any] = {"record": record}
         try:
             read = {k: v for k, v in params.items() if k == "domain"}
-            current = current_spf(self.call(*_split(SPF_READ), read).details.get("data"))
+            current = current_spf(self.call(*_split(SPF_READ), read).data)
         except PanelAuthRejected:
             raise
         except PanelRefused as exc:  # not readable here: install, and say the old record is unknown
