@@ -6,6 +6,7 @@ must send the same payload, and the retry and age caps measure from it.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 SESSION_START = datetime.now(UTC).replace(microsecond=0)
@@ -18,3 +19,10 @@ def iso(moment: datetime) -> str:
 
 #: The ``issued_at`` of commands whose time does not matter to the test.
 ISSUED = iso(SESSION_START)
+
+
+def outside_python(argv: list[str]) -> list[str]:
+    """``argv`` for a program that is not Python (a PHP or Go producer), run on the same clock as
+    the tests: in scripts/test's clock pass (``TEST_CLOCK_SHIFT_DAYS``) under libfaketime, as Redis is."""
+    days = os.environ.get("TEST_CLOCK_SHIFT_DAYS")
+    return ["faketime", "-f", f"+{int(days)}d", *argv] if days else argv

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.clock import iso
+from tests.clock import iso, outside_python
 from tests.conftest import read_events, wait_for_terminal, wait_until
 from tests.security.conftest import KEYS, PRODUCERS
 from workers.http_ingress import create_app
@@ -215,7 +215,7 @@ def served(redis_client: redis.Redis, secure: Settings) -> Iterator[str]:
 
 
 def billing_php(url: str, key: bytes, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["php", str(WEBHOOKS / "billing.php"), *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run(outside_python(["php", str(WEBHOOKS / "billing.php"), *args]), capture_output=True, text=True, timeout=60,
                           env={"PATH": os.environ["PATH"], "MAILOPS_URL": url, "MAILOPS_KEY": key.decode()})
 
 

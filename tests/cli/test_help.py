@@ -41,10 +41,14 @@ def test_help_exits_zero_and_shows_the_usage_of_the_command(path: tuple[str, ...
     assert result.output.startswith(f"Usage: {' '.join(('mailops', *path))}")
 
 
-@pytest.mark.parametrize("path", [("publish",), ("holds", "release"), ("reconcile",), ("dlq", "replay"), ("bulk",),
-                                  ("batch", "status")], ids=" ".join)
-def test_the_help_of_each_action_that_issues_or_follows_commands_ends_with_an_example(path: tuple[str, ...]) -> None:
+@pytest.mark.parametrize("path", PATHS, ids=lambda path: " ".join(path) or "mailops")
+def test_the_help_of_every_command_ends_with_an_example_of_that_command(path: tuple[str, ...]) -> None:
+    # When an operator asks for help on any command or group
     result = CliRunner().invoke(cli, [*path, "--help"], prog_name="mailops", catch_exceptions=False)
     lines = [line.strip() for line in result.output.splitlines() if line.strip()]
     options = next(i for i, line in enumerate(lines) if line == "Options:")
-    assert lines[options - 1].startswith(f"mailops {' '.join(path)}"), result.output
+    # Then its text ends with an example invocation of it (the actions' examples are run as shown
+    # by tests/cli/test_operator.py and tests/test_dead_letters.py)
+    assert {"Example:", "Examples:"} & set(lines[:options]), result.output
+    assert lines[options - 1].startswith(f"mailops {' '.join(path)}".rstrip()) or (
+        not path and lines[options - 1].startswith("mailops ")), result.output

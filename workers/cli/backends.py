@@ -48,12 +48,22 @@ def check_backend(config: BackendConfig) -> CheckResult:
 
 @click.group()
 def backends() -> None:
-    """Inspect the configured panel backends."""
+    """Inspect the configured panel backends.
+
+    \b
+    Example:
+      mailops backends check
+    """
 
 
 @backends.command("check")
 def check() -> None:
-    """Call every configured backend once; exit 1 if any is unreachable or refuses its credentials."""
+    """Call every configured backend once; exit 1 if any is unreachable or refuses its credentials.
+
+    \b
+    Example:
+      mailops backends check
+    """
     settings = load_settings()
     configs = [settings.backends[name] for name in sorted(settings.backends)]
     if not configs:

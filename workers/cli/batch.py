@@ -125,7 +125,12 @@ def render(status: BatchStatus, max_failures: int) -> Group:
 
 @click.group()
 def batch() -> None:
-    """Inspect bulk batches (see `mailops bulk`)."""
+    """Inspect bulk batches (see `mailops bulk`).
+
+    \b
+    Example:
+      mailops batch status b-6e530aebc1e5e749 --follow
+    """
 
 
 @batch.command("status")

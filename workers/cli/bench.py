@@ -31,7 +31,12 @@ from workers.cli.exit_codes import RET_OK
               help="Threads per worker process.")
 def bench(redis_url: str | None, json_path: Path | None, quick: bool, commands: int | None, rounds: int | None,
           bulk: int | None, processes: int, threads: int) -> None:
-    """Measure throughput, latency, utilisation, cost and scaling; print PASS/MISS per target."""
+    """Measure throughput, latency, utilisation, cost and scaling; print PASS/MISS per target.
+
+    \b
+    Example:
+      mailops bench --quick
+    """
     overrides: dict[str, object] = {"processes": processes, "threads": threads,
                                     "redis_url": redis_url or load_settings().redis_url}
     if commands is not None:

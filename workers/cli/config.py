@@ -36,7 +36,12 @@ def connected_settings() -> tuple[Settings, redis.Redis]:
 
 @click.group()
 def config() -> None:
-    """Inspect the configuration."""
+    """Inspect the configuration.
+
+    \b
+    Example:
+      mailops config check
+    """
 
 
 @config.command("check")
@@ -49,7 +54,9 @@ def check(skip_redis: bool) -> None:
     a missing cPanel/BrainyCP username and allow-lists naming nothing are refused, naming the
     file, the table and the key. The worker runs the same checks at start.
 
-    Example: MAILOPS_CONFIG=/etc/mailops/mailops.toml mailops config check --skip-redis
+    \b
+    Example:
+      mailops config check --skip-redis
     """
     settings = load_settings()  # exits with RET_CONFIG on an invalid file or environment
     console = Console(highlight=False, soft_wrap=True)

@@ -56,7 +56,9 @@ def demo(timeout: float, redis_url: str | None) -> None:
     Always on a private embedded Redis, even with MAILOPS_REDIS_URL set: the demo never sends
     commands to the configured workers or panels.
 
-    Example: mailops demo
+    \b
+    Example:
+      mailops demo
     """
     console = Console(highlight=False, soft_wrap=True)
 

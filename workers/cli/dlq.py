@@ -32,7 +32,12 @@ def _when(ms: int) -> str:
 
 @click.group()
 def dlq() -> None:
-    """Dead-lettered commands: list, show ID, replay ID… | --all, purge."""
+    """Dead-lettered commands: list, show ID, replay ID… | --all, purge.
+
+    \b
+    Example:
+      mailops dlq list --backend whm1
+    """
 
 
 @dlq.command("list")
@@ -40,7 +45,12 @@ def dlq() -> None:
 @click.option("--command", "command_kind", default=None, help="Only this command kind.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_(backend: str | None, command_kind: str | None, as_json: bool) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters, oldest first.
+
+    \b
+    Example:
+      mailops dlq list --backend whm1 --json
+    """
     try:
         letters = list(_open().list(backend=backend, command=command_kind))
     except redis.ConnectionError as exc:
@@ -58,7 +68,12 @@ def list_(backend: str | None, command_kind: str | None, as_json: bool) -> None:
 @dlq.command()
 @click.argument("command_id")
 def show(command_id: str) -> None:
-    """Show one command: its record, outcome and every attempt (args with secrets redacted)."""
+    """Show one command: its record, outcome and every attempt (args with secrets redacted).
+
+    \b
+    Example:
+      mailops dlq show abuse-7f3a
+    """
     data = _open().show(command_id)
     if data is None:
         click.echo(f"mailops dlq: no command {command_id!r}", err=True)
@@ -113,7 +128,12 @@ def replay(ids: tuple[str, ...], replay_all: bool, backend: str | None, command_
 @click.option("--older-than", type=float, default=None, help="Only those dead-lettered this many seconds ago or earlier.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(older_than: float | None, yes: bool) -> None:
-    """Drop dead letters from the index (records stay until their idempotency TTL)."""
+    """Drop dead letters from the index (records stay until their idempotency TTL).
+
+    \b
+    Example:
+      mailops dlq purge --older-than 604800 --yes
+    """
     if not yes:
         click.confirm("Purge dead letters?", abort=True)
     click.echo(f"purged {_open().purge(older_than_s=older_than)}")

@@ -84,7 +84,12 @@ def render(console: Console, event: Event) -> None:
 
 @click.group()
 def events() -> None:
-    """Read the events stream."""
+    """Read the events stream.
+
+    \b
+    Example:
+      mailops events tail -n 20
+    """
 
 
 @events.command("tail")
@@ -100,7 +105,12 @@ def events() -> None:
 @click.option("--max", "max_events", type=click.IntRange(1), help="Stop after printing this many events.")
 def tail(count: int, follow: bool, ids: tuple[str, ...], producers: tuple[str, ...], statuses: tuple[str, ...],
          backends: tuple[str, ...], batch: str | None, as_json: bool, max_events: int | None) -> None:
-    """Show the latest events (filtered by id, producer, status, backend or batch); --follow for live."""
+    """Show the latest events (filtered by id, producer, status, backend or batch); --follow for live.
+
+    \b
+    Example:
+      mailops events tail --follow --backend whm1 --status failed
+    """
     settings, client = connected_settings()
     match = EventFilter(frozenset(ids), frozenset(producers), frozenset(statuses), frozenset(backends), batch)
     console = Console(highlight=False, soft_wrap=True)

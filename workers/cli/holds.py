@@ -30,7 +30,12 @@ from workers.settings import Settings
 
 @click.group()
 def holds() -> None:
-    """Suspensions as holds owned by a reason (abuse, billing, migration, manual...)."""
+    """Suspensions as holds owned by a reason (abuse, billing, migration, manual...).
+
+    \b
+    Example:
+      mailops holds show shop
+    """
 
 
 def _upgraded(client: redis.Redis, settings: Settings) -> None:
@@ -45,7 +50,12 @@ def _upgraded(client: redis.Redis, settings: Settings) -> None:
 def show(target: str, backend: str | None, as_json: bool) -> None:
     """Show who holds TARGET (a mailbox address or cPanel account) suspended, per backend and aspect.
 
-    The same account name on two servers is two targets: each backend's holds are listed apart."""
+    The same account name on two servers is two targets: each backend's holds are listed apart.
+
+    \b
+    Example:
+      mailops holds show shop --backend whm1
+    """
     settings = load_settings()
     client = connect(settings, max_connections=2)
     try:

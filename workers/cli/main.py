@@ -38,6 +38,10 @@ def cli(log_level: str) -> None:
     configured panels and publish events on mailops:events. Configure with MAILOPS_REDIS_URL and
     MAILOPS_CONFIG (see README.md). Exit codes: 0 ok, 1 failed, 2 usage, 3 Redis unreachable,
     4 configuration error, 5 timed out.
+
+    \b
+    Example:
+      mailops status
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,12 +13,22 @@ from workers.routing import RouteMap
 
 @click.group()
 def routes() -> None:
-    """Show or change which backend serves a domain or cPanel account."""
+    """Show or change which backend serves a domain or cPanel account.
+
+    \b
+    Example:
+      mailops routes list
+    """
 
 
 @routes.command("list")
 def list_routes() -> None:
-    """Print every route as TARGET BACKEND (after seeding from the config file)."""
+    """Print every route as TARGET BACKEND (after seeding from the config file).
+
+    \b
+    Example:
+      mailops routes list
+    """
     with settings_with_redis(announce=False) as settings:
         route_map = RouteMap(connect(settings), settings)
         route_map.seed()
@@ -30,7 +40,12 @@ def list_routes() -> None:
 @click.argument("target")
 @click.argument("backend")
 def set_route(target: str, backend: str) -> None:
-    """Route TARGET (a domain or account) to BACKEND (a configured backend name)."""
+    """Route TARGET (a domain or account) to BACKEND (a configured backend name).
+
+    \b
+    Example:
+      mailops routes set shop.example whm1
+    """
     with settings_with_redis(announce=False) as settings:
         try:
             RouteMap(connect(settings), settings).set(target, backend)
@@ -43,7 +58,12 @@ def set_route(target: str, backend: str) -> None:
 @routes.command("remove")
 @click.argument("target")
 def remove_route(target: str) -> None:
-    """Remove TARGET's route (the config file's seed comes back at the next worker start)."""
+    """Remove TARGET's route (the config file's seed comes back at the next worker start).
+
+    \b
+    Example:
+      mailops routes remove shop.example
+    """
     with settings_with_redis(announce=False) as settings:
         if not RouteMap(connect(settings), settings).remove(target):
             click.echo(f"mailops routes: no route for {target.lower()!r}", err=True)

@@ -26,9 +26,14 @@ credentials, under /__sandbox__/:
                                  rate_limit_rate (+ retry_after_s; HTTP 429 + Retry-After),
                                  html_rate (HTML, not a login page), login_page_rate (cpsrvd
                                  login page, HTTP 200), timeout_after_apply_rate (+ hang_s),
-                                 drop_after_apply_rate (applied, then connection closed);
+                                 drop_after_apply_rate (applied, then connection closed),
+                                 echo_rate (a success answer echoing the request);
                                  latency_s (seconds), seed; {} clears every fault
   POST /__sandbox__/reset-stats  zero the request counters
+
+\b
+Example:
+  mailops sandbox --whm-port 8087 --cpanel-port 8083 --brainycp-port 8089
 """
 
 

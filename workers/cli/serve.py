@@ -26,7 +26,12 @@ class _Server(uvicorn.Server):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 def serve(host: str, port: int) -> None:
-    """Serve POST /v1/commands, GET /v1/commands/{id}, /healthz and /openapi.json until Ctrl-C."""
+    """Serve POST /v1/commands, GET /v1/commands/{id}, /healthz and /openapi.json until Ctrl-C.
+
+    \b
+    Example:
+      mailops serve --port 8080
+    """
     settings, client = connected_settings()
     try:
         _Server(uvicorn.Config(create_app(settings, client), host=host, port=port, log_level="warning")).run()

@@ -97,7 +97,9 @@ def status(as_json: bool) -> None:
     """Show queues by priority, waiting commands by reason and backend, breakers, workers with
     their heartbeat age, the dead-letter queue, ingest lag and recent rates, in one screen.
 
-    Example: MAILOPS_REDIS_URL=redis://localhost:6379/0 mailops status
+    \b
+    Example:
+      mailops status --json
     """
     settings, client = connected_settings()
     try:

@@ -88,7 +88,12 @@ def _child(settings: Settings, threads: int, queues: tuple[str, ...], drain_time
               help="GIL switch interval in ms: lower trims latency tails, higher favours throughput.")
 def worker(processes: int, threads: int, queues: str, drain_timeout: float, metrics_port: int | None,
            json_logs: bool, switch_interval: float) -> None:
-    """Run workers: ingest the commands stream and execute commands until SIGTERM."""
+    """Run workers: ingest the commands stream and execute commands until SIGTERM.
+
+    \b
+    Example:
+      mailops worker -p 2 -t 8 --metrics-port 9464
+    """
     names = tuple(q.strip() for q in queues.split(",") if q.strip())
     unknown = set(names) - set(constants.QUEUES)
     if unknown:
