@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,6 +25,7 @@ from tests.conftest import loopback_http
 from workers.backends import cpanel, whm
 from workers.backends.registry import build_backends
 from workers.backends.vocabulary import Call, scope_of, tables
+from workers.sandbox.server import Request  # query and form parameters together
 from workers.settings import BackendConfig
 
 SPEC: dict[str, Any] = orjson.loads((Path(__file__).parent / "published_api.json").read_bytes())
@@ -57,15 +57,6 @@ ARGS: dict[tuple[str, str], dict[str, Any]] = {
 CELLS = sorted((kind, command, scope) for kind, table in tables().items() for command, calls in table.items()
                for scope in calls)
 
-
-@dataclass(frozen=True)
-class Request:
-    """One request as the panel received it (query and form parameters together)."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
 
 
 #: A canned success per kind of path, so a backend goes on to its next request.
