@@ -34,10 +34,12 @@ def test_a_thousand_identical_suspensions_of_one_mailbox_make_one_panel_call_and
     # Given a cPanel account with mailbox info@shop.example, and an abuse detector re-sending its verdict
     app = mailbox_panel()
     with SandboxServer(app) as cp1:
-        runtime_for(settings_for({"cp1": ("cpanel", cp1)}))
         start = datetime.now(UTC)
-        # When 1,000 identical suspend_outgoing commands arrive within the repeat window
+        # When 1,000 identical suspend_outgoing commands are queued within the repeat window (all of
+        # them before the worker starts: each is admitted before the first call ends, whatever the
+        # scheduling; one queued after that call ended would rightly ask the panel again)
         add_many(redis_client, [suspend(f"scan-{i}", start + timedelta(milliseconds=i)) for i in range(1000)])
+        runtime_for(settings_for({"cp1": ("cpanel", cp1)}))
         events = wait_for_terminal(redis_client, {f"scan-{i}" for i in range(1000)}, timeout=120)
         requests = cp1.stats()["requests"]
     # Then every command ended once, the mailbox was suspended by one panel call
