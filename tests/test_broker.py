@@ -10,12 +10,14 @@ from typing import Any
 
 import dramatiq
 import redis
+from dramatiq.message import Message
 
 from schemas.commands import validate_command
 from schemas.events import Event
 from tests.conftest import wait_until
 from workers.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
 from workers.command_store import CommandStore
+from workers.limits import BackendLimits
 from workers.messages import message_for
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
@@ -208,3 +210,35 @@ def test_after_a_lost_connection_a_consumer_puts_back_what_its_ack_set_holds_and
     assert redis_client.llen(dq.queue(message.queue_name)) == 0
     assert redis_client.sismember(dq.acks(broker.broker_id, message.queue_name),
                                   handed_message.options["redis_message_id"])
+
+
+def test_the_fetch_parks_a_full_backends_deep_queue_and_hands_out_another_backends_command_behind_it(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given two backends of a fleet, whm1 capped at one call and that call in flight, and 300 bulk
+    # commands for whm1 queued ahead of one for whm2
+    settings = settings_for({"whm1": ("whm", whm), "whm2": ("whm", whm)}, whm1={"max_concurrency": 1})
+    broker = build_broker(redis_client, settings, [])
+    limits = BackendLimits(redis_client, settings)
+    limits.publish_caps()
+    limits.take(limits.request("whm1"))
+    queued = [broker.enqueue(bulk_message(f"slow-{i}", "whm1")) for i in range(300)]
+    fast = broker.enqueue(bulk_message("fast-1", "whm2"))
+    consumer = broker.consume("bulk", prefetch=4, timeout=100)
+    # When the consumer looks for work
+    handed: list[Any] = []
+    while not handed:
+        handed = [m for m in [next(consumer)] if m is not None]
+    # Then the whm2 command is what it hands out, and whm1's 300 wait in whm1's parked line
+    # (none begun by a worker thread, none lost), released one per give-back
+    assert [m.message_id for m in handed] == [fast.message_id]
+    parked = {m.decode().split("/", 1)[1] for m in redis_client.zrange(settings.keys.backend_parked("whm1"), 0, -1)}
+    assert parked == {m.options["redis_message_id"] for m in queued}
+    assert redis_client.llen(settings.keys.dramatiq.queue("bulk")) == 0
+    # And a whm2 command fetched while whm1 is full is never parked for whm1's sake
+    assert redis_client.zcard(settings.keys.backend_parked("whm2")) == 0
+
+
+def bulk_message(command_id: str, backend: str) -> Message[Any]:
+    return message_for(validate_command({"id": command_id, "command": "suspend_outgoing", "backend": backend,
+                                         "args": {"user": "u" + command_id.split("-")[1]}, "producer": "migration",
+                                         "priority": "bulk"}))

@@ -84,10 +84,13 @@ def test_a_message_the_broker_enqueues_rests_in_the_short_form_with_a_short_redi
     # When it enqueues a message, now and with a delay
     sent = broker.enqueue(message)
     later = broker.enqueue(message, delay=5000)
-    # Then each rests under a new 11-character Redis id, in the short form, and reads back as sent
+    # Then each rests under a new Redis id (11 random characters, then its backend for the fetch),
+    # in the short form, and reads back as sent
+    backend = message.options[COMMAND_OPTION]["backend"]
     for queue, copy in ((message.queue_name, sent), (f"{message.queue_name}.DQ", later)):
         redis_id = copy.options["redis_message_id"]
-        assert len(redis_id) == 11 and redis_id != message.message_id
+        assert len(redis_id) == 11 + 1 + len(backend) and redis_id.endswith(f".{backend}")
+        assert redis_id != message.message_id
         stored = redis_client.hget(settings.keys.dramatiq.messages(queue), redis_id)
         assert isinstance(stored, bytes) and b"kwargs" not in stored
         assert decoded(stored) == copy

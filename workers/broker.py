@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -18,9 +19,10 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
-from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS, DramatiqKeys
+from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS, DramatiqKeys, Keys
+from workers.limits import park_score
 from workers.lua import ScriptCall, loaded, lua_script, registered, run_together
-from workers.messages import decoded, encoded, redis_message_id
+from workers.messages import backend_of, decoded, encoded, redis_message_id
 from workers.settings import Settings
 from workers.wire import exchange, execute
 
@@ -188,8 +190,30 @@ class WakingConsumer(_RedisConsumer):
         keys = broker.keys
         return ScriptCall(broker.fetch_script, [
             keys.queue(self.queue_name), keys.messages(self.queue_name),
-            keys.acks(broker.broker_id, self.queue_name), keys.heartbeats,
-        ], [current_millis(), broker.broker_id, min(count, broker._max_unpack_size())])  # type: ignore[no-untyped-call]
+            keys.acks(broker.broker_id, self.queue_name), keys.heartbeats, broker.lines.caps,
+            keys.doorbell(self.queue_name),
+        ], [current_millis(), broker.broker_id, min(count, broker._max_unpack_size()),  # type: ignore[no-untyped-call]
+            self.queue_name, park_score(self.queue_name, 0), FETCH_LOOK_MOST, *broker.lines.templates])
+
+
+#: Most queued ids one fetch looks at while parking commands of full backends (bounds its time in
+#: Redis; a fetch that stopped there rings the queue's doorbell to be sent again at once).
+FETCH_LOOK_MOST = 256
+
+
+@dataclass(frozen=True)
+class BackendLines:
+    """What ``fetch.lua`` needs to park a command of a full backend: the caps hash and the names of
+    a backend's in-flight and parked keys around the backend's name (workers.constants.Keys)."""
+
+    caps: str
+    templates: tuple[str, str, str, str]
+
+    @classmethod
+    def of(cls, keys: Keys) -> BackendLines:
+        mark = "\x00"
+        inflight, parked = keys.backend_inflight(mark).split(mark), keys.backend_parked(mark).split(mark)
+        return cls(keys.backend_caps, (inflight[0], inflight[1], parked[0], parked[1]))
 
 
 class MailopsBroker(RedisBroker):
@@ -210,6 +234,8 @@ class MailopsBroker(RedisBroker):
         #: Dramatiq's fetch with a heartbeat that only moves forward (see WakingConsumer._wait).
         self.fetch_script = registered(self.client, lua_script("fetch"))
         self._stranded: list[tuple[str, list[str]]] = []
+        #: Set by build_broker; the default (the default prefix) serves brokers built directly.
+        self.lines = BackendLines.of(Keys())
         self._stranded_lock = threading.Lock()
         #: Per queue, the Redis ids of the messages this process's consumers handed out and that are
         #: not acknowledged yet (kept here, not in a consumer: Dramatiq replaces a consumer that
@@ -275,7 +301,7 @@ class MailopsBroker(RedisBroker):
         """Dramatiq's enqueue (delayed messages coming due, tools), in mailops' message form with
         a short Redis id (:func:`~workers.messages.encoded`), then ring the queue it used."""
         queue = message.queue_name
-        message = message.copy(options={"redis_message_id": redis_message_id()})
+        message = message.copy(options={"redis_message_id": redis_message_id(backend_of(message))})
         if delay is not None:
             queue = dq_name(queue)
             message = message.copy(queue_name=queue, options={"eta": current_millis() + delay})
@@ -347,6 +373,7 @@ def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[M
     )
     if broker_id is not None:
         broker.broker_id = broker_id
+    broker.lines = BackendLines.of(settings.keys)
     return broker  # type: ignore[no-any-return]
 
 

@@ -181,9 +181,9 @@ class CommandStore:
         dq = self.keys.dramatiq
         if parked is None:
             queued = message.copy(queue_name=dq_name(message.queue_name),
-                                  options={"redis_message_id": redis_message_id(), "eta": now_ms() + delay_ms})
+                                  options={"redis_message_id": redis_message_id(event.backend), "eta": now_ms() + delay_ms})
         else:
-            queued = message.copy(options={"redis_message_id": redis_message_id()})
+            queued = message.copy(options={"redis_message_id": redis_message_id(event.backend)})
         message_id = str(queued.options["redis_message_id"])
         # The waiting sets of its backend (gauge mailops_commands_waiting): in the reason's, out of the
         # others; a parked command is counted from its backend's parked line instead.

@@ -112,6 +112,12 @@ class Keys:
         ``prelude.lua``)."""
         return f"{self.prefix}:backend:{backend}:parked"
 
+    @property
+    def backend_caps(self) -> str:
+        """Hash of backend name -> concurrency cap, written by every worker as it starts (its
+        settings'); the fetch parks a command whose backend's cap is full (``fetch.lua``)."""
+        return f"{self.prefix}:backend_caps"
+
     def backend_rate(self, backend: str) -> str:
         """Sorted set of recent call start times on one backend (sliding window)."""
         return f"{self.prefix}:backend:{backend}:rate"

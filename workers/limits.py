@@ -205,6 +205,13 @@ class BackendLimits:
         """Run :meth:`unpark_call` now; returns how many commands it released."""
         return int(self.unpark_call().run()) if self.settings.backends else 0
 
+    def publish_caps(self) -> None:
+        """Tell the fetch every configured backend's concurrency cap (``Keys.backend_caps``), so it
+        parks commands of a full backend before a worker thread begins them."""
+        caps = [part for name, config in self.settings.backends.items() for part in (name, config.max_concurrency)]
+        if caps:
+            self.client.hset(self.keys.backend_caps, items=caps)
+
     def parked(self, backend: str) -> int:
         """Commands parked for ``backend`` now."""
         return int(self.client.zcard(self.keys.backend_parked(backend)))

@@ -76,12 +76,22 @@ def stored_form(command: Command, *, without_id: bool = False) -> dict[str, Any]
     return command.model_dump(mode="json", exclude_none=True, exclude=exclude)
 
 
-def redis_message_id() -> str:
+def redis_message_id(backend: str | None = None) -> str:
     """A Dramatiq message id: 64 random bits in 11 URL-safe characters instead of a 36-byte
-    UUID, since every queued command stores it three times (list, hash field, message)."""
+    UUID, since every queued command stores it three times (list, hash field, message), then
+    ``.<backend>`` when the command has one: the fetch parks a command whose backend is full by
+    its id alone (``fetch.lua``), without reading the message."""
     # Unique, not secret: the module's generator (reseeded in a forked child) instead of a system
     # call per command, which under many threads also meant waiting again for the GIL.
-    return base64.urlsafe_b64encode(random.getrandbits(64).to_bytes(8, "big")).rstrip(b"=").decode()
+    random_part = base64.urlsafe_b64encode(random.getrandbits(64).to_bytes(8, "big")).rstrip(b"=").decode()
+    return f"{random_part}.{backend}" if backend else random_part
+
+
+def backend_of(message: Message[Any]) -> str | None:
+    """The backend a command message runs on (``None`` for other messages)."""
+    stored = message.options.get(COMMAND_OPTION)
+    backend = stored.get("backend") if isinstance(stored, dict) else None
+    return backend if isinstance(backend, str) and backend else None
 
 
 def message_for(command: Command, *, entry: str | None = None) -> Message[Any]:
@@ -90,7 +100,7 @@ def message_for(command: Command, *, entry: str | None = None) -> Message[Any]:
     The message carries the command (:data:`COMMAND_OPTION`), so the worker needs no read of the
     record to run it and the record stays small (Redis keeps a hash of short fields compact).
     """
-    message_id = redis_message_id()
+    message_id = redis_message_id(command.backend)
     # No GENERATION_OPTION: absent means generation 1 (retries and replays set it).
     options: dict[str, Any] = {"redis_message_id": message_id, COMMAND_OPTION: stored_form(command, without_id=True)}
     if entry is not None:

@@ -84,6 +84,7 @@ class Runtime:
 
     def start(self) -> Runtime:
         load_scripts(self.client)
+        self.limits.publish_caps()
         upgrade(self.client, self.settings.keys, self.settings.backends, RouteMap(self.client, self.settings).resolve)
         self._worker = dramatiq.Worker(self.broker, worker_threads=self.threads, queues=set(self.queues), worker_timeout=100)
         self._worker.start()

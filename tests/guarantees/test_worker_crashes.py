@@ -34,6 +34,14 @@ def pid_of(worker_id: str) -> int:
     return int(worker_id.rsplit("-", 2)[-2])
 
 
+def wait_until_busy(client: redis.Redis, pid: int, timeout: float = 60.0) -> None:
+    """Wait until the worker process ``pid`` holds fetched commands (a non-empty ack set)."""
+    deadline = time.monotonic() + timeout
+    while not any(client.scard(key) for key in client.scan_iter(match=f"mailops:dq:__acks__.*-{pid}-*")):
+        assert time.monotonic() < deadline, f"worker {pid} never fetched a command"
+        time.sleep(0.02)
+
+
 def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each_once_and_dead_letters_no_innocent(
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
@@ -55,6 +63,9 @@ def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each
             for round_ in range(kills_wanted):
                 time.sleep(1.5)
                 slot = round_ % 2
+                # (on a busy machine a new worker may still be starting after 1.5 s: wait until it
+                # holds fetched commands, so the kill lands on running work)
+                wait_until_busy(redis_client, procs[slot].pid)
                 kills[procs[slot].pid] = procs[slot].kill9()
                 procs[slot] = spawn(f"w{slot}-{round_}")
             events = wait_all_terminal(redis_client, ids, timeout=240)
