@@ -242,3 +242,26 @@ def bulk_message(command_id: str, backend: str) -> Message[Any]:
     return message_for(validate_command({"id": command_id, "command": "suspend_outgoing", "backend": backend,
                                          "args": {"user": "u" + command_id.split("-")[1]}, "producer": "migration",
                                          "priority": "bulk"}))
+
+
+def test_the_reap_that_finds_a_worker_dead_frees_the_backend_slots_it_held_and_no_others(
+        redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer) -> None:
+    # Given a backend capped at two calls, one slot held by a worker that is then killed (its
+    # heartbeat stops) and one by a live worker, and a command parked for the backend
+    settings = settings_for({"whm1": ("whm", whm)}, whm1={"max_concurrency": 2})
+    dead, live = (build_broker(redis_client, settings, [], broker_id=name) for name in ("host-101-dead", "host-102-live"))
+    dead_limits = BackendLimits(redis_client, settings, holder="host-101-dead")
+    dead_limits.publish_caps()
+    dead.heartbeat_and_reap()
+    dead_lease = dead_limits.take(dead_limits.request("whm1"))
+    live_limits = BackendLimits(redis_client, settings, holder="host-102-live")
+    live_lease = live_limits.take(live_limits.request("whm1"))
+    redis_client.zadd(settings.keys.dramatiq.heartbeats, {"host-101-dead": 1})  # its last beat: long ago
+    # When the live worker's heartbeat reaps
+    live.heartbeat_and_reap()
+    # Then the dead worker's slot is free at once (not when its lease would expire), the live one's
+    # is kept, and the heartbeat's safety net can release the parked command into the freed slot
+    assert redis_client.zrange(settings.keys.backend_inflight("whm1"), 0, -1) == [live_lease.encode()]
+    assert dead_lease.startswith("host-101-dead/")
+    redis_client.zadd(settings.keys.backend_parked("whm1"), {"default/m1.whm1": 1})
+    assert live_limits.release_parked() == 1

@@ -345,8 +345,9 @@ class MailopsBroker(RedisBroker):
         self.requeue_stranded()
         queues = sorted({q for q in self.queues if not q.endswith(".DQ")})
         requeued = self._reap(
-            keys=[self.namespace],
-            args=[current_millis(), self.broker_id, self.heartbeat_timeout, self.dead_message_ttl, *queues],
+            keys=[self.namespace, self.lines.caps],
+            args=[current_millis(), self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
+                  *self.lines.templates[:2], *queues],
         )
         return int(requeued)
 

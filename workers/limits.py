@@ -76,9 +76,12 @@ def outcome_of(exc: BaseException) -> str:
 class BackendLimits:
     """Leases, rate and breaker for every configured backend, shared through Redis."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, *, holder: str = "") -> None:
         self.client = client
         self.settings = settings
+        #: The worker process whose leases these are: a lease id starts ``<holder>/``, so the reap
+        #: that finds the process dead frees its slots at once (``reap.lua``) instead of at expiry.
+        self.holder = holder
         self.keys = settings.keys
         self._acquire = registered(client, lua_script("limits_acquire"))
         self._release = registered(client, lua_script("limits_release"))
@@ -136,7 +139,8 @@ class BackendLimits:
     def request(self, backend: str, lease: str | None = None) -> SlotRequest:
         """The acquire call for a slot on ``backend`` (a new lease id unless ``lease`` is given)."""
         cap, rate = self._caps(backend)
-        lease = lease or f"{random.getrandbits(128):032x}"  # unique, not secret (see messages.redis_message_id)
+        # Unique, not secret (see messages.redis_message_id).
+        lease = lease or f"{self.holder}/{random.getrandbits(96):024x}"
         keys = [self.keys.backend_inflight(backend), self.keys.backend_rate(backend),
                 self.keys.breaker(backend), self.keys.breaker_probe(backend)]
         args = [int(time.time() * 1000), lease, self._lease_ttl_ms(backend), cap, rate]

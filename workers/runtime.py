@@ -56,7 +56,7 @@ class Runtime:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.client = connect(settings, max_connections=threads * 2 + 16)
         self.store = CommandStore(self.client, settings)
-        self.limits = BackendLimits(self.client, settings)
+        self.limits = BackendLimits(self.client, settings, holder=self.worker_id)
         self.executor = Executor(
             build_backends(settings.backends),
             limits=self.limits,
