@@ -35,11 +35,13 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
         "scaling": ("one_process_cps", "two_process_cps", "ratio"),
         "memory": ("bytes_per_command", "bytes_per_command_by_key", "bytes_per_command_uuid_ids"),
         "fairness": ("fast_alone_s", "fast_behind_slow_s", "slowdown", "slow_share_of_cap", "slow_max_in_flight"),
+        "fleet": ("backends", "alone", "migrating", "fast_throughput_kept", "slow_max_in_flight", "slow_cap_violations"),
     }.items():
         for name in names:
             assert name in figures[run], f"{run}.{name} missing"
     assert figures["throughput"]["statuses"] == {"succeeded": 200}
     assert figures["latency"]["missing"] == 0 and figures["urgent_under_bulk"]["missing"] == 0
+    assert figures["fleet"]["migrating"]["urgent"]["missing"] == 0 and figures["fleet"]["migrating"]["migrated_by_then"] > 0
     assert figures["latency"]["warmup"]["count"] > 0 and figures["latency"]["warmup"]["missing"] == 0
     assert all(pool and all(rss > 0 for rss in pool) for pool in figures["peak_rss_bytes"].values())
     assert [row["name"] for row in figures["targets"]] == [t.name for t in TARGETS]

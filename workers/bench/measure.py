@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,7 @@ class EventWatcher:
                 self._changed.wait(min(left, 0.2))
         return True
 
-    def rate(self, ids: Sequence[str] | None = None) -> float:
+    def rate(self, ids: Collection[str] | None = None) -> float:
         """Completions per second between the first and the last terminal event (Redis clock)."""
         marks = sorted(t.entry_ms for k, t in self.terminal.items() if ids is None or k in ids)
         if len(marks) < 2 or marks[-1] == marks[0]:

@@ -50,6 +50,11 @@ TARGETS = (
     Target("  slow backend's share of its cap", ">= 95 %", lambda f: f["fairness"]["slow_share_of_cap"] * 100,
            lambda v: v >= 95, " %"),
     Target("  slow backend over its cap", "0", lambda f: int(f["fairness"]["slow_cap_violations"]), lambda v: v == 0),
+    Target("fleet: fast backends' throughput kept", ">= 90 %", lambda f: f["fleet"]["fast_throughput_kept"] * 100,
+           lambda v: v >= 90, " %"),
+    Target("fleet: urgent p99 during the migration", "<= 100 ms", lambda f: f["fleet"]["migrating"]["urgent"]["p99_ms"],
+           lambda v: v <= 100, " ms"),
+    Target("  migrating backend over its cap", "0", lambda f: int(f["fleet"]["slow_cap_violations"]), lambda v: v == 0),
 )
 
 

@@ -15,17 +15,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
 
 from workers.bench import baseline
+from workers.bench.commands import command_body, xadd_many
+from workers.bench.fleet import fleet
 from workers.bench.harness import (
-    BENCH_PRODUCER,
-    BENCH_PRODUCER_KEY,
     Phase,
     SandboxProcess,
     WorkerPool,
@@ -38,7 +36,6 @@ from workers.bench.measure import EventWatcher, entry_ms, latency_summary_ms, us
 from workers.bench.sandbox_proc import bench_users
 from workers.constants import Keys
 from workers.embedded_redis import EmbeddedRedis
-from workers.signing import sign
 
 #: Accounts each bench sandbox holds; commands cycle through them. Enough that no two commands in
 #: flight touch the same account: commands for one target+aspect are serialised by design (the
@@ -77,13 +74,16 @@ class BenchOptions:
     #: The fairness run: this many bulk commands for a slow backend (200 ms, cap 2), queued just
     #: ahead of as many for a fast one (5 ms, cap 8), against the fast ones alone.
     fairness_commands: int = 600
+    #: The fleet run (workers.bench.fleet): commands per fast backend, and the slow one's migration.
+    fleet_per_backend: int = 20
+    fleet_migration: int = 1500
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
         values: dict[str, Any] = dict(commands=600, rounds=1, latency_duration_s=3.0, latency_warmup_s=0.5,
                                       bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
-                                      fairness_commands=100,
+                                      fairness_commands=100, fleet_per_backend=4, fleet_migration=200,
                                       ceiling_s=2.0)
         values.update(overrides)
         return cls(**values)
@@ -93,25 +93,6 @@ def redis_cpu_s(client: Any) -> float:
     """CPU seconds the Redis server has used so far (user + system)."""
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def command_body(command_id: str, user: str, *, backend: str = "whm1", priority: str | None = "default") -> bytes:
-    """A signed command, as a configured producer sends it (signatures are one of the guarantees)."""
-    body: dict[str, Any] = {"id": command_id, "command": "suspend_outgoing", "backend": backend,
-                            "args": {"user": user}, "producer": BENCH_PRODUCER,
-                            "issued_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
-    if priority:
-        body["priority"] = priority
-    body["signature"] = sign(body, BENCH_PRODUCER_KEY.encode())
-    return orjson.dumps(body)
-
-
-def xadd_many(client: redis.Redis, stream: str, bodies: list[bytes], chunk: int = 500) -> None:
-    for start in range(0, len(bodies), chunk):
-        pipe = client.pipeline(transaction=False)
-        for body in bodies[start:start + chunk]:
-            pipe.xadd(stream, {"body": body})
-        pipe.execute()
 
 
 class Bench:
@@ -469,6 +450,8 @@ def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
         figures["utilisation"] = bench.utilisation()
         progress("fairness: a fast backend's batch alone, then queued behind a slow backend's")
         figures["fairness"] = bench.fairness()
+        progress("fleet: 50 backends, one migrating slowly, the others' batch and urgent commands")
+        figures["fleet"] = fleet(bench)
         progress("scaling: 1 and 2 worker processes, backend-bound")
         figures["scaling"] = bench.scaling()
         figures["peak_rss_bytes"] = bench.peak_rss
