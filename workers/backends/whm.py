@@ -10,11 +10,24 @@ account, found with ``getdomainowner``, through ``uapi_cpanel`` (UAPI) or ``/jso
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from schemas.commands import AccountArgs, Command, CommandArgs, SuspensionArgs
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import cpanel_api2, uapi_cpanel, whm_api1
+from workers.backends.readback import (
+    LIST_FORWARDERS,
+    LIST_POPS,
+    Read,
+    ReadTable,
+    Unreadable,
+    flag,
+    forwarder_state,
+    mailbox_state,
+    want,
+)
 from workers.backends.transport import PanelHttp, json_body
 from workers.backends.vocabulary import Call, Scope, resolve_call, scope_of
 from workers.errors import PanelRefused
@@ -87,6 +100,74 @@ CALLS: dict[str, dict[Scope, Call]] = {
 }
 
 
+ACCOUNT_READ = "accountsummary"
+FORWARD_READ = "get_user_email_forward_destination"
+
+
+def _mailbox_read(**fields: Any) -> Read:
+    return Read(UAPI, LIST_POPS, want(**fields))
+
+
+def _suspension_read(account: str | None, **fields: Any) -> dict[Scope, Read | Unreadable]:
+    found: dict[Scope, Read | Unreadable] = {"mailbox": _mailbox_read(**fields)}
+    if account:
+        found["account"] = Read("", ACCOUNT_READ, want(**{account: next(iter(fields.values()))}))
+    return found
+
+
+def _destinations(value: Any) -> list[str]:
+    return sorted(d.strip().lower() for d in str(value or "").split(",") if d.strip())
+
+
+#: Why a WHM cell missing from :data:`READS` cannot be read back.
+NOT_READABLE = "no published WHM or UAPI function shows this state"
+#: command -> target scope -> how its effect is read back (see :mod:`workers.backends.readback`).
+READS: ReadTable = {
+    "suspend_outgoing": _suspension_read("outgoing_mail_suspended", suspended_outgoing=True),
+    "unsuspend_outgoing": _suspension_read("outgoing_mail_suspended", suspended_outgoing=False),
+    "suspend_incoming": {"mailbox": _mailbox_read(suspended_incoming=True),
+                         "account": Unreadable("account-level incoming suspension is in no published read")},
+    "unsuspend_incoming": {"mailbox": _mailbox_read(suspended_incoming=False),
+                           "account": Unreadable("account-level incoming suspension is in no published read")},
+    "suspend_login": _suspension_read(None, suspended_login=True),
+    "unsuspend_login": _suspension_read(None, suspended_login=False),
+    "hold_outgoing": _suspension_read("outgoing_mail_hold", hold_outgoing=True),
+    "release_outgoing": _suspension_read("outgoing_mail_hold", hold_outgoing=False),
+    "terminate_sessions": {"account": Unreadable("an action, not a state")},
+    "set_forward_destination": {"account": Read("", FORWARD_READ, lambda a, c: {
+        "forward_to": _destinations(",".join(a.forward_to))})},
+    "addmail": {"mailbox": _mailbox_read(exists=True)},
+    "delmail": {"mailbox": _mailbox_read(exists=False)},
+    "passwd": {"mailbox": Unreadable("a password cannot be read back")},
+    "addforward": {"mailbox": Read(UAPI, LIST_FORWARDERS, want(forwarder=True))},
+    "delforward": {"mailbox": Read(UAPI, LIST_FORWARDERS, want(forwarder=False))},
+    "onspf": {"domain": Unreadable("modifyacct HASSPF installs the panel's own record; not read back yet")},
+    "offspf": {"domain": Unreadable("modifyacct HASSPF installs the panel's own record; not read back yet")},
+    "ondkim": {"domain": Unreadable("modifyacct HASDKIM is not read back yet")},
+    "offdkim": {"domain": Unreadable("modifyacct HASDKIM is not read back yet")},
+    "modifyacct": {"account": Unreadable("its fields are not all in a published read")},
+}
+
+
+class RecentOwner(threading.local):
+    """The domain owner a worker thread looked up last, trusted for :data:`OWNER_MEMO_S` seconds
+    (the read-back right after a change; an account does not change hands in between)."""
+
+    def __init__(self) -> None:
+        self.domain, self.owner, self.at = "", "", 0.0
+
+    def keep(self, domain: str, owner: str) -> None:
+        self.domain, self.owner, self.at = domain, owner, time.monotonic()
+
+    def get(self, domain: str) -> str | None:
+        fresh = time.monotonic() - self.at < OWNER_MEMO_S
+        return self.owner if fresh and domain == self.domain else None
+
+
+#: How long a looked-up domain owner is reused by the same thread.
+OWNER_MEMO_S = 30.0
+
+
 class WhmBackend:
     """A WHM server reached with a root or reseller API token."""
 
@@ -96,6 +177,8 @@ class WhmBackend:
         self.name = config.name
         self.config = config
         self._http = PanelHttp(config)
+        #: The owner this thread just looked up, so the read-back of its change costs one read.
+        self._recent = RecentOwner()
         self._headers = {
             "Authorization": f"whm {config.username}:{config.token.get_secret_value()}",
             "Accept": "application/json",
@@ -120,6 +203,33 @@ class WhmBackend:
         if call.via == API2:
             return self.call_api2(owner, module, function, params)
         return self.call_uapi(owner, module, function, params)
+
+    def read(self, read: Read, args: Any) -> dict[str, Any]:
+        """Read the state ``read`` covers (:data:`READS`)."""
+        if read.function == ACCOUNT_READ:
+            return self.account_state(args.user)
+        if read.function == FORWARD_READ:
+            data = self.call(FORWARD_READ, {"user": args.user}).data
+            return {"forward_to": _destinations(data.get("forward_to") if isinstance(data, dict) else "")}
+        address = str(args.email)
+        local, _, domain = address.rpartition("@")
+        owner = self._recent.get(domain) or self.domain_owner(domain)
+        module, _, function = read.function.partition("::")
+        if read.function == LIST_FORWARDERS:
+            data = self.call_uapi(owner, module, function, {"domain": domain}).data
+            return forwarder_state(data, address, str(args.destination))
+        data = self.call_uapi(owner, module, function, {"email": local, "domain": domain, "get_restrictions": "1"}).data
+        return mailbox_state(data, address)
+
+    def account_state(self, user: str) -> dict[str, Any]:
+        """An account's outgoing suspension and hold (``accountsummary``)."""
+        data = self.call(ACCOUNT_READ, {"user": user}).data
+        accounts = data.get("acct") if isinstance(data, dict) else None
+        if not isinstance(accounts, list) or not accounts or not isinstance(accounts[0], dict):
+            return {"exists": False}
+        found = accounts[0]
+        return {"exists": True, "outgoing_mail_suspended": flag(found.get("outgoing_mail_suspended")),
+                "outgoing_mail_hold": flag(found.get("outgoing_mail_hold"))}
 
     def _owner_of(self, args: CommandArgs, scope: Scope) -> str:
         if isinstance(args, AccountArgs | SuspensionArgs) and scope == "account":
@@ -152,6 +262,7 @@ class WhmBackend:
         user = data.get("user") if isinstance(data, dict) else None
         if not user:
             raise PanelRefused(f"{self.name}: no account owns the domain “{domain}”")
+        self._recent.keep(domain, str(user))
         return str(user)
 
     def _post(self, function: str, data: dict[str, str]) -> Any:
@@ -169,11 +280,8 @@ class WhmBackend:
         """
         if aspect != "outgoing" or "@" in target:
             return None
-        data = self.call("accountsummary", {"user": target}).data
-        accounts = data.get("acct") if isinstance(data, dict) else None
-        if not isinstance(accounts, list) or not accounts or not isinstance(accounts[0], dict):
-            return None
-        return bool(int(accounts[0].get("outgoing_mail_suspended") or 0))
+        state = self.account_state(target)
+        return bool(state["outgoing_mail_suspended"]) if state["exists"] else None
 
     def close(self) -> None:
         self._http.close()
