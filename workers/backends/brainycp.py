@@ -41,7 +41,7 @@ CALLS: dict[str, dict[Scope, Call]] = {
 
 #: Why no BrainyCP cell can be read back: its documented lists (``getlistmail``,
 #: ``getforwardmail``) answer only a message, and no call shows SPF or DKIM.
-NOT_READABLE = "BrainyCP documents no answer that lists mailboxes, forwards or SPF/DKIM state"
+NOT_READABLE = "BrainyCP documents no read of this state"
 READS: ReadTable = {}
 
 

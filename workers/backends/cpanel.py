@@ -21,9 +21,12 @@ from workers.backends.readback import (
     DKIM_READ,
     LIST_FORWARDERS,
     LIST_POPS,
+    PASSWORD_UNREADABLE,
     Read,
     ReadTable,
-    dkim_state,
+    Unreadable,
+    current_spf,
+    domain_state,
     forwarder_state,
     mailbox_state,
     want,
@@ -89,24 +92,13 @@ READS: ReadTable = {
     "release_outgoing": _mailbox_read(hold_outgoing=False),
     "addmail": _mailbox_read(exists=True),
     "delmail": _mailbox_read(exists=False),
+    "passwd": {"mailbox": Unreadable(PASSWORD_UNREADABLE)},
     "addforward": {"mailbox": Read("", LIST_FORWARDERS, want(forwarder=True))},
     "delforward": {"mailbox": Read("", LIST_FORWARDERS, want(forwarder=False))},
     "onspf": {"domain": Read("", SPF_READ, lambda a, config: {"record": config.spf_record})},
     "ondkim": {"domain": Read("", DKIM_READ, want(dkim=True))},
     "offdkim": {"domain": Read("", DKIM_READ, want(dkim=False))},
 }
-
-
-def current_spf(data: Any) -> str | None:
-    """The current SPF record in a ``validate_current_spfs`` answer's ``data`` (``None``: none).
-
-    The stored spec does not show that shape, so this reads a ``current`` that is the record or
-    holds it as ``value``/``record``, in the first item of a list or in an object."""
-    item = data[0] if isinstance(data, list) and data else data
-    current = item.get("current") if isinstance(item, dict) else None
-    if isinstance(current, dict):
-        current = current.get("value") or current.get("record")
-    return current if isinstance(current, str) and current.startswith("v=spf1") else None
 
 
 def _split(function: str) -> tuple[str, str]:
@@ -163,10 +155,8 @@ class CpanelBackend:
     def read(self, read: Read, args: Any) -> dict[str, Any]:
         """Read the state ``read`` covers (:data:`READS`)."""
         module, function = _split(read.function)
-        if read.function == SPF_READ:
-            return {"record": current_spf(self.call(module, function, {"domain": args.domain}).data)}
-        if read.function == DKIM_READ:
-            return dkim_state(self.call(module, function, {"domain": args.domain}).data)
+        if read.function in (SPF_READ, DKIM_READ):
+            return domain_state(read.function, self.call(module, function, {"domain": args.domain}).data)
         address = str(args.email)
         local, _, domain = address.rpartition("@")
         if read.function == LIST_FORWARDERS:

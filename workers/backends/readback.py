@@ -23,6 +23,8 @@ LIST_POPS = "Email::list_pops_with_disk"
 LIST_FORWARDERS = "Email::list_forwarders"
 SPF_READ = "EmailAuth::validate_current_spfs"
 DKIM_READ = "EmailAuth::validate_current_dkims"
+#: Why ``passwd`` is verified nowhere.
+PASSWORD_UNREADABLE = "a password cannot be read back"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,26 @@ def forwarder_state(data: Any, source: str, destination: str) -> dict[str, Any]:
     pairs = {(str(i.get("dest", "")).lower(), str(i.get("forward", "")).lower())
              for i in (data if isinstance(data, list) else []) if isinstance(i, dict)}
     return {"forwarder": (source.lower(), destination.lower()) in pairs}
+
+
+def current_spf(data: Any) -> str | None:
+    """The current SPF record in a ``validate_current_spfs`` answer's ``data`` (``None``: none).
+
+    The stored spec does not show that shape, so this reads a ``current`` that is the record or
+    holds it as ``value``/``record``, in the first item of a list or in an object."""
+    item = data[0] if isinstance(data, list) and data else data
+    current = item.get("current") if isinstance(item, dict) else None
+    if isinstance(current, dict):
+        current = current.get("value") or current.get("record")
+    return current if isinstance(current, str) and current.startswith("v=spf1") else None
+
+
+def domain_state(function: str, data: Any) -> dict[str, Any]:
+    """A domain's SPF record (``validate_current_spfs``) or DKIM state (``validate_current_dkims``)."""
+    if function == SPF_READ:
+        record = current_spf(data)
+        return {"spf": record is not None, "record": record}
+    return dkim_state(data)
 
 
 def dkim_state(data: Any) -> dict[str, Any]:

@@ -18,11 +18,15 @@ from schemas.commands import AccountArgs, Command, CommandArgs, SuspensionArgs
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import cpanel_api2, uapi_cpanel, whm_api1
 from workers.backends.readback import (
+    DKIM_READ,
     LIST_FORWARDERS,
     LIST_POPS,
+    PASSWORD_UNREADABLE,
+    SPF_READ,
     Read,
     ReadTable,
     Unreadable,
+    domain_state,
     flag,
     forwarder_state,
     mailbox_state,
@@ -138,13 +142,14 @@ READS: ReadTable = {
         "forward_to": _destinations(",".join(a.forward_to))})},
     "addmail": {"mailbox": _mailbox_read(exists=True)},
     "delmail": {"mailbox": _mailbox_read(exists=False)},
-    "passwd": {"mailbox": Unreadable("a password cannot be read back")},
+    "passwd": {"mailbox": Unreadable(PASSWORD_UNREADABLE)},
     "addforward": {"mailbox": Read(UAPI, LIST_FORWARDERS, want(forwarder=True))},
     "delforward": {"mailbox": Read(UAPI, LIST_FORWARDERS, want(forwarder=False))},
-    "onspf": {"domain": Unreadable("modifyacct HASSPF installs the panel's own record; not read back yet")},
-    "offspf": {"domain": Unreadable("modifyacct HASSPF installs the panel's own record; not read back yet")},
-    "ondkim": {"domain": Unreadable("modifyacct HASDKIM is not read back yet")},
-    "offdkim": {"domain": Unreadable("modifyacct HASDKIM is not read back yet")},
+    # modifyacct installs the panel's own record: any record proves HASSPF=1.
+    "onspf": {"domain": Read(UAPI, SPF_READ, want(spf=True))},
+    "offspf": {"domain": Read(UAPI, SPF_READ, want(spf=False))},
+    "ondkim": {"domain": Read(UAPI, DKIM_READ, want(dkim=True))},
+    "offdkim": {"domain": Read(UAPI, DKIM_READ, want(dkim=False))},
     "modifyacct": {"account": Unreadable("its fields are not all in a published read")},
 }
 
@@ -211,10 +216,13 @@ class WhmBackend:
         if read.function == FORWARD_READ:
             data = self.call(FORWARD_READ, {"user": args.user}).data
             return {"forward_to": _destinations(data.get("forward_to") if isinstance(data, dict) else "")}
+        module, _, function = read.function.partition("::")
+        if read.function in (SPF_READ, DKIM_READ):
+            owner = self._recent.get(args.domain) or self.domain_owner(args.domain)
+            return domain_state(read.function, self.call_uapi(owner, module, function, {"domain": args.domain}).data)
         address = str(args.email)
         local, _, domain = address.rpartition("@")
         owner = self._recent.get(domain) or self.domain_owner(domain)
-        module, _, function = read.function.partition("::")
         if read.function == LIST_FORWARDERS:
             data = self.call_uapi(owner, module, function, {"domain": domain}).data
             return forwarder_state(data, address, str(args.destination))

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from workers.constants import DEFAULT_SPF_RECORD
 from workers.sandbox.server import Reply, Request
 from workers.sandbox.state import Mailbox, PanelState, fingerprint
 
@@ -153,7 +154,9 @@ class Uapi:
         """The domain's SPF record as the server reads it. The exact shape of ``data`` is not in the
         stored spec ([U]); this one (``current.value``) is what the cPanel backend parses."""
         domain = self._owned_domain(user, params.get("domain", ""))
-        record = self.state.domains[domain].spf_record
+        found = self.state.domains[domain]
+        # WHM's modifyacct HASSPF=1 turns SPF on without naming a record: the panel's own default.
+        record = (found.spf_record or DEFAULT_SPF_RECORD) if found.spf else ""
         return [{"domain": domain, "state": "VALID" if record else "MISSING",
                  "current": {"value": record} if record else None}]
 

@@ -15,6 +15,7 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -107,6 +108,9 @@ class Faults:
     #: Seconds after its answer that a change call's change is applied (0 = before answering), as
     #: cPanel's queueprocd does for some work.
     apply_late_s: float = 0.0
+    #: The shares above apply to change calls only (reads and lookups are answered normally), to
+    #: cut a change's answer while the read of it, before a retry, gets through.
+    changes_only: bool = False
     #: Seed of the fault dice, for repeatable runs.
     seed: int | None = None
 
@@ -124,8 +128,8 @@ class SandboxServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
-        #: ``(kind, function)`` of every request served, in order (see :func:`call_kind`).
-        self.calls: list[tuple[str, str]] = []
+        #: Requests served by kind: ``change``, ``read``, ``lookup`` (see :func:`call_kind`).
+        self.kinds: Counter[str] = Counter()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -164,26 +168,26 @@ class SandboxServer:
         with self._lock:
             self.max_in_flight = self.in_flight
             self.requests = 0
-            self.calls = []
+            self.kinds = Counter()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            kinds = [kind for kind, _ in self.calls]
             return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight, "requests": self.requests,
-                    "changes": kinds.count("change"), "reads": kinds.count("read"), "lookups": kinds.count("lookup")}
+                    "changes": self.kinds["change"], "reads": self.kinds["read"], "lookups": self.kinds["lookup"]}
 
     def _roll(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
 
     def serve(self, request: Request) -> Reply | None:
         """Answer one request, with faults; ``None`` means drop the connection."""
-        kind = call_kind(self.app.function_of(request))
+        function = self.app.function_of(request)
+        kind = call_kind(function)
         with self._lock:
             self.in_flight += 1
             self.requests += 1
-            self.calls.append((kind, self.app.function_of(request)))
+            self.kinds[kind] += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            f = self.faults
+            f = self.faults if kind == "change" or not self.faults.changes_only else Faults(latency_s=self.faults.latency_s)
             error, limited, html = self._roll(f.error_rate), self._roll(f.rate_limit_rate), self._roll(f.html_rate)
             login = self._roll(f.login_page_rate)
             hang, drop = self._roll(f.timeout_after_apply_rate), self._roll(f.drop_after_apply_rate)

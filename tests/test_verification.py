@@ -1,0 +1,152 @@
+"""Read-back, end to end: a change counts as done only when the panel shows it (workers/verification.py).
+
+Panels that lie (answer OK, apply nothing), apply late (cPanel's queueprocd), or apply and then
+lose the answer, against real HTTP sandboxes and a real worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from tests.clock import ISSUED
+from tests.conftest import add_command, read_events, wait_for_terminal
+from workers import retry_policy
+from workers.retry_policy import RetryPolicy
+from workers.runtime import Runtime
+from workers.sandbox import SandboxServer
+from workers.sandbox.cpanel import CpanelSandbox
+from workers.sandbox.server import Faults
+from workers.settings import Settings
+
+PASSWORD = "n3w-Secret-pass"
+#: Passwords are sealed at ingest, which needs a sealing key (64 random bytes, base64).
+SEALING = {"sealing_key": SecretStr(base64.b64encode(os.urandom(64)).decode())}
+
+
+def command(id: str, name: str, args: dict[str, Any], backend: str = "whm1") -> dict[str, object]:
+    return {"id": id, "command": name, "backend": backend, "args": args, "producer": "billing", "issued_at": ISSUED}
+
+
+def final_of(events: list[Any], id: str) -> Any:
+    return next(e for e in events if e.id == id and e.terminal)
+
+
+def shop_panel() -> CpanelSandbox:
+    """A cPanel account ``shop`` with the mailbox info@shop.example."""
+    app = CpanelSandbox()
+    app.add_account("shop", "shop.example")
+    app.state.add_mailbox("info@shop.example")
+    return app
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("suspend_outgoing", "addmail", "addforward"):
+        monkeypatch.setitem(retry_policy.POLICIES, name, RetryPolicy(max_attempts=3, min_backoff_ms=20, max_backoff_ms=50))
+
+
+def test_a_panel_that_answers_ok_and_applies_nothing_ends_dead_lettered_as_not_applied_with_what_was_read(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime], quick_retries: None,
+) -> None:
+    # Given a WHM panel that answers every change call OK without applying it, and a short grace window
+    whm.set_faults(Faults(lie_rate=1.0))
+    runtime_for(settings_for({"whm1": ("whm", whm)}, whm1={"verify_grace_s": 0.2}))
+    # When an account's outgoing mail is suspended
+    add_command(redis_client, command("lie-1", "suspend_outgoing", {"user": "example"}))
+    events = wait_for_terminal(redis_client, {"lie-1"})
+    # Then it never succeeds: each attempt is not_applied, and after its retries it is dead-lettered
+    # with the state read (outgoing mail not suspended); one change call per attempt, nothing applied
+    assert [e.status for e in events if e.id == "lie-1"] == ["accepted", "retrying", "retrying", "dead_lettered"]
+    final = final_of(events, "lie-1")
+    assert final.error is not None and final.error.kind == "not_applied"
+    assert final.details["read"]["call"] == "accountsummary"
+    assert final.details["read"]["state"]["outgoing_mail_suspended"] is False
+    assert final.verified is None
+    assert whm.stats()["changes"] == 3 and len(whm.app.ledger) == 0  # type: ignore[attr-defined]
+
+
+def test_a_change_the_panel_applies_after_answering_succeeds_verified_without_a_second_change_call(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given a WHM panel that applies each change 300 ms after answering it (cPanel's queueprocd)
+    whm.set_faults(Faults(apply_late_s=0.3))
+    runtime_for(settings_for({"whm1": ("whm", whm)}))
+    # When an account's outgoing mail is suspended
+    add_command(redis_client, command("late-1", "suspend_outgoing", {"user": "example"}))
+    final = final_of(wait_for_terminal(redis_client, {"late-1"}), "late-1")
+    # Then it succeeds verified, read again within the grace window, with one change call
+    assert (final.status, final.verified, final.attempt) == ("succeeded", True, 1), final.error
+    assert final.details["read"]["state"]["outgoing_mail_suspended"] is True
+    assert final.details["read"]["reads"] >= 1
+    assert whm.stats()["changes"] == 1
+    assert [(c.target, c.field, c.new) for c in whm.app.ledger.changes()] == [("example", "outgoing", "suspended")]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("name", "args", "fault"), [
+    ("addmail", {"email": "new@shop.example", "password": PASSWORD, "quota": 10}, Faults(drop_after_apply_rate=1.0)),
+    ("addforward", {"email": "info@shop.example", "destination": "ops@elsewhere.example"},
+     Faults(drop_after_apply_rate=1.0)),
+    ("addmail", {"email": "new@shop.example", "password": PASSWORD, "quota": 10},
+     Faults(timeout_after_apply_rate=1.0, hang_s=1.5)),
+])
+def test_a_call_applied_whose_answer_was_lost_is_read_before_calling_again_and_succeeds_with_one_change(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    quick_retries: None, name: str, args: dict[str, Any], fault: Faults,
+) -> None:
+    # Given a cPanel panel that applies every change call, then cuts the connection (or never
+    # answers in time) - and answers its reads normally
+    app = shop_panel()
+    with SandboxServer(app, faults=Faults(**{**fault.__dict__, "changes_only": True})) as cp1:
+        runtime_for(settings_for({"cp1": ("cpanel", cp1)}, cp1={"read_timeout": 0.5}, **SEALING))
+        # When the non-idempotent command runs
+        add_command(redis_client, command("lost-1", name, args, backend="cp1"))
+        events = wait_for_terminal(redis_client, {"lost-1"})
+        changes = cp1.stats()["changes"]
+    # Then its retry reads the panel first, finds the change there, and succeeds verified
+    # without calling again: one change call, one change applied
+    assert [e.status for e in events if e.id == "lost-1"] == ["accepted", "retrying", "succeeded"]
+    final = final_of(events, "lost-1")
+    assert (final.verified, final.already, final.details["read_before_resend"]) == (True, True, True)
+    assert changes == 1 and len(app.ledger) == 1
+
+
+def test_with_read_back_off_a_change_succeeds_unverified_and_says_why(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given a backend with read-back turned off
+    runtime_for(settings_for({"whm1": ("whm", whm)}, whm1={"verify": False}))
+    # When a command runs
+    add_command(redis_client, command("off-1", "suspend_outgoing", {"user": "example"}))
+    final = final_of(wait_for_terminal(redis_client, {"off-1"}), "off-1")
+    # Then it succeeds, unverified, with the reason, and the panel was not read
+    assert (final.status, final.verified) == ("succeeded", False)
+    assert final.details["not_verified"] == "read-back is off for this backend"
+    assert whm.stats()["reads"] == 0
+
+
+def test_a_password_never_appears_in_what_the_read_back_publishes(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given a cPanel panel that echoes every request's parameters into its answers
+    app = shop_panel()
+    with SandboxServer(app, faults=Faults(echo_rate=1.0)) as cp1:
+        runtime_for(settings_for({"cp1": ("cpanel", cp1)}, **SEALING))
+        # When a mailbox is created with a password and read back
+        add_command(redis_client, command("pw-1", "addmail", {"email": "new@shop.example", "password": PASSWORD,
+                                                             "quota": 10}, backend="cp1"))
+        final = final_of(wait_for_terminal(redis_client, {"pw-1"}), "pw-1")
+    # Then it is verified, and no event carries the password
+    assert (final.status, final.verified, final.details["read"]["state"]) == ("succeeded", True, {
+        "exists": True, "suspended_outgoing": False, "hold_outgoing": False, "suspended_incoming": False,
+        "suspended_login": False})
+    assert all(PASSWORD not in e.to_json().decode() for e in read_events(redis_client))
