@@ -280,16 +280,5 @@ class WhmBackend:
     def check(self) -> PanelResult:
         return self.call("version", {})
 
-    def suspension_state(self, target: str, aspect: str) -> bool | None:
-        """Whether ``aspect`` of a cPanel account is suspended now (``accountsummary``).
-
-        ``None`` when this backend cannot read it (mailbox targets, other aspects). Added for
-        ``mailops reconcile``; read-only.
-        """
-        if aspect != "outgoing" or "@" in target:
-            return None
-        state = self.account_state(target)
-        return bool(state["outgoing_mail_suspended"]) if state["exists"] else None
-
     def close(self) -> None:
         self._http.close()

@@ -9,7 +9,7 @@ import redis
 from workers.backends.registry import build_backends
 from workers.cli.acting import as_operator, await_outcomes, issue, operator_option, wait_options
 from workers.cli.environment import load_settings
-from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
+from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_UNKNOWN
 from workers.reconcile import check, converging_command
 from workers.redis_client import connect
 
@@ -26,7 +26,9 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, operator_name: st
 
     With --apply, issue the converging commands signed by the operator (action
     ``reconcile.apply``; its ``reasons`` must cover the holds' reasons and ``reconcile``) and wait
-    for them. Exit 0 when everything matches or every fix succeeded, 1 when differences remain.
+    for them. Exit 0 when every target was read and matches (or every fix succeeded), 1 when
+    differences remain (or a fix failed), 6 when nothing differs but some state could not be read
+    (``unknown`` is never counted as a match).
 
     \b
     Examples:
@@ -59,11 +61,13 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, operator_name: st
     for body in issued:
         click.echo(f"issued {body['command']} {body['id']} (reason {body['reason']})")
     drift = sum(f.state == "drift" for f in findings)
-    click.echo(f"{len(findings)} checked, {drift} differ" + (f", {len(issued)} command(s) issued" if do_apply else ""),
-               err=True)
+    unknown = sum(f.state == "unknown" for f in findings)
+    click.echo(f"{len(findings)} checked, {drift} differ, {unknown} unknown"
+               + (f", {len(issued)} command(s) issued" if do_apply else ""), err=True)
     try:
+        code = RET_OK if drift == 0 or do_apply else RET_FAILED
         if sender is not None and issued and wait:
-            raise SystemExit(await_outcomes(sender, [str(body["id"]) for body in issued], timeout=timeout))
-        raise SystemExit(RET_OK if drift == 0 or do_apply else RET_FAILED)
+            code = await_outcomes(sender, [str(body["id"]) for body in issued], timeout=timeout)
+        raise SystemExit(RET_UNKNOWN if code == RET_OK and unknown else code)
     finally:
         client.close()
