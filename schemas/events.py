@@ -26,6 +26,7 @@ EventStatus = Literal[
     "conflict",
     "rejected",
     "superseded",
+    "drift_found",
 ]
 
 #: The status of an unsuspend that lifted its own hold while others remain (the panel was not called).

@@ -3,19 +3,22 @@ readable aspect and across the fleet; what cannot be read is reported unknown, n
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from tests.conftest import WHM_TOKEN, add_command, read_events, wait_for_terminal, wait_until
 from workers.backends.registry import build_backends
 from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_UNKNOWN
 from workers.cli.reconcile import reconcile as reconcile_cli
 from workers.holds import holds_of
 from workers.reconcile import check
+from workers.reconcile_service import DriftGauges, run_rounds, seconds_of
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.cpanel import CpanelSandbox
@@ -185,3 +188,43 @@ def test_the_same_account_on_two_backends_with_drift_on_one_is_named_and_fixed_t
     assert applied.exit_code == RET_OK, applied.output
     assert apps["whm2"].state.accounts["example"].outgoing == "suspended"
     assert whm1_changes == 0
+
+
+def test_the_reconcile_service_publishes_drift_found_per_differing_target_and_sets_the_drift_gauge(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given abuse holds ``example`` suspended, and someone lifted it on the panel by hand
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    add_command(redis_client, suspension("svc-1", "suspend_outgoing", "example", datetime.now(UTC), "abuse"))
+    wait_for_terminal(redis_client, {"svc-1"})
+    app = whm.app
+    assert isinstance(app, WhmSandbox)
+    with app.state.lock:
+        app.state.accounts["example"].outgoing = "active"
+    # When the service runs its rounds for a moment
+    backends = build_backends(settings.backends)
+    gauges, stop = DriftGauges(), threading.Event()
+    service = threading.Thread(target=run_rounds, args=(redis_client, settings, backends),
+                               kwargs={"every_s": 0.05, "gauges": gauges, "stop": stop})
+    service.start()
+    try:
+        wait_until(lambda: any(e.status == "drift_found" for e in read_events(redis_client)))
+    finally:
+        stop.set()
+        service.join()
+        for backend in backends.values():
+            backend.close()
+    # Then each round published a drift_found event naming the backend, target and both states,
+    # and the gauge counts the target as drift
+    found = next(e for e in read_events(redis_client) if e.status == "drift_found")
+    assert (found.backend, found.target, found.terminal) == ("whm1", "example", False)
+    assert found.details == {"aspect": "outgoing", "expected": "suspended", "panel": "active", "held_by": ["abuse"]}
+    assert gauges.registry.get_sample_value("mailops_reconcile_targets", {"backend": "whm1", "state": "drift"}) == 1
+
+
+def test_every_takes_a_period_in_seconds_minutes_hours_or_days() -> None:
+    assert [seconds_of(p) for p in ("90s", "30m", "1h", "1d", "5")] == [90, 1800, 3600, 86400, 5]
+    with pytest.raises(ValueError, match="not a period"):
+        seconds_of("hourly")
