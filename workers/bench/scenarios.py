@@ -77,6 +77,9 @@ class BenchOptions:
     #: The fairness run: this many bulk commands for a slow backend (200 ms, cap 2), queued just
     #: ahead of as many for a fast one (5 ms, cap 8), against the fast ones alone.
     fairness_commands: int = 600
+    #: Run the read-back phase (off in ``--quick``, which the test suite runs; ``--readback-only``
+    #: runs it alone).
+    readback: bool = True
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
@@ -84,7 +87,7 @@ class BenchOptions:
                                       bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
                                       fairness_commands=100,
-                                      ceiling_s=2.0)
+                                      ceiling_s=2.0, readback=False)
         values.update(overrides)
         return cls(**values)
 
@@ -502,7 +505,8 @@ def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
         figures["fairness"] = bench.fairness()
         progress("scaling: 1 and 2 worker processes, backend-bound")
         figures["scaling"] = bench.scaling()
-        progress("read-back: throughput and latency with it off, then on")
-        figures["readback"] = bench.readback()
+        if options.readback:
+            progress("read-back: throughput and latency with it off, then on")
+            figures["readback"] = bench.readback()
         figures["peak_rss_bytes"] = bench.peak_rss
     return figures

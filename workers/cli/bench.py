@@ -18,7 +18,8 @@ from workers.cli.exit_codes import RET_OK
 @click.option("--redis-url", default=None, help="Redis to use (default: MAILOPS_REDIS_URL, else a private one).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every figure to this JSON file.")
-@click.option("--quick", is_flag=True, help="Smaller runs (about 40 s): fewer commands, 2,000 bulk instead of 20,000.")
+@click.option("--quick", is_flag=True,
+              help="Smaller runs (about 40 s): fewer commands, 2,000 bulk instead of 20,000, no read-back phase.")
 @click.option("--commands", type=click.IntRange(10, 1_000_000), default=None,
               help="Commands in the throughput runs (default 3000; quick 600).")
 @click.option("--rounds", type=click.IntRange(1, 99), default=None,
