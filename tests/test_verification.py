@@ -15,15 +15,19 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from schemas.commands import validate_command
 from tests.clock import ISSUED
 from tests.conftest import add_command, read_events, wait_for_terminal
 from workers import retry_policy
+from workers.backends.base import PanelResult
+from workers.errors import NotApplied, PanelUnavailable
 from workers.retry_policy import RetryPolicy
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.cpanel import CpanelSandbox
 from workers.sandbox.server import Faults
-from workers.settings import Settings
+from workers.settings import BackendConfig, Settings
+from workers.verification import Verifier
 
 PASSWORD = "n3w-Secret-pass"
 #: Passwords are sealed at ingest, which needs a sealing key (64 random bytes, base64).
@@ -150,3 +154,60 @@ def test_a_password_never_appears_in_what_the_read_back_publishes(
         "exists": True, "suspended_outgoing": False, "hold_outgoing": False, "suspended_incoming": False,
         "suspended_login": False})
     assert all(PASSWORD not in e.to_json().decode() for e in read_events(redis_client))
+
+
+class ReadingPanel:
+    """A backend whose reads return ``states`` in turn (the last one repeating), or raise ``error``."""
+
+    kind = "whm"
+    name = "whm1"
+
+    def __init__(self, states: list[dict[str, Any]], *, grace_s: float = 2.0, error: Exception | None = None) -> None:
+        self.config = BackendConfig(name="whm1", kind="whm", url="https://whm1.example:2087", verify_grace_s=grace_s)
+        self.states, self.error, self.reads = states, error, 0
+
+    def read(self, read: Any, args: Any) -> dict[str, Any]:
+        self.reads += 1
+        if self.error is not None:
+            raise self.error
+        return self.states[min(self.reads, len(self.states)) - 1]
+
+
+class FakeClock:
+    """Time that moves only when the verifier sleeps."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+SUSPEND = validate_command({"command": "suspend_outgoing", "backend": "whm1", "args": {"user": "example"},
+                            "producer": "billing"})
+NOT_YET, DONE = {"exists": True, "outgoing_mail_suspended": False}, {"exists": True, "outgoing_mail_suspended": True}
+
+
+def test_a_change_shown_on_the_third_read_is_verified_after_growing_pauses_within_the_grace_window() -> None:
+    panel, clock = ReadingPanel([NOT_YET, NOT_YET, DONE]), FakeClock()
+    result = Verifier(sleep=clock.sleep, clock=lambda: clock.now).after_change(panel, SUSPEND, PanelResult())  # type: ignore[arg-type]
+    assert (result.verified, result.details["read"]["reads"], panel.reads) == (True, 3, 3)
+    assert clock.sleeps == [0.05, 0.1]
+
+
+def test_the_grace_window_bounds_the_reads_and_then_the_change_is_not_applied() -> None:
+    panel, clock = ReadingPanel([NOT_YET], grace_s=1.0), FakeClock()
+    with pytest.raises(NotApplied) as raised:
+        Verifier(sleep=clock.sleep, clock=lambda: clock.now).after_change(panel, SUSPEND, PanelResult())  # type: ignore[arg-type]
+    # every pause fits in the window, and the last read came when it ran out
+    assert sum(clock.sleeps) == pytest.approx(1.0) and clock.sleeps[-1] <= clock.sleeps[-2] * 2
+    assert raised.value.read == {"call": "accountsummary", "state": NOT_YET, "reads": panel.reads}
+    assert raised.value.kind == "not_applied"
+
+
+def test_a_read_that_fails_leaves_the_change_succeeded_but_unverified_with_the_reason() -> None:
+    panel = ReadingPanel([], error=PanelUnavailable("whm1: server error (HTTP 500)"))
+    result = Verifier().after_change(panel, SUSPEND, PanelResult(message="OK"))  # type: ignore[arg-type]
+    assert result.verified is False
+    assert result.details["not_verified"] == "the read-back failed (panel_unavailable): whm1: server error (HTTP 500)"
