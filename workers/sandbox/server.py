@@ -101,7 +101,8 @@ class Faults:
     #: Share that is applied, then the connection is closed with no answer.
     drop_after_apply_rate: float = 0.0
     #: Share of successful JSON answers that echo the request's parameters back (secrets too),
-    #: in the reason, the data and a top-level ``echo``, as some panels do.
+    #: in the reason, the data and a top-level ``echo``, as some panels do (reads of the state
+    #: are answered plainly: they carry no secret, and the echo would reshape their lists).
     echo_rate: float = 0.0
     #: Share of change calls answered OK without applying anything (a panel that lies).
     lie_rate: float = 0.0
@@ -191,7 +192,7 @@ class SandboxServer:
             error, limited, html = self._roll(f.error_rate), self._roll(f.rate_limit_rate), self._roll(f.html_rate)
             login = self._roll(f.login_page_rate)
             hang, drop = self._roll(f.timeout_after_apply_rate), self._roll(f.drop_after_apply_rate)
-            echo = self._roll(f.echo_rate)
+            echo = kind != "read" and self._roll(f.echo_rate)
             lie = kind == "change" and self._roll(f.lie_rate)
         try:
             if f.latency_s:
