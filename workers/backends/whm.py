@@ -112,10 +112,12 @@ def _mailbox_read(**fields: Any) -> Read:
     return Read(UAPI, LIST_POPS, want(**fields))
 
 
-def _suspension_read(account: str | None, **fields: Any) -> dict[Scope, Read | Unreadable]:
-    found: dict[Scope, Read | Unreadable] = {"mailbox": _mailbox_read(**fields)}
+def _suspension_read(account: str | None, mailbox: str, value: bool) -> dict[Scope, Read | Unreadable]:
+    """A mailbox's ``mailbox`` field (``list_pops_with_disk``), and an account's ``account`` field
+    (``accountsummary``) where WHM has an account-level call."""
+    found: dict[Scope, Read | Unreadable] = {"mailbox": _mailbox_read(**{mailbox: value})}
     if account:
-        found["account"] = Read("", ACCOUNT_READ, want(**{account: next(iter(fields.values()))}))
+        found["account"] = Read("", ACCOUNT_READ, want(**{account: value}))
     return found
 
 
@@ -127,16 +129,16 @@ def _destinations(value: Any) -> list[str]:
 NOT_READABLE = "no published WHM or UAPI function shows this state"
 #: command -> target scope -> how its effect is read back (see :mod:`workers.backends.readback`).
 READS: ReadTable = {
-    "suspend_outgoing": _suspension_read("outgoing_mail_suspended", suspended_outgoing=True),
-    "unsuspend_outgoing": _suspension_read("outgoing_mail_suspended", suspended_outgoing=False),
+    "suspend_outgoing": _suspension_read("outgoing_mail_suspended", "suspended_outgoing", True),
+    "unsuspend_outgoing": _suspension_read("outgoing_mail_suspended", "suspended_outgoing", False),
     "suspend_incoming": {"mailbox": _mailbox_read(suspended_incoming=True),
                          "account": Unreadable("account-level incoming suspension is in no published read")},
     "unsuspend_incoming": {"mailbox": _mailbox_read(suspended_incoming=False),
                            "account": Unreadable("account-level incoming suspension is in no published read")},
-    "suspend_login": _suspension_read(None, suspended_login=True),
-    "unsuspend_login": _suspension_read(None, suspended_login=False),
-    "hold_outgoing": _suspension_read("outgoing_mail_hold", hold_outgoing=True),
-    "release_outgoing": _suspension_read("outgoing_mail_hold", hold_outgoing=False),
+    "suspend_login": _suspension_read(None, "suspended_login", True),
+    "unsuspend_login": _suspension_read(None, "suspended_login", False),
+    "hold_outgoing": _suspension_read("outgoing_mail_hold", "hold_outgoing", True),
+    "release_outgoing": _suspension_read("outgoing_mail_hold", "hold_outgoing", False),
     "terminate_sessions": {"account": Unreadable("an action, not a state")},
     "set_forward_destination": {"account": Read("", FORWARD_READ, lambda a, c: {
         "forward_to": _destinations(",".join(a.forward_to))})},
