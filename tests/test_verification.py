@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from schemas.commands import validate_command
 from tests.clock import ISSUED
-from tests.conftest import add_command, read_events, wait_for_terminal
+from tests.conftest import add_command, read_events, wait_for_terminal, whm_with_accounts
 from workers import retry_policy
 from workers.backends.base import PanelResult
 from workers.errors import NotApplied, PanelUnavailable
@@ -52,29 +52,37 @@ def shop_panel() -> CpanelSandbox:
 
 @pytest.fixture
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("suspend_outgoing", "addmail", "addforward"):
+    for name in ("suspend_outgoing", "hold_outgoing", "addmail", "addforward"):
         monkeypatch.setitem(retry_policy.POLICIES, name, RetryPolicy(max_attempts=3, min_backoff_ms=20, max_backoff_ms=50))
 
 
+@pytest.mark.parametrize(("kind", "name", "args", "read"), [
+    ("whm", "suspend_outgoing", {"user": "example"}, ("accountsummary", "outgoing_mail_suspended")),
+    ("cpanel", "hold_outgoing", {"email": "info@shop.example"}, ("Email::list_pops_with_disk", "hold_outgoing")),
+])
 def test_a_panel_that_answers_ok_and_applies_nothing_ends_dead_lettered_as_not_applied_with_what_was_read(
-    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
-    runtime_for: Callable[..., Runtime], quick_retries: None,
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    quick_retries: None, kind: str, name: str, args: dict[str, Any], read: tuple[str, str],
 ) -> None:
-    # Given a WHM panel that answers every change call OK without applying it, and a short grace window
-    whm.set_faults(Faults(lie_rate=1.0))
-    runtime_for(settings_for({"whm1": ("whm", whm)}, whm1={"verify_grace_s": 0.2}))
-    # When an account's outgoing mail is suspended
-    add_command(redis_client, command("lie-1", "suspend_outgoing", {"user": "example"}))
-    events = wait_for_terminal(redis_client, {"lie-1"})
+    # Given a panel that answers every change call OK without applying it, and a short grace window
+    app: Any = shop_panel() if kind == "cpanel" else whm_with_accounts(0)
+    if kind == "whm":
+        app.add_account("example")
+    with SandboxServer(app, faults=Faults(lie_rate=1.0)) as server:
+        runtime_for(settings_for({"b1": (kind, server)}, b1={"verify_grace_s": 0.2}))
+        # When the change is asked for
+        add_command(redis_client, command("lie-1", name, args, backend="b1"))
+        events = wait_for_terminal(redis_client, {"lie-1"})
+        changes = server.stats()["changes"]
     # Then it never succeeds: each attempt is not_applied, and after its retries it is dead-lettered
-    # with the state read (outgoing mail not suspended); one change call per attempt, nothing applied
+    # with the state read (not changed); one change call per attempt, nothing applied
     assert [e.status for e in events if e.id == "lie-1"] == ["accepted", "retrying", "retrying", "dead_lettered"]
     final = final_of(events, "lie-1")
     assert final.error is not None and final.error.kind == "not_applied"
-    assert final.details["read"]["call"] == "accountsummary"
-    assert final.details["read"]["state"]["outgoing_mail_suspended"] is False
+    call, field = read
+    assert (final.details["read"]["call"], final.details["read"]["state"][field]) == (call, False)
     assert final.verified is None
-    assert whm.stats()["changes"] == 3 and len(whm.app.ledger) == 0  # type: ignore[attr-defined]
+    assert changes == 3 and len(app.ledger) == 0
 
 
 def test_a_change_the_panel_applies_after_answering_succeeds_verified_without_a_second_change_call(
