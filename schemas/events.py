@@ -26,6 +26,7 @@ EventStatus = Literal[
     "conflict",
     "rejected",
     "superseded",
+    "drift_found",
 ]
 
 #: The status of an unsuspend that lifted its own hold while others remain (the panel was not called).
@@ -75,6 +76,9 @@ class Event(BaseModel):
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     attempt: int | None = None
     already: bool | None = Field(default=None, description="succeeded without a change: it was already so.")
+    verified: bool | None = Field(
+        default=None, description="a succeeded change was read back from the panel (details.read); false: it could "
+                                  "not be (details.not_verified says why).")
     error: ErrorInfo | None = None
     next_attempt_at: datetime | None = None
     entry: str | None = Field(default=None, description="id of the commands-stream entry this answers.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from workers.bench.report import TARGETS
+from workers.bench.report import TARGETS, render_readback
 from workers.cli.bench import bench
 from workers.embedded_redis import EmbeddedRedis
 
@@ -48,3 +48,12 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
     assert all(math.isfinite(row["value"]) for row in figures["targets"])
     assert all(name in result.output for name in (t.name for t in TARGETS))
     assert "PASS" in result.output or "MISS" in result.output
+
+
+def test_the_read_back_phase_is_reported_off_and_on_side_by_side() -> None:
+    # (the phase itself runs in `mailops bench` and `--readback-only`; --quick, run above, leaves it out)
+    side = {"throughput_cps": 250.0, "rate_cps": 120.0, "count": 1200, "p50_ms": 12.5, "p99_ms": 40.0,
+            "statuses": {"succeeded": 600}}
+    line = render_readback({"commands": 600, "processes": 1, "threads": 8, "off": side,
+                            "on": {**side, "throughput_cps": 160.0, "p99_ms": 90.0}, "throughput_ratio": 0.64})
+    assert "off 250.0/s" in line and "on 160.0/s" in line and "p99 90.0 ms" in line and "on/off 0.64" in line

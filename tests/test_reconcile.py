@@ -1,35 +1,30 @@
-"""Drift check: the panels' actual suspension state against the holds, and converging it."""
+"""Drift check: the panels' actual suspension state against the holds, and converging it, on every
+readable aspect and across the fleet; what cannot be read is reported unknown, never as a match."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from tests.conftest import WHM_TOKEN, add_command, read_events, wait_for_terminal, wait_until
 from workers.backends.registry import build_backends
+from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_UNKNOWN
 from workers.cli.reconcile import reconcile as reconcile_cli
 from workers.holds import holds_of
 from workers.reconcile import check
+from workers.reconcile_service import DriftGauges, run_rounds, seconds_of
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
-from workers.sandbox.whm import WhmSandbox, ok
+from workers.sandbox.cpanel import CpanelSandbox
+from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
-
-
-def with_account_summary(app: WhmSandbox) -> None:
-    """Teach this sandbox instance WHM's read-only ``accountsummary`` (the shipped sandbox lacks it)."""
-
-    def accountsummary(params: dict[str, str]) -> dict[str, Any]:
-        account = app.state.accounts[params["user"]]
-        return ok("accountsummary", {"acct": [{"user": account.user,
-                                                "outgoing_mail_suspended": int(account.outgoing == "suspended")}]})
-
-    app.functions["accountsummary"] = accountsummary
+from workers.signing import sign
 
 
 def suspension(cid: str, name: str, user: str, at: datetime, reason: str) -> dict[str, object]:
@@ -44,7 +39,6 @@ def test_reconcile_reports_panels_that_differ_from_the_holds_and_apply_converges
     # given: abuse holds ``example`` suspended and ``other`` was suspended then released
     app = whm.app
     assert isinstance(app, WhmSandbox)
-    with_account_summary(app)
     settings = settings_for({"whm1": ("whm", whm)})
     runtime_for(settings)
     at = datetime.now(UTC) - timedelta(minutes=5)
@@ -79,3 +73,158 @@ def test_reconcile_reports_panels_that_differ_from_the_holds_and_apply_converges
     assert {f.state for f in check(redis_client, settings.keys, backends)} == {"ok"}
     for backend in backends.values():
         backend.close()
+
+
+#: Who acts in these tests: the abuse detector (signs its suspensions) and an operator who may
+#: apply reconciliations of any reason; keys as the environment gives them.
+SIGNERS = ('[producers.abuse]\nkey_env = "KEY_ABUSE"\ncommands = ["*"]\nbackends = ["*"]\nreasons = ["abuse"]\n'
+           '[operators.ops]\nkey_env = "KEY_OPS"\nactions = ["reconcile.apply"]\nreasons = ["*"]\n')
+KEYS = {"KEY_ABUSE": "abuse-key-0123456789abcdef", "KEY_OPS": "ops-key-0123456789abcdef"}
+
+
+def signed_world(settings: Settings, tmp_path: Path, tokens: dict[str, str]) -> tuple[Settings, dict[str, str]]:
+    """Settings with producer signatures at their default (required) and the environment of a
+    ``mailops reconcile`` run on the same backends file."""
+    config = tmp_path / "mailops.toml"
+    config.write_text(config.read_text() + SIGNERS)
+    env = {"MAILOPS_REDIS_URL": str(settings.redis_url), "MAILOPS_CONFIG": str(config), **KEYS, **tokens}
+    signed = Settings.from_env(env)
+    assert signed.require_signatures
+    return signed, env
+
+
+def abuse_signed(body: dict[str, object]) -> dict[str, object]:
+    return {**body, "producer": "abuse", "signature": sign(body | {"producer": "abuse"}, KEYS["KEY_ABUSE"].encode())}
+
+
+def mailbox_suspension(cid: str, name: str, email: str, at: datetime, backend: str = "cp1") -> dict[str, object]:
+    return {"id": cid, "command": name, "backend": backend, "args": {"email": email}, "producer": "abuse",
+            "reason": "abuse", "issued_at": at.isoformat().replace("+00:00", "Z")}
+
+
+def test_drift_made_by_hand_on_each_readable_mailbox_aspect_is_found_fixed_by_apply_and_then_none(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    tmp_path: Path,
+) -> None:
+    # Given a cPanel mailbox whose outgoing mail, incoming mail and login abuse suspended
+    app = CpanelSandbox()
+    app.add_account("shop", "shop.example")
+    app.state.add_mailbox("info@shop.example")
+    with SandboxServer(app) as cp1:
+        settings, env = signed_world(settings_for({"cp1": ("cpanel", cp1)}), tmp_path, {"TOKEN_CP1": app.token})
+        runtime_for(settings)
+        at = datetime.now(UTC) - timedelta(minutes=5)
+        ids = {f"m-{aspect}" for aspect in ("outgoing", "incoming", "login")}
+        for aspect in ("outgoing", "incoming", "login"):
+            add_command(redis_client, abuse_signed(
+                mailbox_suspension(f"m-{aspect}", f"suspend_{aspect}", "info@shop.example", at)))
+        assert {e.status for e in wait_for_terminal(redis_client, ids) if e.terminal} == {"succeeded"}
+        assert CliRunner().invoke(reconcile_cli, [], env=env).exit_code == RET_OK
+        # And someone lifted all three on the panel by hand
+        mailbox = app.state.mailboxes["info@shop.example"]
+        with app.state.lock:
+            mailbox.outgoing = mailbox.incoming = mailbox.login = "active"
+        # When reconcile checks, applies (signed by the operator, signatures on), and checks again
+        report = CliRunner().invoke(reconcile_cli, [], env=env)
+        applied = CliRunner().invoke(reconcile_cli, ["--apply"], env=env)
+        wait_for_terminal(redis_client, count=6)
+        after = CliRunner().invoke(reconcile_cli, [], env=env)
+    # Then the check found each aspect adrift (exit 1), apply restored them, and none is left
+    assert report.exit_code == RET_FAILED, report.output
+    for aspect in ("outgoing", "incoming", "login"):
+        assert f"drift   info@shop.example {aspect} on cp1: holds say suspended (abuse), panel says active" in report.output
+    assert applied.exit_code == RET_OK, applied.output
+    assert (mailbox.outgoing, mailbox.incoming, mailbox.login) == ("suspended", "suspended", "suspended")
+    assert after.exit_code == RET_OK and "3 checked, 0 differ, 0 unknown" in after.output
+
+
+def test_a_target_that_cannot_be_read_is_reported_unknown_with_its_own_exit_code(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime], tmp_path: Path,
+) -> None:
+    # Given a WHM account whose incoming mail is suspended account-wide (no published read shows it)
+    settings, env = signed_world(settings_for({"whm1": ("whm", whm)}), tmp_path, {"TOKEN_WHM1": WHM_TOKEN})
+    runtime_for(settings)
+    add_command(redis_client, abuse_signed(suspension("in-1", "suspend_incoming", "example", datetime.now(UTC), "abuse")))
+    wait_for_terminal(redis_client, {"in-1"})
+    # When reconcile checks
+    report = CliRunner().invoke(reconcile_cli, [], env=env)
+    # Then the target is unknown, not in agreement, and the exit code says so
+    assert report.exit_code == RET_UNKNOWN, report.output
+    assert "unknown example incoming on whm1" in report.output
+    assert "1 checked, 0 differ, 1 unknown" in report.output
+
+
+def test_the_same_account_on_two_backends_with_drift_on_one_is_named_and_fixed_there_only(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    tmp_path: Path,
+) -> None:
+    # Given account ``example`` on two WHM servers, suspended by abuse on both
+    apps = {name: WhmSandbox(token=WHM_TOKEN) for name in ("whm1", "whm2")}
+    for app in apps.values():
+        app.add_account("example")
+    with SandboxServer(apps["whm1"]) as whm1, SandboxServer(apps["whm2"]) as whm2:
+        settings, env = signed_world(settings_for({"whm1": ("whm", whm1), "whm2": ("whm", whm2)}), tmp_path,
+                                     {"TOKEN_WHM1": WHM_TOKEN, "TOKEN_WHM2": WHM_TOKEN})
+        runtime_for(settings)
+        at = datetime.now(UTC) - timedelta(minutes=5)
+        for name in ("whm1", "whm2"):
+            add_command(redis_client, abuse_signed(
+                {**suspension(f"s-{name}", "suspend_outgoing", "example", at, "abuse"), "backend": name}))
+        wait_for_terminal(redis_client, {"s-whm1", "s-whm2"})
+        # And someone lifted it by hand on whm2 only
+        with apps["whm2"].state.lock:
+            apps["whm2"].state.accounts["example"].outgoing = "active"
+        whm1.reset_stats()
+        # When reconcile checks and applies
+        report = CliRunner().invoke(reconcile_cli, [], env=env)
+        applied = CliRunner().invoke(reconcile_cli, ["--apply"], env=env)
+        wait_for_terminal(redis_client, count=3)
+        whm1_changes = whm1.stats()["changes"]
+    # Then it names whm2 alone, fixes whm2, and makes no change call on whm1
+    assert report.exit_code == RET_FAILED, report.output
+    assert "drift   example outgoing on whm2" in report.output
+    assert "ok      example outgoing on whm1" in report.output
+    assert applied.exit_code == RET_OK, applied.output
+    assert apps["whm2"].state.accounts["example"].outgoing == "suspended"
+    assert whm1_changes == 0
+
+
+def test_the_reconcile_service_publishes_drift_found_per_differing_target_and_sets_the_drift_gauge(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    runtime_for: Callable[..., Runtime],
+) -> None:
+    # Given abuse holds ``example`` suspended, and someone lifted it on the panel by hand
+    settings = settings_for({"whm1": ("whm", whm)})
+    runtime_for(settings)
+    add_command(redis_client, suspension("svc-1", "suspend_outgoing", "example", datetime.now(UTC), "abuse"))
+    wait_for_terminal(redis_client, {"svc-1"})
+    app = whm.app
+    assert isinstance(app, WhmSandbox)
+    with app.state.lock:
+        app.state.accounts["example"].outgoing = "active"
+    # When the service runs its rounds for a moment
+    backends = build_backends(settings.backends)
+    gauges, stop = DriftGauges(), threading.Event()
+    service = threading.Thread(target=run_rounds, args=(redis_client, settings, backends),
+                               kwargs={"every_s": 0.05, "gauges": gauges, "stop": stop})
+    service.start()
+    try:
+        wait_until(lambda: any(e.status == "drift_found" for e in read_events(redis_client)))
+    finally:
+        stop.set()
+        service.join()
+        for backend in backends.values():
+            backend.close()
+    # Then each round published a drift_found event naming the backend, target and both states,
+    # and the gauge counts the target as drift
+    found = next(e for e in read_events(redis_client) if e.status == "drift_found")
+    assert (found.backend, found.target, found.terminal) == ("whm1", "example", False)
+    assert found.details == {"aspect": "outgoing", "expected": "suspended", "panel": "active", "held_by": ["abuse"]}
+    assert gauges.registry.get_sample_value("mailops_reconcile_targets", {"backend": "whm1", "state": "drift"}) == 1
+
+
+def test_every_takes_a_period_in_seconds_minutes_hours_or_days() -> None:
+    assert [seconds_of(p) for p in ("90s", "30m", "1h", "1d", "5")] == [90, 1800, 3600, 86400, 5]
+    with pytest.raises(ValueError, match="not a period"):
+        seconds_of("hourly")

@@ -41,7 +41,7 @@ def test_a_thousand_identical_suspensions_of_one_mailbox_make_one_panel_call_and
         add_many(redis_client, [suspend(f"scan-{i}", start + timedelta(milliseconds=i)) for i in range(1000)])
         runtime_for(settings_for({"cp1": ("cpanel", cp1)}))
         events = wait_for_terminal(redis_client, {f"scan-{i}" for i in range(1000)}, timeout=120)
-        requests = cp1.stats()["requests"]
+        requests = cp1.stats()["changes"]
     # Then every command ended once, the mailbox was suspended by one panel call
     terminal = [e for e in events if e.terminal]
     assert Counter(e.id for e in terminal) == Counter({f"scan-{i}": 1 for i in range(1000)})
@@ -69,7 +69,7 @@ def test_a_resend_after_the_call_ended_and_a_different_state_in_between_both_rea
             # suspension once the call has ended (one at a time)
             add_many(redis_client, [suspend(command_id, start + timedelta(seconds=i), command=command)])
             events = wait_for_terminal(redis_client, {command_id})
-        requests = cp1.stats()["requests"]
+        requests = cp1.stats()["changes"]
     # Then every one was asked of the panel (it may have drifted after each call); three changed it
     final = {e.id: e for e in events if e.terminal}
     assert [final[i].details.get("repeat_of") for i in ("a-1", "a-2", "a-3", "a-4")] == [None] * 4
@@ -87,7 +87,7 @@ def test_another_producers_identical_command_queued_meanwhile_still_reaches_the_
         operator = suspend("op-1", start + timedelta(milliseconds=1)) | {"producer": "operator.ops"}
         add_many(redis_client, [suspend("det-1", start), operator])
         events = wait_for_terminal(redis_client, {"det-1", "op-1"})
-        requests = cp1.stats()["requests"]
+        requests = cp1.stats()["changes"]
     # Then both reached the panel: only a producer's own re-sends collapse
     final = {e.id: e for e in events if e.terminal}
     assert [final[i].details.get("repeat_of") for i in ("det-1", "op-1")] == [None, None]

@@ -20,6 +20,7 @@ import redis
 from pydantic import SecretStr
 
 from tests.conftest import add_command, wait_for_terminal
+from workers.backends import readback
 from workers.backends.vocabulary import render_table, tables
 from workers.constants import DEFAULT_SPF_RECORD
 from workers.embedded_redis import EmbeddedRedis
@@ -238,6 +239,16 @@ def test_each_supported_cell_runs_end_to_end_and_changes_the_panel(world: World,
     assert case.check(state, user, domain)
     applied = sorted(((c.target, c.field, c.new) for c in state.ledger.changes()), key=lambda c: (c[0], c[1]))
     assert applied == sorted(case.changes(kind, user, domain), key=lambda c: (c[0], c[1]))
+    # And a readable cell was read back once after its one change call (verified); another says why not
+    check = readback.tables()[kind].get(command, {}).get(scope)
+    stats = world.servers[kind].stats()
+    if isinstance(check, readback.Read):
+        assert (final.verified, final.details["read"]["call"], final.details["read"]["reads"]) == (True, check.function, 1)
+        # (cPanel's onspf also reads the current record before installing, to name what it replaces)
+        assert (stats["changes"], stats["reads"]) == (1, 2 if (kind, command) == ("cpanel", "onspf") else 1)
+    else:
+        assert final.verified is False and final.details["not_verified"]
+        assert (stats["changes"], stats["reads"]) == (1, 0)
 
 
 UNSUPPORTED = [(kind, command) for kind, table in tables().items() for command in CASES_COMMANDS

@@ -10,6 +10,7 @@ Every error the package raises descends from :class:`MailopsError`; third-party 
     │   ├── UnknownBackend           it names, or routes to, no configured backend
     │   └── Superseded               terminal `superseded`: a newer command for its target+aspect was applied
     ├── PanelError                   a panel call did not do what was asked
+    │   ├── NotApplied               the panel answered OK, but reading it back shows no change
     │   ├── PanelRefused             permanent: the panel said no (bad user, bad value)
     │   │   ├── PanelAuthRejected    the credentials were refused (401/403, "Not perm2")
     │   │   └── UnsupportedCommand   this backend kind cannot do this command
@@ -25,6 +26,8 @@ ordering gates all raise and :class:`~workers.middleware.lifecycle.Lifecycle` ha
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MailopsError(Exception):
@@ -70,6 +73,18 @@ class PanelError(MailopsError):
     """A panel call did not do what was asked."""
 
     kind = "panel"
+
+
+class NotApplied(PanelError):
+    """The panel answered OK, but the state read back within the grace window is not what was
+    asked (:mod:`workers.verification`). Retried like a transient failure, without feeding the
+    breaker (the panel answered); ``read`` is the state seen, published in ``details.read``."""
+
+    kind = "not_applied"
+
+    def __init__(self, message: str, *, read: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.read = read
 
 
 class PanelRefused(PanelError):

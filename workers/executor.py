@@ -20,6 +20,7 @@ from workers.limits import BackendLimits, SlotRequest
 from workers.lua import ScriptCall, run_together
 from workers.ordering import Pending, Settlement, TargetGuard, Turn, TurnRequest
 from workers.scrubbing import opened, scrub_exception, scrub_text, scrub_value
+from workers.verification import Verifier
 from workers.wire import Ahead
 
 
@@ -110,6 +111,8 @@ class Executor:
         self.opener = opener
         self.limits = limits
         self.ordering = ordering
+        #: Reads each change back in the same slot (:mod:`workers.verification`).
+        self.verifier = Verifier()
 
     def backend_for(self, command: Command) -> Backend:
         if command.backend is None:
@@ -137,14 +140,15 @@ class Executor:
         if calls:
             run_together(self.ordering.client, calls)
 
-    def run_pending(self, command: Command, *, entry: str | None = None,
-                    start: Start | None = None) -> tuple[PanelResult, Pending | None]:
+    def run_pending(self, command: Command, *, entry: str | None = None, start: Start | None = None,
+                    attempt: int = 1) -> tuple[PanelResult, Pending | None]:
         """Run ``command`` on its backend and return its result, and the commit of its turn still
         to be sent (Lifecycle sends it with the terminal event, see :class:`~workers.ordering.Pending`;
         none for a :class:`~workers.errors.Repeat`, which took no turn and makes no call).
 
         ``entry`` is its admission entry (the ordering tie-breaker), and ``start`` holds the
-        replies to :meth:`start_calls` if they were already sent."""
+        replies to :meth:`start_calls` if they were already sent; ``attempt`` > 1 is a retry (a
+        call that is not idempotent reads the panel first, see :mod:`workers.verification`)."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
@@ -162,8 +166,8 @@ class Executor:
             pending = self.ordering.complete_later(turn, _no_slot)
         else:
             slot = HeldSlot(self.limits, backend.name, lease)
-            pending = self.ordering.complete_later(turn, lambda c: slot.call(lambda: self._execute(backend, c)),
-                                                   settle=slot.settlement())
+            pending = self.ordering.complete_later(
+                turn, lambda c: slot.call(lambda: self._verified(backend, c, retry=attempt > 1)), settle=slot.settlement())
         return pending.expected, pending
 
     def _turn(self, start: Start, entry: str | None) -> Turn:
@@ -196,6 +200,15 @@ class Executor:
             self.ordering.release(turn)
             raise
 
+    def _verified(self, backend: Backend, command: Command, *, retry: bool) -> PanelResult:
+        """The change call and its read-back, all in the held slot. The reads take the sealed
+        command: they need no secret, so none can reach ``details.read``."""
+        if retry:
+            found = self.verifier.before_resend(backend, command)
+            if found is not None:
+                return found
+        return self.verifier.after_change(backend, command, self._execute(backend, command))
+
     def _execute(self, backend: Backend, command: Command) -> PanelResult:
         if self.opener is None:
             return backend.execute(command)
@@ -211,7 +224,7 @@ class Executor:
         # Success or failure, nothing of the answer is kept with a secret opened for the call in
         # it (a panel may echo its request): the answer's data is dropped, the rest scrubbed.
         return PanelResult(already=result.already, message=scrub_text(result.message, secrets),
-                           details=scrub_value(result.details, secrets))
+                           details=scrub_value(result.details, secrets), verified=result.verified)
 
     def close(self) -> None:
         for backend in self.backends.values():

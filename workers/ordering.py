@@ -381,7 +381,7 @@ class Pending:
         details["holds"] = plan.describe(self.turn.holding, holding, called=self.called)
         if stale:
             details["holds"]["note"] = "lease expired during the call; a newer command had already committed"
-        return PanelResult(already=result.already, message=result.message, details=details)
+        return PanelResult(already=result.already, message=result.message, details=details, verified=result.verified)
 
 
 @dataclass(frozen=True)

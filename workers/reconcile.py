@@ -4,8 +4,10 @@ The targets checked are those mailops has applied a suspend/unsuspend to (every 
 leaves an order record, :meth:`Keys.order`, keyed by backend, target and aspect, with the
 arguments). For each, the
 expected state is "suspended" when any hold remains and "active" otherwise; the actual state is
-read from the panel through a backend's ``suspension_state(target, aspect)`` (backends without
-it, or targets it cannot read, are reported ``unknown``).
+read from the panel with the read call that verifies ``suspend_<aspect>`` on that backend kind and
+scope (:mod:`workers.backends.readback`: WHM ``accountsummary``, UAPI ``list_pops_with_disk``...).
+A state that cannot be read (no read call, the read failed, the target is gone) is ``unknown``,
+never counted as in agreement.
 
 Converging never writes holds or panels directly: it adds ordinary commands to the commands
 stream, so they pass the ordering gate like any other.
@@ -22,27 +24,23 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import orjson
 import redis
 
+from schemas.commands import Command, validate_command
 from workers.backends.base import Backend
+from workers.backends.readback import Read, Unreadable, shows
 from workers.constants import BODY_FIELD, Keys
 from workers.errors import MailopsError
 from workers.holds import hold_aspects, holds_of, identity_of
+from workers.verification import check_of
 
 #: Producer (and, for releases, reason) of the commands a reconcile issues.
 RECONCILE_PRODUCER = "reconcile"
 
 State = Literal["ok", "drift", "unknown"]
-
-
-@runtime_checkable
-class SuspensionReader(Protocol):
-    """A backend that can read a target's suspension state from its panel."""
-
-    def suspension_state(self, target: str, aspect: str) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -97,20 +95,34 @@ def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, o
             continue
         holds = holds_of(client, keys, backend_name, target, aspect)
         backend = backends.get(backend_name)
-        panel: bool | None = None
-        note = ""
         if backend is None:
-            note = f"backend {backend_name} is not configured"
-        elif not isinstance(backend, SuspensionReader):
-            note = f"backend kind {backend.kind} cannot read suspension state"
+            panel, note = None, f"backend {backend_name} is not configured"
         else:
-            try:
-                panel = backend.suspension_state(target, aspect)
-                note = "" if panel is not None else f"{backend.kind} cannot read {aspect} of {target}"
-            except MailopsError as exc:
-                note = f"panel read failed: {exc}"
+            panel, note = panel_state(backend, aspect, args)
         findings.append(Finding(target, aspect, backend_name, args, holds, panel, note))
     return findings
+
+
+def panel_state(backend: Backend, aspect: str, args: dict[str, Any]) -> tuple[bool | None, str]:
+    """Whether ``aspect`` of the target in ``args`` is suspended on ``backend`` now (``None``:
+    unknown), and a note saying why it is unknown."""
+    def command(name: str) -> Command:
+        return validate_command({"command": name, "backend": backend.name, "args": args, "producer": RECONCILE_PRODUCER})
+
+    suspended, typed = check_of(backend, command(f"suspend_{aspect}"))
+    active, _ = check_of(backend, command(f"unsuspend_{aspect}"))
+    if not isinstance(suspended, Read) or not isinstance(active, Read):
+        reason = suspended.reason if isinstance(suspended, Unreadable) else "no read call"
+        return None, f"{backend.kind} cannot read {aspect} suspension here: {reason}"
+    try:
+        state = backend.read(suspended, typed)
+    except MailopsError as exc:
+        return None, f"panel read failed: {exc}"
+    if shows(state, suspended.want(typed, backend.config)):
+        return True, ""
+    if shows(state, active.want(typed, backend.config)):
+        return False, ""
+    return None, f"{suspended.function} shows {state}"
 
 
 def converging_command(finding: Finding, *, now: datetime | None = None) -> dict[str, Any] | None:

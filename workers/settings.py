@@ -99,6 +99,11 @@ class BackendConfig(BaseModel):
     targets: tuple[str, ...] = ()
     #: Accept a plain ``http://`` URL (the token then crosses the network unencrypted).
     allow_insecure_http: bool = False
+    #: Read every change back from the panel before reporting it (:mod:`workers.verification`).
+    verify: bool = True
+    #: Seconds a read-back keeps re-reading a change the panel answered OK but does not show yet
+    #: (cPanel queues some work behind its answer); never a second change call.
+    verify_grace_s: float = Field(default=2.0, ge=0, le=60)
 
     @field_validator("url")
     @classmethod

@@ -173,7 +173,7 @@ def test_an_html_login_page_ends_the_command_failed_auth_in_one_attempt_without_
         # When a command for it runs
         add_command(redis_client, {**suspend("c-1"), "issued_at": ISSUED})
         events = wait_for_terminal(redis_client, {"c-1"})
-        requests = server.stats()["requests"]
+        requests = server.stats()["changes"]
     # Then it fails at once as an auth failure: one attempt, no retry, the breaker still closed
     (done,) = [e for e in events if e.id == "c-1" and e.terminal]
     assert done.status == "failed" and done.error is not None

@@ -2,7 +2,8 @@
 
 Each cell of the vocabulary (command × kind × scope) runs through the real backend code against a
 recording loopback HTTP server; every request it sends (the call itself and the reads it needs,
-``getdomainowner``, ``validate_current_spfs``) is checked for path, HTTP method, parameter names,
+``getdomainowner``, ``validate_current_spfs``, and the read-back of its effect,
+:mod:`workers.backends.readback`) is checked for path, HTTP method, parameter names,
 required parameters and auth scheme against ``published_api.json`` (facts copied from the
 panels' documentation, with their sources).
 """
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 
 from schemas.commands import validate_command
 from tests.conftest import loopback_http
-from workers.backends import cpanel, whm
+from workers.backends import cpanel, readback, whm
 from workers.backends.registry import build_backends
 from workers.backends.vocabulary import Call, scope_of, tables
 from workers.sandbox.server import Request  # query and form parameters together
@@ -56,6 +57,10 @@ ARGS: dict[tuple[str, str], dict[str, Any]] = {
 
 CELLS = sorted((kind, command, scope) for kind, table in tables().items() for command, calls in table.items()
                for scope in calls)
+#: The cells whose effect is read back, and so whose read calls are checked too.
+READ_CELLS = sorted((kind, command, scope) for kind, table in readback.tables().items()
+                    for command, checks in table.items() for scope, check in checks.items()
+                    if isinstance(check, readback.Read))
 
 
 
@@ -101,8 +106,9 @@ def recorder() -> Iterator[tuple[str, list[Request]]]:
         yield url, seen
 
 
-def requests_of(recorder: tuple[str, list[Request]], kind: str, command: str, scope: str) -> list[Request]:
-    """Run one cell through the real backend of ``kind``; the requests it sent."""
+def requests_of(recorder: tuple[str, list[Request]], kind: str, command: str, scope: str, *,
+                read: bool = False) -> list[Request]:
+    """Run one cell through the real backend of ``kind`` (``read``: its read-back); the requests it sent."""
     url, seen = recorder
     username, token = LOGIN[kind]
     config = BackendConfig(name="b1", kind=kind, url=url, username=username, token=SecretStr(token))  # type: ignore[arg-type]
@@ -112,7 +118,12 @@ def requests_of(recorder: tuple[str, list[Request]], kind: str, command: str, sc
     assert scope_of(parsed.typed_args()) == scope
     seen.clear()
     try:
-        backend.execute(parsed)
+        if read:
+            check, args = readback.check_for(readback.tables()[kind], parsed, "")
+            assert isinstance(check, readback.Read)
+            backend.read(check, args)
+        else:
+            backend.execute(parsed)
     finally:
         backend.close()
     return list(seen)
@@ -219,6 +230,24 @@ def test_every_request_of_every_cell_matches_the_published_api(
     # Then it sent at least one request, and each matches the published path, method, params and auth
     assert requests
     assert [(r.path, problems_of(kind, r)) for r in requests if problems_of(kind, r)] == []
+
+
+@pytest.mark.parametrize(("kind", "command", "scope"), READ_CELLS, ids=[f"{k}-{c}-{s}" for k, c, s in READ_CELLS])
+def test_every_read_back_request_matches_the_published_api(
+    recorder: tuple[str, list[Request]], kind: str, command: str, scope: str,
+) -> None:
+    # When the real backend reads a cell's effect back from a recording panel
+    requests = requests_of(recorder, kind, command, scope, read=True)
+    # Then it sent a request, and each matches the published path, method, params and auth
+    assert requests
+    assert [(r.path, problems_of(kind, r)) for r in requests if problems_of(kind, r)] == []
+
+
+def test_every_mailbox_read_back_asks_for_the_outgoing_restrictions(recorder: tuple[str, list[Request]]) -> None:
+    # list_pops_with_disk returns the outgoing suspension and hold fields only with get_restrictions=1
+    for kind in ("cpanel", "whm"):
+        requests = requests_of(recorder, kind, "suspend_outgoing", "mailbox", read=True)
+        assert [r.params.get("get_restrictions") for r in requests if "list_pops_with_disk" in str(r.params) + r.path] == ["1"]
 
 
 @pytest.mark.parametrize(("module", "command", "scope", "dropped"), [

@@ -24,7 +24,8 @@ HUGE = 200 * 1000 * 1000
 
 class HugePanel(http.server.BaseHTTPRequestHandler):
     """WHM-shaped answers: for account ``huge`` 200 MB, made as it is sent; for ``bigdata`` a
-    valid 500 KB success whose ``data`` mailops must not copy anywhere."""
+    valid 500 KB success whose ``data`` mailops must not copy anywhere (and its read-back,
+    ``accountsummary``, showing the change)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -49,7 +50,11 @@ class HugePanel(http.server.BaseHTTPRequestHandler):
                 pass
             self.close_connection = True
             return
-        body = orjson.dumps({"metadata": {"result": 1, "reason": "OK"}, "data": {"blob": "d" * 500_000}})
+        if self.path.startswith("/json-api/accountsummary"):  # the read-back: the change shows
+            body = orjson.dumps({"metadata": {"result": 1, "reason": "OK"},
+                                 "data": {"acct": [{"user": user, "outgoing_mail_suspended": 1}]}})
+        else:
+            body = orjson.dumps({"metadata": {"result": 1, "reason": "OK"}, "data": {"blob": "d" * 500_000}})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

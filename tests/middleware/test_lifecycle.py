@@ -61,7 +61,7 @@ def test_the_same_id_while_it_still_runs_is_in_flight_and_runs_once(
     events = wait_for_terminal(redis_client, count=2, timeout=30)
     # Then the copy is answered `in_flight` and the original alone ran, once
     assert [e.status for e in terminal_of(events, "fly-1")] == ["in_flight", "succeeded"]
-    assert whm.stats()["requests"] == 1
+    assert whm.stats()["changes"] == 1
 
 
 def test_the_same_id_with_a_different_payload_is_a_conflict_and_never_runs(

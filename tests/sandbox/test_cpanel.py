@@ -97,3 +97,29 @@ def test_cpanel_install_spf_records_requires_a_record_like_the_real_server(
     read = http.post(f"{cpanel_server.url}/execute/EmailAuth/validate_current_spfs", data={"domain": "shop.example"},
                      headers=CPANEL_AUTH).json()
     assert read["data"][0]["current"] == {"value": "v=spf1 +mx ~all"}
+
+
+def test_list_pops_with_disk_names_the_outgoing_restrictions_only_when_asked(
+    cpanel_server: SandboxServer, http: httpx.Client,
+) -> None:
+    # Given a mailbox whose outgoing mail is suspended
+    url = f"{cpanel_server.url}/execute/Email"
+    http.post(f"{url}/suspend_outgoing", data={"email": "info@shop.example"}, headers=CPANEL_AUTH)
+    # When its domain's mailboxes are listed without, then with get_restrictions=1
+    plain = http.post(f"{url}/list_pops_with_disk", data={"domain": "shop.example"}, headers=CPANEL_AUTH).json()
+    restricted = http.post(f"{url}/list_pops_with_disk", data={"domain": "shop.example", "get_restrictions": "1"},
+                           headers=CPANEL_AUTH).json()
+    # Then only the second carries suspended_outgoing and hold_outgoing (as the published API does)
+    assert "suspended_outgoing" not in plain["data"][0] and plain["data"][0]["suspended_login"] == 0
+    assert (restricted["data"][0]["email"], restricted["data"][0]["suspended_outgoing"],
+            restricted["data"][0]["hold_outgoing"]) == ("info@shop.example", 1, 0)
+
+
+def test_list_forwarders_names_the_address_forwarded_and_its_destination(
+    cpanel_server: SandboxServer, http: httpx.Client,
+) -> None:
+    url = f"{cpanel_server.url}/execute/Email"
+    http.post(f"{url}/add_forwarder", data={"domain": "shop.example", "email": "info", "fwdopt": "fwd",
+                                            "fwdemail": "ops@elsewhere.example"}, headers=CPANEL_AUTH)
+    listed = http.post(f"{url}/list_forwarders", data={"domain": "shop.example"}, headers=CPANEL_AUTH).json()
+    assert [(f["dest"], f["forward"]) for f in listed["data"]] == [("info@shop.example", "ops@elsewhere.example")]

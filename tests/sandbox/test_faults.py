@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -121,3 +122,51 @@ def test_echo_rate_echoes_the_request_parameters_into_a_successful_answer(
     assert body["metadata"]["result"] == 1
     assert body["echo"]["user"] == "example" and "'user': 'example'" in body["metadata"]["reason"]
     assert [c["target"] for c in ledger(http, whm_server)] == ["example"]
+
+
+def account_summary(http: httpx.Client, server: SandboxServer) -> dict[str, Any]:
+    response = http.post(f"{server.url}/json-api/accountsummary", data={"api.version": "1", "user": "example"},
+                         headers=WHM_AUTH)
+    acct: dict[str, Any] = response.json()["data"]["acct"][0]
+    return acct
+
+
+def test_lie_rate_answers_a_change_ok_applies_nothing_and_still_answers_reads(
+    whm_server: SandboxServer, http: httpx.Client,
+) -> None:
+    # Given a panel that lies about every change call
+    set_faults(http, whm_server, lie_rate=1.0)
+    # When a suspension is sent, then the account read
+    response = suspend(http, whm_server)
+    # Then the suspension answered OK, nothing was applied, and the read says so
+    assert response.json()["metadata"]["result"] == 1
+    assert ledger(http, whm_server) == []
+    assert account_summary(http, whm_server)["outgoing_mail_suspended"] == 0
+    # And the stats tell the change call from the read
+    stats = http.get(f"{whm_server.url}/__sandbox__/stats").json()
+    assert (stats["changes"], stats["reads"], stats["lookups"]) == (1, 1, 0)
+
+
+def test_apply_late_s_applies_a_change_after_answering_it(whm_server: SandboxServer, http: httpx.Client) -> None:
+    # Given a panel that applies each change 300 ms after answering
+    set_faults(http, whm_server, apply_late_s=0.3)
+    # When a suspension is sent
+    response = suspend(http, whm_server)
+    # Then it answered OK before applying, and applies it afterwards, once
+    assert response.json()["metadata"]["result"] == 1
+    assert account_summary(http, whm_server)["outgoing_mail_suspended"] == 0
+    deadline = time.monotonic() + 5
+    while not ledger(http, whm_server):
+        assert time.monotonic() < deadline, "the late change never applied"
+        time.sleep(0.02)
+    assert [(c["target"], c["new"]) for c in ledger(http, whm_server)] == [("example", "suspended")]
+    assert account_summary(http, whm_server)["outgoing_mail_suspended"] == 1
+
+
+def test_changes_only_leaves_reads_and_lookups_unfaulted(whm_server: SandboxServer, http: httpx.Client) -> None:
+    # Given every change call failing with a server error, and reads spared
+    set_faults(http, whm_server, error_rate=1.0, changes_only=True)
+    # When a suspension and a read are sent
+    # Then the change fails, the read answers
+    assert suspend(http, whm_server).status_code == 500
+    assert account_summary(http, whm_server)["outgoing_mail_suspended"] == 0

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.commands import Command
+
+if TYPE_CHECKING:
+    from workers.backends.readback import Read
+    from workers.settings import BackendConfig
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,9 @@ class PanelResult:
     message: str = "OK"
     details: dict[str, Any] = field(default_factory=dict)
     data: Any = field(default=None, repr=False, compare=False)
+    #: The state was read back from the panel and is what the command asked (``False``: it could
+    #: not be read, ``details.not_verified`` says why; ``None``: no panel call, nothing to read).
+    verified: bool | None = None
 
 
 class Backend(Protocol):
@@ -32,6 +39,8 @@ class Backend(Protocol):
     name: str
     #: The panel kind (``whm``, ``cpanel``, ``brainycp``).
     kind: str
+    #: Its configuration (read-back on or off, the grace window, the SPF record...).
+    config: BackendConfig
 
     def supports(self, command: str) -> bool:
         """Whether this backend kind can run the command at all."""
@@ -39,6 +48,10 @@ class Backend(Protocol):
 
     def execute(self, command: Command) -> PanelResult:
         """Run the command; raise a ``PanelError`` subclass when it did not happen."""
+        ...
+
+    def read(self, read: Read, args: Any) -> dict[str, Any]:
+        """Read the state ``read`` covers for the target in ``args`` (see :mod:`workers.backends.readback`)."""
         ...
 
     def check(self) -> PanelResult:

@@ -14,6 +14,7 @@ from typing import Any
 from schemas.commands import Command
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import brainycp
+from workers.backends.readback import Read, ReadTable
 from workers.backends.transport import PanelHttp, json_body
 from workers.backends.vocabulary import Call, Scope, resolve_call
 from workers.settings import BackendConfig
@@ -36,6 +37,12 @@ CALLS: dict[str, dict[Scope, Call]] = {
     "ondkim": _domain("ondkim"),
     "offdkim": _domain("offdkim"),
 }
+
+
+#: Why no BrainyCP cell can be read back: its documented lists (``getlistmail``,
+#: ``getforwardmail``) answer only a message, and no call shows SPF or DKIM.
+NOT_READABLE = "BrainyCP documents no read of this state"
+READS: ReadTable = {}
 
 
 class BrainycpBackend:
@@ -67,6 +74,9 @@ class BrainycpBackend:
         response = self._http.request("POST", "/api/api.php", headers={"Accept": "application/json"}, data=form)
         body: Any = json_body(self.name, response)
         return brainycp(self.name, operation, body)
+
+    def read(self, read: Read, args: Any) -> dict[str, Any]:
+        raise AssertionError(f"{self.name}: BrainyCP has no read calls ({read.function})")
 
     def check(self) -> PanelResult:
         return self.call("getlistmail", {})

@@ -14,8 +14,23 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.commands import Command
+from workers.backends import readback
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import uapi
+from workers.backends.readback import (
+    DKIM_READ,
+    LIST_FORWARDERS,
+    LIST_POPS,
+    PASSWORD_UNREADABLE,
+    Read,
+    ReadTable,
+    Unreadable,
+    current_spf,
+    domain_state,
+    forwarder_state,
+    mailbox_state,
+    want,
+)
 from workers.backends.transport import PanelHttp, json_body
 from workers.backends.vocabulary import Call, Scope, resolve_call
 from workers.errors import PanelAuthRejected, PanelRefused
@@ -23,7 +38,7 @@ from workers.settings import BackendConfig
 
 #: The UAPI function ``onspf`` calls, and the one it reads the current record with.
 SPF_INSTALL = "EmailAuth::install_spf_records"
-SPF_READ = "EmailAuth::validate_current_spfs"
+SPF_READ = readback.SPF_READ
 
 
 def _email(function: str) -> dict[Scope, Call]:
@@ -59,16 +74,31 @@ CALLS: dict[str, dict[Scope, Call]] = {
 }
 
 
-def current_spf(data: Any) -> str | None:
-    """The current SPF record in a ``validate_current_spfs`` answer's ``data`` (``None``: none).
+def _mailbox_read(**fields: Any) -> dict[Scope, Read]:
+    return {"mailbox": Read("", LIST_POPS, want(**fields))}
 
-    The stored spec does not show that shape, so this reads a ``current`` that is the record or
-    holds it as ``value``/``record``, in the first item of a list or in an object."""
-    item = data[0] if isinstance(data, list) and data else data
-    current = item.get("current") if isinstance(item, dict) else None
-    if isinstance(current, dict):
-        current = current.get("value") or current.get("record")
-    return current if isinstance(current, str) and current.startswith("v=spf1") else None
+
+#: Why a cPanel cell missing from :data:`READS` cannot be read back.
+NOT_READABLE = "no published UAPI function shows this state"
+#: command -> target scope -> how its effect is read back (see :mod:`workers.backends.readback`).
+READS: ReadTable = {
+    "suspend_outgoing": _mailbox_read(suspended_outgoing=True),
+    "unsuspend_outgoing": _mailbox_read(suspended_outgoing=False),
+    "suspend_incoming": _mailbox_read(suspended_incoming=True),
+    "unsuspend_incoming": _mailbox_read(suspended_incoming=False),
+    "suspend_login": _mailbox_read(suspended_login=True),
+    "unsuspend_login": _mailbox_read(suspended_login=False),
+    "hold_outgoing": _mailbox_read(hold_outgoing=True),
+    "release_outgoing": _mailbox_read(hold_outgoing=False),
+    "addmail": _mailbox_read(exists=True),
+    "delmail": _mailbox_read(exists=False),
+    "passwd": {"mailbox": Unreadable(PASSWORD_UNREADABLE)},
+    "addforward": {"mailbox": Read("", LIST_FORWARDERS, want(forwarder=True))},
+    "delforward": {"mailbox": Read("", LIST_FORWARDERS, want(forwarder=False))},
+    "onspf": {"domain": Read("", SPF_READ, lambda a, config: {"record": config.spf_record})},
+    "ondkim": {"domain": Read("", DKIM_READ, want(dkim=True))},
+    "offdkim": {"domain": Read("", DKIM_READ, want(dkim=False))},
+}
 
 
 def _split(function: str) -> tuple[str, str]:
@@ -121,6 +151,18 @@ class CpanelBackend:
             details["replaced"] = current
         message = f"SPF record {record!r} installed" + (f", replacing {current!r}" if current else "")
         return PanelResult(already=result.already, message=message, details=details)
+
+    def read(self, read: Read, args: Any) -> dict[str, Any]:
+        """Read the state ``read`` covers (:data:`READS`)."""
+        module, function = _split(read.function)
+        if read.function in (SPF_READ, DKIM_READ):
+            return domain_state(read.function, self.call(module, function, {"domain": args.domain}).data)
+        address = str(args.email)
+        local, _, domain = address.rpartition("@")
+        if read.function == LIST_FORWARDERS:
+            return forwarder_state(self.call(module, function, {"domain": domain}).data, address, str(args.destination))
+        data = self.call(module, function, {"email": local, "domain": domain, "get_restrictions": "1"}).data
+        return mailbox_state(data, address)
 
     def call(self, module: str, function: str, params: dict[str, str]) -> PanelResult:
         """Call one UAPI function and classify its flat answer."""

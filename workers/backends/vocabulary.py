@@ -88,13 +88,33 @@ def cell(table: CallTable, command: str) -> str:
     return "; ".join(f"{scope}: {call.describe()}" for scope, call in calls.items())
 
 
+def verified_by(command: str) -> str:
+    """How ``command``'s effect is read back on each kind that runs it (the table's last column)."""
+    from workers.backends import readback
+
+    reads, otherwise = readback.tables(), readback.not_readable()
+    found = []
+    for kind, table in tables().items():
+        scopes = table.get(command) or {}
+        checks = [(scope, (reads[kind].get(command) or {}).get(scope) or readback.Unreadable(otherwise[kind]))
+                  for scope in scopes]
+        if not checks:
+            continue
+        texts = {check.describe() for _scope, check in checks}
+        text = texts.pop() if len(texts) == 1 else "; ".join(f"{scope}: {check.describe()}" for scope, check in checks)
+        found.append(f"`{kind}`: {text}")
+    return " · ".join(found)
+
+
 def render_table() -> str:
-    """The Markdown table of every command × backend kind (the README section "Commands × backends")."""
+    """The Markdown table of every command × backend kind (the README section "Commands × backends"),
+    with how each cell's effect is read back (:mod:`workers.backends.readback`)."""
     kinds = tables()
     lines = [
-        "| command | " + " | ".join(f"`{kind}`" for kind in kinds) + " |",
-        "|---|" + "---|" * len(kinds),
+        "| command | " + " | ".join(f"`{kind}`" for kind in kinds) + " | verified by |",
+        "|---|" + "---|" * (len(kinds) + 1),
     ]
     for name in COMMANDS:
-        lines.append(f"| `{name}` | " + " | ".join(cell(table, name) for table in kinds.values()) + " |")
+        lines.append(f"| `{name}` | " + " | ".join(cell(table, name) for table in kinds.values())
+                     + f" | {verified_by(name)} |")
     return "\n".join(lines) + "\n"

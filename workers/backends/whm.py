@@ -10,11 +10,28 @@ account, found with ``getdomainowner``, through ``uapi_cpanel`` (UAPI) or ``/jso
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from schemas.commands import AccountArgs, Command, CommandArgs, SuspensionArgs
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import cpanel_api2, uapi_cpanel, whm_api1
+from workers.backends.readback import (
+    DKIM_READ,
+    LIST_FORWARDERS,
+    LIST_POPS,
+    PASSWORD_UNREADABLE,
+    SPF_READ,
+    Read,
+    ReadTable,
+    Unreadable,
+    domain_state,
+    flag,
+    forwarder_state,
+    mailbox_state,
+    want,
+)
 from workers.backends.transport import PanelHttp, json_body
 from workers.backends.vocabulary import Call, Scope, resolve_call, scope_of
 from workers.errors import PanelRefused
@@ -87,6 +104,77 @@ CALLS: dict[str, dict[Scope, Call]] = {
 }
 
 
+ACCOUNT_READ = "accountsummary"
+FORWARD_READ = "get_user_email_forward_destination"
+
+
+def _mailbox_read(**fields: Any) -> Read:
+    return Read(UAPI, LIST_POPS, want(**fields))
+
+
+def _suspension_read(account: str | None, mailbox: str, value: bool) -> dict[Scope, Read | Unreadable]:
+    """A mailbox's ``mailbox`` field (``list_pops_with_disk``), and an account's ``account`` field
+    (``accountsummary``) where WHM has an account-level call."""
+    found: dict[Scope, Read | Unreadable] = {"mailbox": _mailbox_read(**{mailbox: value})}
+    if account:
+        found["account"] = Read("", ACCOUNT_READ, want(**{account: value}))
+    return found
+
+
+def _destinations(value: Any) -> list[str]:
+    return sorted(d.strip().lower() for d in str(value or "").split(",") if d.strip())
+
+
+#: Why a WHM cell missing from :data:`READS` cannot be read back.
+NOT_READABLE = "no published WHM or UAPI function shows this state"
+#: command -> target scope -> how its effect is read back (see :mod:`workers.backends.readback`).
+READS: ReadTable = {
+    "suspend_outgoing": _suspension_read("outgoing_mail_suspended", "suspended_outgoing", True),
+    "unsuspend_outgoing": _suspension_read("outgoing_mail_suspended", "suspended_outgoing", False),
+    "suspend_incoming": {"mailbox": _mailbox_read(suspended_incoming=True),
+                         "account": Unreadable("account-level incoming suspension is in no published read")},
+    "unsuspend_incoming": {"mailbox": _mailbox_read(suspended_incoming=False),
+                           "account": Unreadable("account-level incoming suspension is in no published read")},
+    "suspend_login": _suspension_read(None, "suspended_login", True),
+    "unsuspend_login": _suspension_read(None, "suspended_login", False),
+    "hold_outgoing": _suspension_read("outgoing_mail_hold", "hold_outgoing", True),
+    "release_outgoing": _suspension_read("outgoing_mail_hold", "hold_outgoing", False),
+    "terminate_sessions": {"account": Unreadable("an action, not a state")},
+    "set_forward_destination": {"account": Read("", FORWARD_READ, lambda a, c: {
+        "forward_to": _destinations(",".join(a.forward_to))})},
+    "addmail": {"mailbox": _mailbox_read(exists=True)},
+    "delmail": {"mailbox": _mailbox_read(exists=False)},
+    "passwd": {"mailbox": Unreadable(PASSWORD_UNREADABLE)},
+    "addforward": {"mailbox": Read(UAPI, LIST_FORWARDERS, want(forwarder=True))},
+    "delforward": {"mailbox": Read(UAPI, LIST_FORWARDERS, want(forwarder=False))},
+    # modifyacct installs the panel's own record: any record proves HASSPF=1.
+    "onspf": {"domain": Read(UAPI, SPF_READ, want(spf=True))},
+    "offspf": {"domain": Read(UAPI, SPF_READ, want(spf=False))},
+    "ondkim": {"domain": Read(UAPI, DKIM_READ, want(dkim=True))},
+    "offdkim": {"domain": Read(UAPI, DKIM_READ, want(dkim=False))},
+    "modifyacct": {"account": Unreadable("its fields are not all in a published read")},
+}
+
+
+class RecentOwner(threading.local):
+    """The domain owner a worker thread looked up last, trusted for :data:`OWNER_MEMO_S` seconds
+    (the read-back right after a change; an account does not change hands in between)."""
+
+    def __init__(self) -> None:
+        self.domain, self.owner, self.at = "", "", 0.0
+
+    def keep(self, domain: str, owner: str) -> None:
+        self.domain, self.owner, self.at = domain, owner, time.monotonic()
+
+    def get(self, domain: str) -> str | None:
+        fresh = time.monotonic() - self.at < OWNER_MEMO_S
+        return self.owner if fresh and domain == self.domain else None
+
+
+#: How long a looked-up domain owner is reused by the same thread.
+OWNER_MEMO_S = 30.0
+
+
 class WhmBackend:
     """A WHM server reached with a root or reseller API token."""
 
@@ -96,6 +184,8 @@ class WhmBackend:
         self.name = config.name
         self.config = config
         self._http = PanelHttp(config)
+        #: The owner this thread just looked up, so the read-back of its change costs one read.
+        self._recent = RecentOwner()
         self._headers = {
             "Authorization": f"whm {config.username}:{config.token.get_secret_value()}",
             "Accept": "application/json",
@@ -120,6 +210,36 @@ class WhmBackend:
         if call.via == API2:
             return self.call_api2(owner, module, function, params)
         return self.call_uapi(owner, module, function, params)
+
+    def read(self, read: Read, args: Any) -> dict[str, Any]:
+        """Read the state ``read`` covers (:data:`READS`)."""
+        if read.function == ACCOUNT_READ:
+            return self.account_state(args.user)
+        if read.function == FORWARD_READ:
+            data = self.call(FORWARD_READ, {"user": args.user}).data
+            return {"forward_to": _destinations(data.get("forward_to") if isinstance(data, dict) else "")}
+        module, _, function = read.function.partition("::")
+        if read.function in (SPF_READ, DKIM_READ):
+            owner = self._recent.get(args.domain) or self.domain_owner(args.domain)
+            return domain_state(read.function, self.call_uapi(owner, module, function, {"domain": args.domain}).data)
+        address = str(args.email)
+        local, _, domain = address.rpartition("@")
+        owner = self._recent.get(domain) or self.domain_owner(domain)
+        if read.function == LIST_FORWARDERS:
+            data = self.call_uapi(owner, module, function, {"domain": domain}).data
+            return forwarder_state(data, address, str(args.destination))
+        data = self.call_uapi(owner, module, function, {"email": local, "domain": domain, "get_restrictions": "1"}).data
+        return mailbox_state(data, address)
+
+    def account_state(self, user: str) -> dict[str, Any]:
+        """An account's outgoing suspension and hold (``accountsummary``)."""
+        data = self.call(ACCOUNT_READ, {"user": user}).data
+        accounts = data.get("acct") if isinstance(data, dict) else None
+        if not isinstance(accounts, list) or not accounts or not isinstance(accounts[0], dict):
+            return {"exists": False}
+        found = accounts[0]
+        return {"exists": True, "outgoing_mail_suspended": flag(found.get("outgoing_mail_suspended")),
+                "outgoing_mail_hold": flag(found.get("outgoing_mail_hold"))}
 
     def _owner_of(self, args: CommandArgs, scope: Scope) -> str:
         if isinstance(args, AccountArgs | SuspensionArgs) and scope == "account":
@@ -152,6 +272,7 @@ class WhmBackend:
         user = data.get("user") if isinstance(data, dict) else None
         if not user:
             raise PanelRefused(f"{self.name}: no account owns the domain “{domain}”")
+        self._recent.keep(domain, str(user))
         return str(user)
 
     def _post(self, function: str, data: dict[str, str]) -> Any:
@@ -160,20 +281,6 @@ class WhmBackend:
 
     def check(self) -> PanelResult:
         return self.call("version", {})
-
-    def suspension_state(self, target: str, aspect: str) -> bool | None:
-        """Whether ``aspect`` of a cPanel account is suspended now (``accountsummary``).
-
-        ``None`` when this backend cannot read it (mailbox targets, other aspects). Added for
-        ``mailops reconcile``; read-only.
-        """
-        if aspect != "outgoing" or "@" in target:
-            return None
-        data = self.call("accountsummary", {"user": target}).data
-        accounts = data.get("acct") if isinstance(data, dict) else None
-        if not isinstance(accounts, list) or not accounts or not isinstance(accounts[0], dict):
-            return None
-        return bool(int(accounts[0].get("outgoing_mail_suspended") or 0))
 
     def close(self) -> None:
         self._http.close()

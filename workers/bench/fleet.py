@@ -43,7 +43,7 @@ def fleet(bench: Bench) -> dict[str, Any]:
         sandbox.set_latency(FAST_S)
         sandbox.set_latency_of(0, SLOW_S)
         config = write_config(bench.workdir / "fleet.toml",
-                              {f"whm{i + 1}": (url, CAP) for i, url in enumerate(sandbox.urls)})
+                              {f"whm{i + 1}": (url, CAP) for i, url in enumerate(sandbox.urls)}, verify=False)
         alone = _run(bench, sandbox, config, "fleet_alone", migration=False)
         sandbox.set_latency(FAST_S)
         sandbox.set_latency_of(0, SLOW_S)

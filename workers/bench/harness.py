@@ -154,12 +154,13 @@ class WorkerPool:
             child.stop()
 
 
-def write_config(path: Path, backends: Mapping[str, tuple[str, int]]) -> Path:
-    """The backends and producers file (TOML), like ``tests/conftest.py`` writes it; name -> (url, max_concurrency)."""
+def write_config(path: Path, backends: Mapping[str, tuple[str, int]], *, verify: bool = True) -> Path:
+    """The backends and producers file (TOML), like ``tests/conftest.py`` writes it; name -> (url,
+    max_concurrency); ``verify``: read each change back (the default)."""
     lines = []
     for name, (url, cap) in backends.items():
         lines += [f"[backends.{name}]", 'kind = "whm"', f'url = "{url}"', "allow_insecure_http = true", 'token_env = "MAILOPS_BENCH_TOKEN"',
-                  "read_timeout = 10.0", f"max_concurrency = {cap}", ""]
+                  "read_timeout = 10.0", f"max_concurrency = {cap}", f"verify = {str(verify).lower()}", ""]
     lines += [f"[producers.{BENCH_PRODUCER}]", 'key_env = "MAILOPS_BENCH_PRODUCER_KEY"', 'commands = ["*"]',
               'backends = ["*"]', ""]
     path.write_text("\n".join(lines))

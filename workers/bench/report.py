@@ -84,6 +84,15 @@ def verdicts(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def render_readback(rb: dict[str, Any]) -> str:
+    """The read-back phase in one line: throughput and latency with read-back off and on."""
+    off, on = rb["off"], rb["on"]
+    return (f"read-back ({rb['commands']} commands queued, {rb['processes']} process x {rb['threads']} threads; "
+            f"then paced at {off['rate_cps']}/s): off {off['throughput_cps']}/s, p50 {off['p50_ms']} ms, "
+            f"p99 {off['p99_ms']} ms; on {on['throughput_cps']}/s, p50 {on['p50_ms']} ms, p99 {on['p99_ms']} ms; "
+            f"throughput on/off {rb['throughput_ratio']}; statuses off {off['statuses']}, on {on['statuses']}")
+
+
 def render(figures: dict[str, Any]) -> str:
     """The figures as plain text: the targets table, then the detail of each run."""
     lines = []
@@ -123,6 +132,8 @@ def render(figures: dict[str, Any]) -> str:
                      f"{fair['fast_backend']}; 1 process x 8 threads): fast batch alone {fair['fast_alone_s']} s, "
                      f"queued behind the slow one {fair['fast_behind_slow_s']} s ({fair['slowdown']}x); slow "
                      f"backend at {fair['slow_share_of_cap']:.1%} of its cap, max in flight {fair['slow_max_in_flight']}")
+    if "readback" in figures:
+        lines.append(render_readback(figures["readback"]))
     lines.append(f"memory: {mem['bytes_per_command']} B per queued command over {mem['commands']} "
                  f"(by key: {mem['bytes_per_command_by_key']}); with 36-char UUID ids "
                  f"{mem['bytes_per_command_uuid_ids']} B")

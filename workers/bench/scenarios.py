@@ -77,6 +77,9 @@ class BenchOptions:
     #: The fleet run (workers.bench.fleet): commands per fast backend, and the slow one's migration.
     fleet_per_backend: int = 20
     fleet_migration: int = 1500
+    #: Run the read-back phase (off in ``--quick``, which the test suite runs; ``--readback-only``
+    #: runs it alone).
+    readback: bool = True
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchOptions:
@@ -84,7 +87,7 @@ class BenchOptions:
                                       bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
                                       fairness_commands=100, fleet_per_backend=4, fleet_migration=200,
-                                      ceiling_s=2.0)
+                                      ceiling_s=2.0, readback=False)
         values.update(overrides)
         return cls(**values)
 
@@ -118,9 +121,12 @@ class Bench:
         self.prefixes.append(prefix)
         return Phase(prefix)
 
-    def config(self, name: str, caps: dict[str, int]) -> Path:
+    def config(self, name: str, caps: dict[str, int], *, verify: bool = False) -> Path:
+        """A phase's backends file. Read-back is off except where a phase says otherwise: the other
+        phases measure the pipeline like for like with the plain-Dramatiq floor and earlier runs,
+        one panel call per command; :meth:`readback` measures what reading back adds."""
         backends = {backend: (self.sandbox.urls[i], cap) for i, (backend, cap) in enumerate(caps.items())}
-        return write_config(self.workdir / f"{name}.toml", backends)
+        return write_config(self.workdir / f"{name}.toml", backends, verify=verify)
 
     def _finish(self, name: str, pool: WorkerPool, watcher: EventWatcher) -> None:
         watcher.stop()
@@ -128,11 +134,12 @@ class Bench:
         self.peak_rss[name] = pool.peak_rss
 
     def _queued_run(self, name: str, bodies: list[bytes], caps: dict[str, int], *, processes: int,
-                    threads: int) -> tuple[float, dict[str, int]]:
+                    threads: int, verify: bool = False) -> tuple[float, dict[str, int]]:
         phase = self.phase(name)
         xadd_many(self.client, phase.commands_stream, bodies)
         cpu_before = redis_cpu_s(self.client)
-        pool = start_mailops(self.redis_url, self.config(name, caps), phase, processes=processes, threads=threads)
+        pool = start_mailops(self.redis_url, self.config(name, caps, verify=verify), phase, processes=processes,
+                             threads=threads)
         watcher = EventWatcher(self.client, phase.events_stream).start()
         try:
             if not watcher.wait_terminal(len(bodies), PHASE_TIMEOUT_S):
@@ -207,20 +214,21 @@ class Bench:
                                    {"whm1": max(o.threads, 8)}, processes=o.processes, threads=o.threads)
         return rate
 
-    def latency(self, max_rate: float) -> dict[str, Any]:
+    def latency(self, max_rate: float, *, name: str = "latency", verify: bool = False,
+                duration_s: float | None = None) -> dict[str, Any]:
         o = self.options
         self.sandbox.set_latency(0.0)
         rate = max(1.0, max_rate * o.load_fraction)
-        phase = self.phase("latency")
-        pool = start_mailops(self.redis_url, self.config("latency", {"whm1": max(o.threads, 8)}), phase,
+        phase = self.phase(name)
+        pool = start_mailops(self.redis_url, self.config(name, {"whm1": max(o.threads, 8)}, verify=verify), phase,
                              processes=o.processes, threads=o.threads)
         watcher = EventWatcher(self.client, phase.events_stream).start()
         warmup = int(rate * o.latency_warmup_s)
         try:
-            sent = self._paced(phase, "lat", warmup + int(rate * o.latency_duration_s), rate)
+            sent = self._paced(phase, "lat", warmup + int(rate * (duration_s or o.latency_duration_s)), rate)
             watcher.wait_terminal(len(sent), PHASE_TIMEOUT_S)
         finally:
-            self._finish("latency", pool, watcher)
+            self._finish(name, pool, watcher)
         # In sending order: the warm-up's commands first.
         order = list(sent.items())
         return {"load_fraction": o.load_fraction, "max_rate_cps": round(max_rate, 1), "rate_cps": round(rate, 1),
@@ -251,6 +259,26 @@ class Bench:
                           if k in watcher.terminal]
         return {**latency_summary_ms(seen), "missing": len(sent) - len(seen),
                 "redis_clock": latency_summary_ms(on_redis_clock)}
+
+    def readback(self) -> dict[str, Any]:
+        """What reading every change back costs: the same queued run, then the same paced run (at
+        a fraction of the rate with read-back off), with read-back off and on, in one run."""
+        o = self.options
+        self.sandbox.set_latency(0.0)
+        cap = {"whm1": max(o.threads, 8)}
+        found: dict[str, dict[str, Any]] = {}
+        paced_at = 0.0
+        for verify in (False, True):
+            name = f"readback_{'on' if verify else 'off'}"
+            rate, statuses = self._queued_run(name, self._bodies(o.commands, f"rb{int(verify)}"), cap,
+                                              processes=o.processes, threads=o.threads, verify=verify)
+            paced_at = paced_at or rate
+            latency = self.latency(paced_at, name=f"{name}_latency", verify=verify, duration_s=o.latency_duration_s / 2)
+            found[name.removeprefix("readback_")] = {"throughput_cps": round(rate, 1), "statuses": statuses,
+                                                     **{k: latency[k] for k in ("rate_cps", "count", "p50_ms", "p99_ms")}}
+        off, on = found["off"], found["on"]
+        return {"commands": o.commands, "processes": o.processes, "threads": o.threads, "off": off, "on": on,
+                "throughput_ratio": round(on["throughput_cps"] / off["throughput_cps"], 3) if off["throughput_cps"] else None}
 
     def urgent_under_bulk(self) -> dict[str, Any]:
         o = self.options
@@ -432,6 +460,15 @@ def bench_environment(options: BenchOptions) -> Iterator[Bench]:
         yield bench
 
 
+def run_readback_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
+    """Only the read-back phase (``mailops bench --readback-only``)."""
+    figures: dict[str, Any] = {"options": asdict(options)}
+    with bench_environment(options) as bench:
+        progress("read-back: throughput and latency with it off, then on")
+        figures["readback"] = bench.readback()
+    return figures
+
+
 def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
     """Run every phase; return all figures (see :mod:`workers.bench.report` for the targets)."""
     figures: dict[str, Any] = {"options": asdict(options)}
@@ -454,5 +491,8 @@ def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
         figures["fleet"] = fleet(bench)
         progress("scaling: 1 and 2 worker processes, backend-bound")
         figures["scaling"] = bench.scaling()
+        if options.readback:
+            progress("read-back: throughput and latency with it off, then on")
+            figures["readback"] = bench.readback()
         figures["peak_rss_bytes"] = bench.peak_rss
     return figures

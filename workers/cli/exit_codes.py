@@ -14,5 +14,7 @@ RET_CONNECT = 3
 RET_CONFIG = 4
 #: Waiting for an outcome ran out of time.
 RET_TIMEOUT = 5
+#: A check found nothing wrong but could not read everything (``mailops reconcile``: unknown state).
+RET_UNKNOWN = 6
 #: Interrupted by SIGINT (Ctrl-C), as a shell reports it: 128 + 2.
 RET_INTERRUPTED = 130

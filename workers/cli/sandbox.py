@@ -21,14 +21,18 @@ credentials, under /__sandbox__/:
 
 \b
   GET  /__sandbox__/ledger       every state change applied (panel, target, field, old, new)
-  GET  /__sandbox__/stats        requests served, in flight, max in flight
+  GET  /__sandbox__/stats        requests served (changes, reads, lookups apart), in
+                                 flight, max in flight
   POST /__sandbox__/faults       JSON body of fault shares (0..1): error_rate (HTTP 500 HTML),
                                  rate_limit_rate (+ retry_after_s; HTTP 429 + Retry-After),
                                  html_rate (HTML, not a login page), login_page_rate (cpsrvd
                                  login page, HTTP 200), timeout_after_apply_rate (+ hang_s),
                                  drop_after_apply_rate (applied, then connection closed),
-                                 echo_rate (a success answer echoing the request);
-                                 latency_s (seconds), seed; {} clears every fault
+                                 echo_rate (a success answer echoing the request),
+                                 lie_rate (a change call answered OK, nothing applied);
+                                 apply_late_s (changes applied that many seconds after
+                                 the answer), changes_only (the shares hit change calls
+                                 only), latency_s (seconds), seed; {} clears every fault
   POST /__sandbox__/reset-stats  zero the request counters
 
 \b

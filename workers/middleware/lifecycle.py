@@ -42,7 +42,15 @@ from schemas.events import HELD, ErrorInfo, Event, EventStatus
 from workers.backends.base import PanelResult
 from workers.broker import ACKED_OPTION, MailopsBroker
 from workers.command_store import CommandStore, Parking, now_ms
-from workers.errors import CommandError, Defer, MailopsError, PanelRefused, PanelUnavailable, Superseded
+from workers.errors import (
+    CommandError,
+    Defer,
+    MailopsError,
+    NotApplied,
+    PanelRefused,
+    PanelUnavailable,
+    Superseded,
+)
 from workers.executor import Start
 from workers.limits import park_score
 from workers.lua import note_wait, run_together, transient_refusal
@@ -258,7 +266,7 @@ class Lifecycle(Middleware):
             outcome = execution.result or PanelResult()
             status: EventStatus = HELD if (outcome.details.get("holds") or {}).get("panel_called") is False else "succeeded"
             self._finish(command, status, attempt, already=outcome.already, details=outcome.details,
-                         history=self._entry(execution, status), pending=execution.pending)
+                         history=self._entry(execution, status), pending=execution.pending, verified=outcome.verified)
             return
         if isinstance(exception, Defer):
             self._defer(broker, message, execution, exception)
@@ -274,7 +282,7 @@ class Lifecycle(Middleware):
         age = (datetime.now(UTC) - command.issued_at).total_seconds()
         if attempt >= policy.max_attempts or age >= policy.max_age_s:
             why = "attempts" if attempt >= policy.max_attempts else "age"
-            self._finish(command, "dead_lettered", attempt, error=error, details={"exhausted": why},
+            self._finish(command, "dead_lettered", attempt, error=error, details={"exhausted": why, **_read_of(exception)},
                          history=self._entry(execution, "dead_lettered", error))
             return
         retry_after = exception.retry_after if isinstance(exception, PanelUnavailable) else None
@@ -284,7 +292,7 @@ class Lifecycle(Middleware):
         event = Event(
             id=command.id, command=command.command, backend=command.backend, target=command.target, producer=command.producer,
             status="retrying", attempt=attempt, error=error, batch=command.batch,
-            next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay),
+            next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay), details=_read_of(exception),
         )
         entry = self._entry(execution, "retrying", error)
         _local.outcome = ("retrying", command)
@@ -338,12 +346,13 @@ class Lifecycle(Middleware):
 
     def _finish(self, command: Command, status: EventStatus, attempt: int, *, already: bool | None = None,
                 error: ErrorInfo | None = None, details: dict[str, Any] | None = None,
-                history: dict[str, Any] | None = None, pending: Pending | None = None) -> None:
+                history: dict[str, Any] | None = None, pending: Pending | None = None,
+                verified: bool | None = None) -> None:
         """Publish the terminal event (with ``pending``, in the round trip of the turn's commit)."""
         event = Event(
             id=command.id, command=command.command, backend=command.backend, target=command.target, producer=command.producer,
             status=status,
-            terminal=True, attempt=attempt, already=already, error=error, batch=command.batch,
+            terminal=True, attempt=attempt, already=already, verified=verified, error=error, batch=command.batch,
             details=details or {},
         )
         _local.outcome = (status, command)
@@ -358,11 +367,16 @@ class Lifecycle(Middleware):
             if ended < 0:
                 # A newer command committed between this commit and the event: say what happened.
                 self._finish(command, status, attempt, already=result.already, details=result.details,
-                             history=history)
+                             history=history, verified=result.verified)
                 return
         if ack is not None:
             # finish.lua acknowledged the message; Dramatiq's own ack becomes a no-op.
             _local.message.options[ACKED_OPTION] = True
+
+
+def _read_of(exception: BaseException) -> dict[str, Any]:
+    """``details.read`` of a change the panel answered but does not show (:class:`NotApplied`)."""
+    return {"read": exception.read} if isinstance(exception, NotApplied) else {}
 
 
 def _worth_publishing(waits: int) -> bool:

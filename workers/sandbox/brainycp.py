@@ -99,6 +99,9 @@ class BrainycpSandbox:
                 text = COMMON[exc.code][0 if english else 1]
             return Reply.json({"error": exc.code, "mess": text})
 
+    def function_of(self, request: Request) -> str:
+        return next((op for op in self.operations if op in request.params), "")
+
     def _login(self, params: dict[str, str]) -> str | None:
         name = params.get("Login") or params.get("username") or ""
         secret = params.get("pass") if "pass" in params else params.get("password", "")

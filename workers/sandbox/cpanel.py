@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from workers.constants import DEFAULT_SPF_RECORD
 from workers.sandbox.server import Reply, Request
 from workers.sandbox.state import Mailbox, PanelState, fingerprint
 
@@ -60,10 +61,13 @@ class Uapi:
                 "add_forwarder": self._add_forwarder,
                 "delete_forwarder": self._delete_forwarder,
                 "list_pops": lambda user, p: [{"email": m.address} for m in self._mailboxes_of(user)],
+                "list_pops_with_disk": self._list_pops_with_disk,
+                "list_forwarders": self._list_forwarders,
             },
             "EmailAuth": {
                 "install_spf_records": self._install_spf_records,
                 "validate_current_spfs": self._validate_current_spfs,
+                "validate_current_dkims": self._validate_current_dkims,
                 "enable_dkim": self._domain_flag("dkim", True),
                 "disable_dkim": self._domain_flag("dkim", False),
             },
@@ -150,9 +154,53 @@ class Uapi:
         """The domain's SPF record as the server reads it. The exact shape of ``data`` is not in the
         stored spec ([U]); this one (``current.value``) is what the cPanel backend parses."""
         domain = self._owned_domain(user, params.get("domain", ""))
-        record = self.state.domains[domain].spf_record
+        found = self.state.domains[domain]
+        # WHM's modifyacct HASSPF=1 turns SPF on without naming a record: the panel's own default.
+        record = (found.spf_record or DEFAULT_SPF_RECORD) if found.spf else ""
         return [{"domain": domain, "state": "VALID" if record else "MISSING",
                  "current": {"value": record} if record else None}]
+
+    def _validate_current_dkims(self, user: str, params: dict[str, str]) -> Any:
+        """The domain's DKIM record: ``state`` ``VALID`` with a ``current`` record, or ``MISSING``
+        (the shape of ``current`` is not in the stored spec [U])."""
+        domain = self._owned_domain(user, params.get("domain", ""))
+        on = self.state.domains[domain].dkim
+        current = {"name": f"default._domainkey.{domain}", "value": "v=DKIM1; k=rsa; p=MIIB"} if on else None
+        return [{"domain": domain, "state": "VALID" if on else "MISSING", "current": current}]
+
+    def _list_pops_with_disk(self, user: str, params: dict[str, str]) -> Any:
+        """The account's mailboxes, filtered by ``domain`` and ``email`` (local part or address);
+        the outgoing suspension and hold fields only with ``get_restrictions=1``, as published."""
+        domain, wanted = params.get("domain", "").lower(), params.get("email", "").lower()
+        restrictions = params.get("get_restrictions") == "1"
+        found = []
+        for mailbox in self._mailboxes_of(user):
+            local = mailbox.address.partition("@")[0]
+            if (domain and mailbox.domain != domain) or (wanted and wanted not in (local, mailbox.address)):
+                continue
+            item: dict[str, Any] = {
+                "email": mailbox.address, "login": mailbox.address, "user": local, "domain": mailbox.domain,
+                "diskquota": mailbox.quota if mailbox.quota != "0" else "unlimited",
+                "_diskquota": str(int(mailbox.quota) * 1024 * 1024) if mailbox.quota.isdigit() else "0",
+                "diskused": 0, "_diskused": "0",
+                "suspended_incoming": int(mailbox.incoming == "suspended"), "suspended_login": int(mailbox.login == "suspended"),
+            }
+            if restrictions:
+                item["suspended_outgoing"] = int(mailbox.outgoing == "suspended")
+                item["hold_outgoing"] = int(mailbox.hold)
+            found.append(item)
+        return found
+
+    def _list_forwarders(self, user: str, params: dict[str, str]) -> Any:
+        """The domain's forwarders: ``dest`` is the address forwarded, ``forward`` where to."""
+        domain = self._owned_domain(user, params.get("domain", ""))
+        found = []
+        for key in sorted(self.state.forwarders):
+            source, _, target = key.partition("=>")
+            if source.rpartition("@")[2] == domain:
+                found.append({"dest": source, "forward": target, "html_dest": source, "html_forward": target,
+                              "uri_dest": source.replace("@", "%40"), "uri_forward": target.replace("@", "%40")})
+        return found
 
     def _add_pop(self, user: str, params: dict[str, str]) -> Any:
         local = params.get("email", "")
@@ -235,6 +283,9 @@ class CpanelSandbox:
             return Reply(403, TOKEN_ONLY_UAPI, "text/plain")
         module, _, function = request.path.removeprefix("/execute/").partition("/")
         return Reply.json(self.uapi.run(user, module, function, dict(request.params)))
+
+    def function_of(self, request: Request) -> str:
+        return "::".join(request.path.removeprefix("/execute/").split("/", 1))
 
     def _authorized(self, header: str) -> str | None:
         scheme, _, credentials = header.partition(" ")

@@ -2,6 +2,10 @@
 
 Control endpoints (no credentials; loopback only) live under ``/__sandbox__/``:
 ``GET ledger``, ``GET stats``, ``POST faults`` (JSON :class:`Faults` fields), ``POST reset-stats``.
+
+Every request is counted as a *read* (of the state mailops verifies, :data:`STATE_READS`), a
+*lookup* (routing and credential checks, :data:`LOOKUPS`) or a *change* call (anything else), so a
+test can check "one change call plus one read" in ``stats()``.
 """
 
 from __future__ import annotations
@@ -11,12 +15,22 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from workers.sandbox.ledger import Ledger
+from workers.sandbox.state import PanelState
+
+#: Calls that read the state mailops verifies changes with.
+STATE_READS = frozenset({
+    "accountsummary", "get_user_email_forward_destination", "Email::list_pops_with_disk", "Email::list_forwarders",
+    "EmailAuth::validate_current_spfs", "EmailAuth::validate_current_dkims",
+})
+#: Calls that change nothing and read no verified state: routing and credential checks.
+LOOKUPS = frozenset({"getdomainowner", "version", "Email::list_pops", "getlistmail", "getforwardmail"})
 
 #: What cpsrvd serves (HTTP 200) to a request whose credentials it does not take: its login form.
 LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>WHM Login</title></head><body>"
@@ -50,8 +64,18 @@ class PanelApp(Protocol):
 
     name: str
     ledger: Ledger
+    state: PanelState
 
     def handle(self, request: Request) -> Reply: ...
+
+    def function_of(self, request: Request) -> str:
+        """The panel function a request calls (``suspend_outgoing_email``, ``Email::add_pop``)."""
+        ...
+
+
+def call_kind(function: str) -> str:
+    """``read``, ``lookup`` or ``change`` (see the module's docstring)."""
+    return "read" if function in STATE_READS else "lookup" if function in LOOKUPS else "change"
 
 
 @dataclass
@@ -77,8 +101,17 @@ class Faults:
     #: Share that is applied, then the connection is closed with no answer.
     drop_after_apply_rate: float = 0.0
     #: Share of successful JSON answers that echo the request's parameters back (secrets too),
-    #: in the reason, the data and a top-level ``echo``, as some panels do.
+    #: in the reason, the data and a top-level ``echo``, as some panels do (reads of the state
+    #: are answered plainly: they carry no secret, and the echo would reshape their lists).
     echo_rate: float = 0.0
+    #: Share of change calls answered OK without applying anything (a panel that lies).
+    lie_rate: float = 0.0
+    #: Seconds after its answer that a change call's change is applied (0 = before answering), as
+    #: cPanel's queueprocd does for some work.
+    apply_late_s: float = 0.0
+    #: The shares above apply to change calls only (reads and lookups are answered normally), to
+    #: cut a change's answer while the read of it, before a retry, gets through.
+    changes_only: bool = False
     #: Seed of the fault dice, for repeatable runs.
     seed: int | None = None
 
@@ -96,6 +129,8 @@ class SandboxServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
+        #: Requests served by kind: ``change``, ``read``, ``lookup`` (see :func:`call_kind`).
+        self.kinds: Counter[str] = Counter()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -134,25 +169,31 @@ class SandboxServer:
         with self._lock:
             self.max_in_flight = self.in_flight
             self.requests = 0
+            self.kinds = Counter()
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight, "requests": self.requests}
+            return {"in_flight": self.in_flight, "max_in_flight": self.max_in_flight, "requests": self.requests,
+                    "changes": self.kinds["change"], "reads": self.kinds["read"], "lookups": self.kinds["lookup"]}
 
     def _roll(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
 
     def serve(self, request: Request) -> Reply | None:
         """Answer one request, with faults; ``None`` means drop the connection."""
+        function = self.app.function_of(request)
+        kind = call_kind(function)
         with self._lock:
             self.in_flight += 1
             self.requests += 1
+            self.kinds[kind] += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            f = self.faults
+            f = self.faults if kind == "change" or not self.faults.changes_only else Faults(latency_s=self.faults.latency_s)
             error, limited, html = self._roll(f.error_rate), self._roll(f.rate_limit_rate), self._roll(f.html_rate)
             login = self._roll(f.login_page_rate)
             hang, drop = self._roll(f.timeout_after_apply_rate), self._roll(f.drop_after_apply_rate)
-            echo = self._roll(f.echo_rate)
+            echo = kind != "read" and self._roll(f.echo_rate)
+            lie = kind == "change" and self._roll(f.lie_rate)
         try:
             if f.latency_s:
                 time.sleep(f.latency_s)
@@ -164,7 +205,7 @@ class SandboxServer:
                 return Reply(200, LOGIN_PAGE, "text/html")
             if html:
                 return Reply(200, b"<!DOCTYPE html><html><body><h1>Down for maintenance</h1></body></html>", "text/html")
-            reply = self.app.handle(request)
+            reply = self._handled(request, lie=lie, late_s=f.apply_late_s if kind == "change" else 0.0)
             if echo:
                 reply = _echoing(reply, request)
             if hang:
@@ -175,6 +216,18 @@ class SandboxServer:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _handled(self, request: Request, *, lie: bool, late_s: float) -> Reply:
+        """The app's answer; a lying call's changes are dropped, a late one's applied ``late_s`` later."""
+        if not lie and not late_s:
+            return self.app.handle(request)
+        with self.app.state.withheld() as changes:
+            reply = self.app.handle(request)
+        if not lie:
+            timer = threading.Timer(late_s, lambda: [change() for change in changes])
+            timer.daemon = True
+            timer.start()
+        return reply
 
     def control(self, method: str, path: str, body: bytes) -> Reply:
         if path == "/__sandbox__/ledger":

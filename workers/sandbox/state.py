@@ -8,8 +8,10 @@ Passwords are kept (and recorded) only as a short SHA-256 fingerprint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,24 @@ class PanelState:
         self.mailboxes: dict[str, Mailbox] = {}
         #: ``source=>destination`` -> ``fwd``.
         self.forwarders: dict[str, str] = {}
+        self._withheld = _Withheld()
+
+    @contextlib.contextmanager
+    def withheld(self) -> Iterator[list[Callable[[], object]]]:
+        """Within it, this thread's mutations are collected instead of applied (each reported as a
+        change to its caller): a lying panel drops them, a late one applies them afterwards."""
+        self._withheld.changes = []
+        try:
+            yield self._withheld.changes
+        finally:
+            self._withheld.changes = None
+
+    def _withhold(self, change: Callable[[], object]) -> bool:
+        collected = self._withheld.changes
+        if collected is None:
+            return False
+        collected.append(change)
+        return True
 
     def add_account(self, user: str, domain: str | None = None) -> Account:
         with self.lock:
@@ -107,6 +127,8 @@ class PanelState:
 
     def set(self, obj: Any, attr: str, value: Any, *, target: str, function: str) -> bool:
         """Set ``obj.attr`` (or ``obj[attr]`` for dicts); record and return True if it changed."""
+        if self._withhold(lambda: self.set(obj, attr, value, target=target, function=function)):
+            return True
         with self.lock:
             old = obj.get(attr) if isinstance(obj, dict) else getattr(obj, attr)
             if old == value:
@@ -120,6 +142,8 @@ class PanelState:
 
     def put(self, mapping: dict[str, Any], key: str, value: Any, *, kind: str, function: str) -> bool:
         """Add ``mapping[key]`` if absent; record ``kind`` going from absent to present."""
+        if self._withhold(lambda: self.put(mapping, key, value, kind=kind, function=function)):
+            return True
         with self.lock:
             if key in mapping:
                 return False
@@ -129,9 +153,17 @@ class PanelState:
 
     def remove(self, mapping: dict[str, Any], key: str, *, kind: str, function: str) -> bool:
         """Delete ``mapping[key]`` if present; record ``kind`` going from present to absent."""
+        if self._withhold(lambda: self.remove(mapping, key, kind=kind, function=function)):
+            return True
         with self.lock:
             if key not in mapping:
                 return False
             del mapping[key]
             self.ledger.record(Change(self.panel, key, kind, "present", None, function))
             return True
+
+
+class _Withheld(threading.local):
+    """The mutations a thread is collecting instead of applying (``None``: it applies them)."""
+
+    changes: list[Callable[[], object]] | None = None

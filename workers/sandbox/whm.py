@@ -63,6 +63,8 @@ class WhmSandbox:
             "hold_outgoing_email": self._outgoing("hold_outgoing_email", True, attr="hold"),
             "release_outgoing_email": self._outgoing("release_outgoing_email", False, attr="hold"),
             "getdomainowner": self._getdomainowner,
+            "accountsummary": self._accountsummary,
+            "get_user_email_forward_destination": self._get_forward_destination,
             "terminate_cpuser_mailbox_sessions": self._terminate_sessions,
             "set_user_email_forward_destination": self._set_forward_destination,
             "modifyacct": self._modifyacct,
@@ -122,6 +124,29 @@ class WhmSandbox:
             return ok(function)
 
         return run
+
+    def function_of(self, request: Request) -> str:
+        function = request.path.removeprefix("/json-api/")
+        if function == "uapi_cpanel":
+            return f"{request.params.get('cpanel.module', '')}::{request.params.get('cpanel.function', '')}"
+        if function == "cpanel":
+            return f"{request.params.get('cpanel_jsonapi_module', '')}::{request.params.get('cpanel_jsonapi_func', '')}"
+        return function
+
+    def _accountsummary(self, params: dict[str, str]) -> dict[str, Any]:
+        """One account's summary, with its outgoing mail suspension and hold as 0/1."""
+        user = self._require(params, "user")
+        with self.state.lock:
+            account = self._account(user)
+            return ok("accountsummary", {"acct": [{
+                "user": user, "domain": account.domain, "suspended": 0,
+                "outgoing_mail_suspended": int(account.outgoing == "suspended"),
+                "outgoing_mail_hold": int(account.hold)}]})
+
+    def _get_forward_destination(self, params: dict[str, str]) -> dict[str, Any]:
+        user = self._require(params, "user")
+        with self.state.lock:
+            return ok("get_user_email_forward_destination", {"forward_to": self._account(user).forward_to})
 
     def _getdomainowner(self, params: dict[str, str]) -> dict[str, Any]:
         domain = self._require(params, "domain")
