@@ -36,7 +36,8 @@ def declare_actors(broker: dramatiq.Broker, executor: Executor, store: CommandSt
         try:
             with turn:
                 execution.result, execution.pending = executor.run_pending(
-                    execution.command, entry=execution.entry, start=execution.start, attempt=execution.attempt)
+                    execution.command, entry=execution.entry, start=execution.start, attempt=execution.attempt,
+                    after_loss=execution.alone)
         except MailopsError as exc:
             # Expected failures are the Lifecycle middleware's to classify; letting them
             # propagate would make Dramatiq log each one as a crash with a traceback.

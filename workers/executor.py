@@ -141,14 +141,16 @@ class Executor:
             run_together(self.ordering.client, calls)
 
     def run_pending(self, command: Command, *, entry: str | None = None, start: Start | None = None,
-                    attempt: int = 1) -> tuple[PanelResult, Pending | None]:
+                    attempt: int = 1, after_loss: bool = False) -> tuple[PanelResult, Pending | None]:
         """Run ``command`` on its backend and return its result, and the commit of its turn still
         to be sent (Lifecycle sends it with the terminal event, see :class:`~workers.ordering.Pending`;
         none for a :class:`~workers.errors.Repeat`, which took no turn and makes no call).
 
         ``entry`` is its admission entry (the ordering tie-breaker), and ``start`` holds the
-        replies to :meth:`start_calls` if they were already sent; ``attempt`` > 1 is a retry (a
-        call that is not idempotent reads the panel first, see :mod:`workers.verification`)."""
+        replies to :meth:`start_calls` if they were already sent. A call that is not idempotent reads
+        the panel first (see :mod:`workers.verification`) on a retry (``attempt`` > 1) and
+        ``after_loss``: an earlier attempt died with its worker without being counted (begin.lua),
+        so it may have reached the panel although the attempt number did not move."""
         backend = self.backend_for(command)
         if not backend.supports(command.command):
             raise UnsupportedCommand(f"{command.command} is not supported by backend kind {backend.kind}")
@@ -167,7 +169,8 @@ class Executor:
         else:
             slot = HeldSlot(self.limits, backend.name, lease)
             pending = self.ordering.complete_later(
-                turn, lambda c: slot.call(lambda: self._verified(backend, c, retry=attempt > 1)), settle=slot.settlement())
+                turn, lambda c: slot.call(lambda: self._verified(backend, c, retry=attempt > 1 or after_loss)),
+                settle=slot.settlement())
         return pending.expected, pending
 
     def _turn(self, start: Start, entry: str | None) -> Turn:

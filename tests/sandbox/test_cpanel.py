@@ -123,3 +123,20 @@ def test_list_forwarders_names_the_address_forwarded_and_its_destination(
                                             "fwdemail": "ops@elsewhere.example"}, headers=CPANEL_AUTH)
     listed = http.post(f"{url}/list_forwarders", data={"domain": "shop.example"}, headers=CPANEL_AUTH).json()
     assert [(f["dest"], f["forward"]) for f in listed["data"]] == [("info@shop.example", "ops@elsewhere.example")]
+
+
+@pytest.mark.parametrize("append", [False, True])
+def test_adding_an_existing_forwarder_again_appends_a_duplicate_line_only_in_append_mode(
+        cpanel_server: SandboxServer, http: httpx.Client, append: bool) -> None:
+    # Given a panel that appends duplicate forwarder lines (as a valiases file may), or one that does not
+    app_of(cpanel_server).state.append_duplicates = append
+    url = f"{cpanel_server.url}/execute/Email"
+    form = {"domain": "shop.example", "email": "info", "fwdopt": "fwd", "fwdemail": "ops@elsewhere.example"}
+    # When the same forwarder is added twice (a client re-sending after a lost answer)
+    for _ in range(2):
+        assert http.post(f"{url}/add_forwarder", data=form, headers=CPANEL_AUTH).json()["status"] == 1
+    # Then the panel lists it twice in append mode, once otherwise, and its ledger says as much
+    listed = http.get(f"{url}/list_forwarders", params={"domain": "shop.example"}, headers=CPANEL_AUTH).json()["data"]
+    copies = 2 if append else 1
+    assert [f["forward"] for f in listed] == ["ops@elsewhere.example"] * copies
+    assert len(app_of(cpanel_server).ledger.changes()) == copies

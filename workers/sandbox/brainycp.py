@@ -159,7 +159,8 @@ class BrainycpSandbox:
         if not self._may(user, source.rpartition("@")[2]):
             raise Answer(1, f"Mailbox forwarding error: domain of {source} not found")
         for target in targets:
-            self.state.put(self.state.forwarders, f"{source}=>{target}", "fwd", kind="forwarder", function="addforward")
+            self.state.put(self.state.forwarders, self.state.forwarder_key(source, target), "fwd", kind="forwarder",
+                           function="addforward")
         return f"Mailbox forwarding was successfully defined: {source} => {','.join(targets)}"
 
     def _delforward(self, user: str, params: dict[str, str]) -> str:

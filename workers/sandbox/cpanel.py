@@ -13,7 +13,7 @@ from typing import Any
 
 from workers.constants import DEFAULT_SPF_RECORD
 from workers.sandbox.server import Reply, Request
-from workers.sandbox.state import Mailbox, PanelState, fingerprint
+from workers.sandbox.state import Mailbox, PanelState, fingerprint, forward_line
 
 EMAIL = re.compile(r"^[A-Za-z0-9!#$%*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
 #: Bad credentials on any cPanel/WHM port (HTTP 403, observed).
@@ -196,7 +196,7 @@ class Uapi:
         domain = self._owned_domain(user, params.get("domain", ""))
         found = []
         for key in sorted(self.state.forwarders):
-            source, _, target = key.partition("=>")
+            source, target = forward_line(key)
             if source.rpartition("@")[2] == domain:
                 found.append({"dest": source, "forward": target, "html_dest": source, "html_forward": target,
                               "uri_dest": source.replace("@", "%40"), "uri_forward": target.replace("@", "%40")})
@@ -239,7 +239,8 @@ class Uapi:
         if not targets or not all(EMAIL.match(t) for t in targets):
             raise UapiError("Please use a valid email format.")
         for target in targets:
-            self.state.put(self.state.forwarders, f"{source}=>{target}", "fwd", kind="forwarder", function="add_forwarder")
+            self.state.put(self.state.forwarders, self.state.forwarder_key(source, target), "fwd", kind="forwarder",
+                           function="add_forwarder")
         local, _, domain = source.partition("@")
         return [{"domain": domain, "email": source, "forward": t} for t in targets]
 

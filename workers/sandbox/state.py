@@ -71,6 +71,12 @@ class Mailbox:
         return self.address.rpartition("@")[2]
 
 
+def forward_line(key: str) -> tuple[str, str]:
+    """(source, destination) of a forwarder key, without its copy number."""
+    source, _, target = key.partition("=>")
+    return source, target.partition("#")[0]
+
+
 class PanelState:
     """The data of one sandbox panel, guarded by one lock."""
 
@@ -81,8 +87,11 @@ class PanelState:
         self.accounts: dict[str, Account] = {}
         self.domains: dict[str, Domain] = {}
         self.mailboxes: dict[str, Mailbox] = {}
-        #: ``source=>destination`` -> ``fwd``.
+        #: ``source=>destination`` -> ``fwd`` (a duplicate line ``source=>destination#2``, ...).
         self.forwarders: dict[str, str] = {}
+        #: Adding a forwarder that exists appends another line for it, as cPanel's valiases file
+        #: may: a client that re-sends ``add_forwarder`` after a lost answer makes duplicates.
+        self.append_duplicates = False
         self._withheld = _Withheld()
 
     @contextlib.contextmanager
@@ -122,8 +131,19 @@ class PanelState:
             return found.owner if found else None
 
     def forwarders_of(self, source: str) -> list[str]:
+        """Where ``source`` is forwarded, one entry per line (duplicates included)."""
         with self.lock:
-            return sorted(k.partition("=>")[2] for k in self.forwarders if k.partition("=>")[0] == source.lower())
+            return sorted(forward_line(k)[1] for k in self.forwarders if forward_line(k)[0] == source.lower())
+
+    def forwarder_key(self, source: str, target: str) -> str:
+        """The key a new ``source`` -> ``target`` line is stored under (a numbered copy when it
+        exists and duplicates are appended)."""
+        key = f"{source}=>{target}"
+        with self.lock:
+            copy = 1
+            while self.append_duplicates and (key if copy == 1 else f"{key}#{copy}") in self.forwarders:
+                copy += 1
+            return key if copy == 1 else f"{key}#{copy}"
 
     def set(self, obj: Any, attr: str, value: Any, *, target: str, function: str) -> bool:
         """Set ``obj.attr`` (or ``obj[attr]`` for dicts); record and return True if it changed."""
