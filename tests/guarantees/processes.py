@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,27 @@ def add_many(client: Any, bodies: list[dict[str, Any]], stream: str = "mailops:c
         if i % 500 == 0:
             pipe.execute()
     pipe.execute()
+
+
+def wait_until_busy(client: Any, pid: int, timeout: float = 60.0) -> None:
+    """Wait until the worker process ``pid`` holds fetched commands (a non-empty ack set)."""
+    deadline = time.monotonic() + timeout
+    while not any(client.scard(key) for key in client.scan_iter(match=f"mailops:dq:__acks__.*-{pid}-*")):
+        assert time.monotonic() < deadline, f"worker {pid} never fetched a command"
+        time.sleep(0.02)
+
+
+def kill_in_turns(client: Any, procs: list[WorkerProcess], spawn: Callable[[str], WorkerProcess],
+                  kills: int) -> dict[int, float]:
+    """Every 1.5 s, SIGKILL the two workers in turn and start a new one in its place, ``kills``
+    times; returns pid -> wall time of its kill. On a busy machine a new worker may still be
+    starting after 1.5 s: each kill waits until its worker holds fetched commands, so it lands on
+    running work."""
+    killed: dict[int, float] = {}
+    for round_ in range(kills):
+        time.sleep(1.5)
+        slot = round_ % len(procs)
+        wait_until_busy(client, procs[slot].pid)
+        killed[procs[slot].pid] = procs[slot].kill9()
+        procs[slot] = spawn(f"w{slot}-{round_}")
+    return killed

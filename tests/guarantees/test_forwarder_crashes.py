@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +10,14 @@ import pytest
 import redis
 
 from tests.clock import iso
-from tests.guarantees.processes import WorkerProcess, add_many, wait_all_terminal, write_worker_config
-from tests.guarantees.test_worker_crashes import pid_of, wait_until_busy
+from tests.guarantees.processes import (
+    WorkerProcess,
+    add_many,
+    kill_in_turns,
+    wait_all_terminal,
+    write_worker_config,
+)
+from tests.guarantees.test_worker_crashes import pid_of
 from workers.command_store import CommandStore
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
@@ -44,17 +49,11 @@ def test_kill_9_ten_times_over_3000_addforwards_on_an_appending_panel_makes_no_d
         env = {"MAILOPS_REDIS_URL": redis_server.url, "MAILOPS_CONFIG": str(config), "TOKEN_CP1": app.token}
         spawn = lambda name: WorkerProcess(env, tmp_path / f"{name}.log").start()  # noqa: E731
         procs = [spawn(f"w{i}") for i in range(2)]
-        kills: dict[int, float] = {}
         try:
             # When a migration adds 3,000 forwarders and a worker is killed with SIGKILL every 1.5 s, ten times
             ids = {f"fwd-{i}" for i in range(n)}
             add_many(redis_client, [add_forward(i) for i in range(n)])
-            for round_ in range(kills_wanted):
-                time.sleep(1.5)
-                slot = round_ % 2
-                wait_until_busy(redis_client, procs[slot].pid)
-                kills[procs[slot].pid] = procs[slot].kill9()
-                procs[slot] = spawn(f"w{slot}-{round_}")
+            kills = kill_in_turns(redis_client, procs, spawn, kills_wanted)
             events = wait_all_terminal(redis_client, ids, timeout=240)
         finally:
             for proc in procs:

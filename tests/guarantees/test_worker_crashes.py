@@ -13,6 +13,7 @@ from tests.conftest import WHM_TOKEN, whm_with_accounts
 from tests.guarantees.processes import (
     WorkerProcess,
     add_many,
+    kill_in_turns,
     suspend,
     wait_all_terminal,
     worker_env,
@@ -34,14 +35,6 @@ def pid_of(worker_id: str) -> int:
     return int(worker_id.rsplit("-", 2)[-2])
 
 
-def wait_until_busy(client: redis.Redis, pid: int, timeout: float = 60.0) -> None:
-    """Wait until the worker process ``pid`` holds fetched commands (a non-empty ack set)."""
-    deadline = time.monotonic() + timeout
-    while not any(client.scard(key) for key in client.scan_iter(match=f"mailops:dq:__acks__.*-{pid}-*")):
-        assert time.monotonic() < deadline, f"worker {pid} never fetched a command"
-        time.sleep(0.02)
-
-
 def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each_once_and_dead_letters_no_innocent(
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
@@ -55,19 +48,11 @@ def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each
         env["CRASH_TEST_MAX_ATTEMPTS"] = "2"
         spawn = lambda name: WorkerProcess(env, tmp_path / f"{name}.log", module=CRASHING).start()  # noqa: E731
         procs = [spawn(f"w{i}") for i in range(2)]
-        kills: dict[int, float] = {}
         try:
             # When 3,000 commands arrive and a worker is killed with SIGKILL every 1.5 s, ten times
             ids = {f"k-{i}" for i in range(n)}
             add_many(redis_client, [suspend(f"k-{i}", f"u{i}") for i in range(n)])
-            for round_ in range(kills_wanted):
-                time.sleep(1.5)
-                slot = round_ % 2
-                # (on a busy machine a new worker may still be starting after 1.5 s: wait until it
-                # holds fetched commands, so the kill lands on running work)
-                wait_until_busy(redis_client, procs[slot].pid)
-                kills[procs[slot].pid] = procs[slot].kill9()
-                procs[slot] = spawn(f"w{slot}-{round_}")
+            kills = kill_in_turns(redis_client, procs, spawn, kills_wanted)
             events = wait_all_terminal(redis_client, ids, timeout=240)
         finally:
             for proc in procs:
