@@ -18,7 +18,7 @@ import redis
 from workers.cli.status import snapshot
 from workers.constants import Keys
 from workers.dead_letters import DeadLetter, DeadLetters
-from workers.holds import hold_aspects, holds_of, identity_of
+from workers.holds import hold_aspects, identity_of
 from workers.settings import Settings
 
 #: Rows per page.
@@ -27,8 +27,8 @@ PAGE = 50
 EXAMINE_MAX = 2_000
 #: Entries read per round trip while filtering.
 CHUNK = 500
-#: Most recent events read for the overview's failures and a command's events.
-RECENT_EVENTS = 2_000
+#: Most recent events read for the overview's rates and failures and a command's events.
+RECENT_EVENTS = 1_000
 #: Statuses listed as failures on the overview.
 FAILURES = frozenset({"failed", "dead_lettered"})
 
@@ -84,8 +84,8 @@ def overview(client: redis.Redis, settings: Settings) -> dict[str, Any]:
         if event.get("status") in FAILURES and len(failures) < 20:
             failures.append(dict(event, at_ms=at_ms))
     data["per_minute"] = {name: counts.get(name, 0) for name in ("accepted", "succeeded", "failed", "dead_lettered")}
-    data["per_minute_truncated"] = len(recent) >= RECENT_EVENTS and min(
-        (int(_text(e).split("-")[0]) for e, _ in recent), default=now_ms) >= now_ms - 60_000
+    # (newest first: the last entry read is the oldest)
+    data["per_minute_truncated"] = len(recent) >= RECENT_EVENTS and int(_text(recent[-1][0]).split("-")[0]) >= now_ms - 60_000
     data["failures"] = failures
     data["in_flight"] = sum(info["inflight"] for info in data["backends"].values())
     waiting: Counter[str] = Counter()
@@ -161,7 +161,7 @@ def _command_rows(client: redis.Redis, keys: Keys, ids: list[str]) -> list[Comma
     return rows
 
 
-def command(client: redis.Redis, settings: Settings, command_id: str, targets: dict[str, str] | None = None) -> dict[str, Any] | None:
+def command(client: redis.Redis, settings: Settings, command_id: str) -> dict[str, Any] | None:
     """Everything about one command: record, stored body, attempts, outcome, recent events, holds."""
     keys = settings.keys
     raw: Any = client.hgetall(keys.command(command_id))
@@ -306,10 +306,6 @@ def _hold_rows(client: redis.Redis, keys: Keys, scored: list[tuple[str, float]])
             continue
         rows.append(HoldRow(*identity, int(score), {_text(r): _json(v) for r, v in raw.items()}))
     return rows
-
-
-def hold(client: redis.Redis, keys: Keys, backend: str, target: str, aspect: str) -> dict[str, dict[str, Any]]:
-    return holds_of(client, keys, backend, target, aspect)
 
 
 def batches(client: redis.Redis, keys: Keys, offset: int = 0) -> Page:
