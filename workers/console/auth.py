@@ -91,6 +91,20 @@ class Sessions:
             return None
         return Session(user.name, user.role, data["csrf"])
 
+    def flash(self, token: str | None, message: str) -> None:
+        """Keep a one-time message for the session's next page (never carried in a URL)."""
+        if token:
+            self.client.hset(self._key(token), "flash", message[:1000])
+
+    def take_flash(self, token: str | None) -> str:
+        if not token:
+            return ""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hget(self._key(token), "flash")
+        pipe.hdel(self._key(token), "flash")
+        raw = pipe.execute()[0]
+        return raw.decode() if raw else ""
+
     def logout(self, token: str | None) -> None:
         if token:
             self.client.delete(self._key(token))

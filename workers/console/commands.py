@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,7 +26,7 @@ def _ms(text: str) -> int | None:
 def commands(request: Request, by: str = "target", q: str = "", status: str = "", since: str = "",
              until: str = "", offset: int = 0) -> Response:
     if by == "id" and q.strip():
-        return RedirectResponse(f"/commands/{q.strip()}", status_code=303)
+        return RedirectResponse(f"/commands/{quote(q.strip(), safe='@:._-/')}", status_code=303)
     console = console_of(request)
     query = queries.CommandQuery(by, q.strip(), status, _ms(since), _ms(until))
     page = queries.commands(console.client, console.settings.keys, query, max(0, offset))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from workers.console import actions, queries
+from workers.console.auth import COOKIE
 from workers.console.web import console_of, first, form_of, refuse, session_of
 
 router = APIRouter()
@@ -30,8 +31,9 @@ def dead_letters(request: Request, offset: int = 0) -> HTMLResponse:
     values = {k: [v] for k, v in request.query_params.items()}
     page = queries.letters(console.client, console.dead, letter_query(values), max(0, offset))
     params = {k: first(values, k) for k in FILTERS}
+    flash = console.sessions.take_flash(request.cookies.get(COOKIE))
     return console.render("dead_letters.html", session_of(request), page="dead-letters", result=page,
-                          params=params, flash=first(values, "flash"))
+                          params=params, flash=flash)
 
 
 @router.post("/dead-letters/{action}")
@@ -63,5 +65,6 @@ async def act(request: Request, action: str) -> Response:
             flash = f"purged {actions.purge(console.client, console.settings, session.user, ids)} of {len(ids)}"
     except actions.Refused as exc:
         return refuse(request, str(exc))
+    console.sessions.flash(request.cookies.get(COOKIE), flash)
     back = {k: first(form, k) for k in FILTERS if first(form, k)}
-    return RedirectResponse("/dead-letters?" + urlencode({**back, "flash": flash}), status_code=303)
+    return RedirectResponse("/dead-letters?" + urlencode(back), status_code=303)
