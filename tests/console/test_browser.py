@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from tests.clock import iso
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
 from tests.console.conftest import log_in, screenshot, wait_for, with_console
+from tests.test_reconcile import with_account_summary
 from workers import retry_policy
 from workers.cli.main import cli
 from workers.runtime import Runtime
@@ -83,8 +84,19 @@ def test_an_operator_logs_in_and_sees_a_stopped_backends_breaker_open_on_the_ove
     wait_for(lambda: one(browser, "tr[data-backend=whm2] .breaker").text == "open", 5.0, "whm2's breaker open")
     assert one(browser, "tr[data-backend=whm1] .breaker").text == "closed"
     screenshot(browser, "overview")
+    # And when whm1's panel is changed behind mailops' back, a reconcile check from the backends page shows the drift
+    wait_for_terminal(redis_client, {"up-1"})
+    with_account_summary(whm1.app)
+    whm1.app.state.accounts["shop"].outgoing = "active"
     browser.get(f"{base}/backends")
     assert "open" in one(browser, "#backends").text
+    one(browser, "#reconcile").click()
+    wait_for(lambda: bool(by_css(browser, "#drift-summary")), 10, "the reconcile check finished")
+    drift = [r.text for r in by_css(browser, "tr.drift-row")]
+    assert len(drift) == 1 and drift[0].startswith("whm1 shop outgoing drift suspended active")
+    # And its health checks say whm2 is down
+    one(browser, "#check").click()
+    assert "FAILED" in one(browser, "#backends").text
     screenshot(browser, "backends")
 
 

@@ -81,6 +81,8 @@ class Console:
         self.secrets = known_secrets(settings)
         self.checks: dict[str, CheckResult] = {}
         self.checked_ms: int | None = None
+        #: The last reconcile check (``running``, ``counts`` by state, drifted ``findings``).
+        self.drift: dict[str, Any] = {}
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
         self.env.filters.update(when=when, age=age, pretty=self.pretty)
         self.env.globals.update(urlencode=urlencode)
