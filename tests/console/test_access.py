@@ -125,3 +125,13 @@ def test_console_users_come_from_the_config_with_their_hash_from_a_file_and_a_pl
     (tmp_path.parent / "alice.hash").write_text(hashed.output)
     with pytest.raises(ConfigError, match=r"console.users.bob"):
         Settings.from_env({"MAILOPS_CONFIG": str(config), "T": "token"})
+
+
+def test_console_serve_refuses_to_start_without_users_rather_than_offer_anonymous_access(
+    tmp_path: Path, whm: SandboxServer, redis_client: redis.Redis,
+) -> None:
+    config = write_config(tmp_path / "mailops.toml", {"whm1": {"kind": "whm", "url": whm.url, "token_env": "T"}})
+    url = redis_client.connection_pool.connection_kwargs
+    done = CliRunner().invoke(cli, ["console", "serve", "--port", "0"], env={
+        "MAILOPS_CONFIG": str(config), "T": "token", "MAILOPS_REDIS_URL": f"redis://{url['host']}:{url['port']}/0"})
+    assert done.exit_code == 4 and "no [console.users.NAME] is configured" in done.output
