@@ -228,7 +228,7 @@ class ConsoleConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     users: dict[str, ConsoleUser] = Field(default_factory=dict)
-    #: Mark the session cookie ``Secure``; unset = on, except when serving on a loopback address.
+    #: Mark the session cookie ``Secure``; unset = on, except for plain-http logins on a loopback address.
     secure_cookies: bool | None = None
     #: Seconds a console session lasts after login.
     session_ttl_s: int = Field(default=8 * 3600, ge=60)

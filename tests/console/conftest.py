@@ -40,13 +40,13 @@ def with_console(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def console_for() -> Iterator[Callable[[Settings], str]]:
+def console_for() -> Iterator[Callable[..., str]]:
     """Serve the console of ``settings`` under uvicorn in a thread; returns its base URL."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(settings: Settings) -> str:
+    def start(settings: Settings, secure_cookies: bool | None = False) -> str:
         client = redis.Redis.from_url(str(settings.redis_url))
-        app = create_app(settings, client, secure_cookies=False)
+        app = create_app(settings, client, secure_cookies=secure_cookies)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

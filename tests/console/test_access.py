@@ -135,3 +135,16 @@ def test_console_serve_refuses_to_start_without_users_rather_than_offer_anonymou
     done = CliRunner().invoke(cli, ["console", "serve", "--port", "0"], env={
         "MAILOPS_CONFIG": str(config), "T": "token", "MAILOPS_REDIS_URL": f"redis://{url['host']}:{url['port']}/0"})
     assert done.exit_code == 4 and "no [console.users.NAME] is configured" in done.output
+
+
+def test_the_session_cookie_is_secure_when_the_login_came_over_https_through_a_proxy_and_never_readable_by_scripts(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    console_for: Callable[..., str],
+) -> None:
+    base = console_for(with_console(settings_for({"whm1": ("whm", whm)})), secure_cookies=None)
+    login = {"user": "victor", "password": PASSWORDS["victor"]}
+    with httpx.Client(base_url=base) as http:
+        plain = http.post("/login", data=login).headers["set-cookie"]
+        proxied = http.post("/login", data=login, headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
+    assert "HttpOnly" in plain and "SameSite=strict" in plain and "Secure" not in plain
+    assert "HttpOnly" in proxied and "SameSite=strict" in proxied and "Secure" in proxied

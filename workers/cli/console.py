@@ -30,9 +30,9 @@ def console() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 def serve(host: str, port: int) -> None:
-    """Serve the console until Ctrl-C. The session cookie is Secure unless [console]
-    secure_cookies = false, or it is unset and HOST is a loopback address (put TLS in front of
-    any other address).
+    """Serve the console until Ctrl-C. With [console] secure_cookies unset, the session cookie is
+    Secure on any address but loopback, and on loopback whenever the login came over https (a
+    TLS proxy in front sends X-Forwarded-Proto: https); set it true or false to decide yourself.
 
     \b
     Example:
@@ -43,7 +43,9 @@ def serve(host: str, port: int) -> None:
         click.echo("mailops console: no [console.users.NAME] is configured (anonymous access is not offered)", err=True)
         sys.exit(RET_CONFIG)
     secure = settings.console.secure_cookies
-    app = create_app(settings, client, secure_cookies=not is_loopback(host) if secure is None else secure)
+    # Unset: Secure when the login comes over https (a TLS proxy in front says so), and always
+    # when listening beyond loopback, where plain http would carry the session in clear.
+    app = create_app(settings, client, secure_cookies=True if secure is None and not is_loopback(host) else secure)
     try:
         _Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
     finally:

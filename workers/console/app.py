@@ -18,8 +18,10 @@ from workers.settings import Settings
 PUBLIC = ("/login", "/healthz")
 
 
-def create_app(settings: Settings, client: redis.Redis, *, secure_cookies: bool = True) -> FastAPI:
-    """The console (``secure_cookies``: mark the session cookie ``Secure``)."""
+def create_app(settings: Settings, client: redis.Redis, *, secure_cookies: bool | None = True) -> FastAPI:
+    """The console. ``secure_cookies``: mark the session cookie ``Secure`` always (``True``), never
+    (``False``), or (``None``) when the login came over https, directly or through a proxy on
+    loopback that says so (``X-Forwarded-Proto``, which uvicorn trusts from loopback only)."""
     console = Console(settings, client, secure_cookies=secure_cookies)
     app = FastAPI(title="mailops console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = console

@@ -29,7 +29,8 @@ async def login(request: Request) -> Response:
     if token is None:
         return RedirectResponse("/login?failed=1", status_code=303)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=console.secure_cookies,
+    secure = console.secure_cookies if console.secure_cookies is not None else request.url.scheme == "https"
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure,
                         max_age=console.settings.console.session_ttl_s, path="/")
     return response
 

@@ -72,7 +72,7 @@ def age(ms: int | None) -> str:
 class Console:
     """The state the routes share: settings, Redis, sessions, templates, the secrets to mask."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, *, secure_cookies: bool) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis, *, secure_cookies: bool | None) -> None:
         self.settings = settings
         self.client = client
         self.sessions = Sessions(client, settings)
