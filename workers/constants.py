@@ -188,7 +188,8 @@ class Keys:
 
     def command_index_by(self, field: str, value: str) -> str:
         """Sorted set of the ids admitted for one ``field`` value (target, backend, producer, batch),
-        scored by admission time (ms); written, trimmed and expired by ``admit.lua``."""
+        scored by admission time (ms); written and trimmed by ``admit.lua`` (per target and batch:
+        many small sets, which also expire with their last record)."""
         return f"{self.prefix}:idx:{field}:{key_part(value)}"
 
     @property

@@ -42,6 +42,13 @@ def one(driver: Any, selector: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, selector)
 
 
+def text_of(driver: Any, selector: str) -> str:
+    """The element's text, read in one step (a live region or a reloading page may replace it
+    between a find and a read)."""
+    return str(driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : '';", selector))
+
+
 def command(cid: str, name: str, backend: str, user: str, producer: str, *, minutes_ago: int = 1,
             reason: str | None = None, batch: str | None = None) -> dict[str, object]:
     body: dict[str, object] = {"id": cid, "command": name, "backend": backend, "args": {"user": user},
@@ -74,15 +81,15 @@ def test_an_operator_logs_in_and_sees_a_stopped_backends_breaker_open_on_the_ove
     runtime_for(settings)
     base = console_for(settings)
     log_in(browser, base, "alice")
-    assert one(browser, "tr[data-backend=whm2] .breaker").text == "closed"
+    assert text_of(browser, "tr[data-backend=whm2] .breaker") == "closed"
     whm2.stop()
     # When commands for whm2 fail to connect
     for n, user in enumerate(("shop", "example", "other")):
         add_command(redis_client, command(f"down-{n}", "suspend_outgoing", "whm2", user, "abuse-detector"))
     add_command(redis_client, command("up-1", "suspend_outgoing", "whm1", "shop", "abuse-detector"))
     # Then, without reloading, the overview shows whm2's breaker open within 5 s, and whm1's closed
-    wait_for(lambda: one(browser, "tr[data-backend=whm2] .breaker").text == "open", 5.0, "whm2's breaker open")
-    assert one(browser, "tr[data-backend=whm1] .breaker").text == "closed"
+    wait_for(lambda: text_of(browser, "tr[data-backend=whm2] .breaker") == "open", 5.0, "whm2's breaker open")
+    assert text_of(browser, "tr[data-backend=whm1] .breaker") == "closed"
     screenshot(browser, "overview")
     # And when whm1's panel is changed behind mailops' back, a reconcile check from the backends page shows the drift
     wait_for_terminal(redis_client, {"up-1"})
@@ -139,7 +146,7 @@ def test_the_same_account_on_two_backends_is_found_by_target_and_releasing_the_a
     wait_for(lambda: any(c.new == "active" for c in whm1.app.ledger.changes()), 15, "whm1 unsuspended")
     assert [(c.target, c.new) for c in whm1.app.ledger.changes()] == [("shop", "suspended"), ("shop", "active")]
     assert [(c.target, c.new) for c in whm2.app.ledger.changes()] == [("shop", "suspended")]
-    wait_for(lambda: "succeeded" in one(browser, "h1").text, 10, "the release's page shows it succeeded")
+    wait_for(lambda: "succeeded" in text_of(browser, "h1"), 10, "the release's page shows it succeeded")
     # And the audit stream names the console user, and the holds page keeps only whm2's
     audit = [orjson.loads(f[b"body"]) for _, f in redis_client.xrange("mailops:audit")]
     assert any(a.get("operator") == "alice" and a.get("action") == "holds.release" and a.get("via") == "console"

@@ -33,18 +33,27 @@ if not rec[1] then
   base["status"] = "accepted"
   publish(base)
   verdict = "accepted"
-  -- The console's indexes: each trimmed to the record TTL so it never outlives the records it names.
+  -- The console's indexes (KEYS 8-12; "" = none): one ZADD each. Trimming them to the record TTL
+  -- is amortised over the commands whose fingerprint starts 00-03 (one in 64); the per-target and
+  -- per-batch sets also expire with their last record.
+  local trim = string.sub(ARGV[1], 1, 2) < "04"
   local horizon = tonumber(ARGV[3]) - tonumber(ARGV[4]) * 1000
   for i = 8, 12 do
-    if KEYS[i] and KEYS[i] ~= "" then
+    if KEYS[i] ~= "" then
       redis.call("ZADD", KEYS[i], ARGV[3], base["id"])
-      redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", horizon)
-      redis.call("EXPIRE", KEYS[i], ARGV[4])
+      if i == 9 or i == 12 then
+        redis.call("EXPIRE", KEYS[i], ARGV[4])
+      end
+      if trim then
+        redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", horizon)
+      end
     end
   end
-  if KEYS[13] and KEYS[13] ~= "" then
+  if KEYS[13] ~= "" then
     redis.call("ZADD", KEYS[13], "NX", ARGV[3], ARGV[11])
-    redis.call("ZREMRANGEBYSCORE", KEYS[13], "-inf", horizon)
+    if trim then
+      redis.call("ZREMRANGEBYSCORE", KEYS[13], "-inf", horizon)
+    end
   end
 elseif string.sub(rec[1], 1, #ARGV[1]) ~= ARGV[1] then  -- older records hold a longer fingerprint
   base["status"] = "conflict"
