@@ -53,3 +53,37 @@ def test_dead_letters_filtered_by_backend_come_from_its_index_and_a_missing_reco
     page = queries.letters(redis_client, dead, queries.LetterQuery(backend="whm1"))
     assert [letter.id for letter in page.rows] == ["d3", "d0"]
     assert queries.matching_ids(redis_client, dead, queries.LetterQuery(kind="timeout")) == ["d3", "d1", "d0"]
+
+
+def test_no_page_view_runs_keys_or_scan(
+    redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
+    console_for: Callable[..., str],
+) -> None:
+    import httpx
+
+    from tests.console.conftest import PASSWORDS, with_console
+
+    # Given some records, a dead letter and a hold in their indexes
+    settings = with_console(settings_for({"whm1": ("whm", whm)}))
+    keys = settings.keys
+    redis_client.hset(keys.command("c1"), mapping={"status": "dead_lettered", "created": 1,
+                                                   "command": '{"command":"suspend_outgoing","backend":"whm1"}',
+                                                   "outcome": '{"status":"dead_lettered","target":"example"}'})
+    for index in (keys.command_index, keys.command_index_by("target", "example"), keys.dead_letters):
+        redis_client.zadd(index, {"c1": 1})
+    redis_client.hset(keys.holds("whm1", "example", "outgoing"), "abuse", '{"command":"c1"}')
+    redis_client.zadd(keys.holds_index, {keys.holds("whm1", "example", "outgoing"): 1})
+    base = console_for(settings)
+    redis_client.config_resetstat()
+    # When every page is viewed, with and without filters
+    with httpx.Client(base_url=base, follow_redirects=True) as http:
+        http.post("/login", data={"user": "victor", "password": PASSWORDS["victor"]})
+        for path in ("/", "/live/overview", "/overview.json", "/commands", "/commands?by=target&q=example",
+                     "/commands?status=dead_lettered", "/commands/c1", "/dead-letters", "/dead-letters?backend=whm1",
+                     "/dead-letters?kind=timeout", "/holds", "/holds?target=example", "/holds?backend=whm1",
+                     "/batches", "/backends"):
+            assert http.get(path).status_code == 200, path
+    # Then Redis ran neither KEYS nor SCAN
+    stats = redis_client.info("commandstats")
+    assert "cmdstat_keys" not in stats and "cmdstat_scan" not in stats, sorted(stats)
+    assert "cmdstat_zrevrangebyscore" in stats or "cmdstat_zrange" in stats
