@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import redis
 
+from tests.console.conftest import PASSWORDS, with_console
+from workers.command_store import CommandStore
 from workers.console import queries
+from workers.dead_letters import DeadLetters
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
 
@@ -36,9 +40,6 @@ def test_a_status_filtered_search_pages_through_every_match_once_newest_first(
 def test_dead_letters_filtered_by_backend_come_from_its_index_and_a_missing_record_is_left_out(
     redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
 ) -> None:
-    from workers.command_store import CommandStore
-    from workers.dead_letters import DeadLetters
-
     settings = settings_for({"whm1": ("whm", whm)})
     keys = settings.keys
     for n, backend in enumerate(["whm1", "whm2", "whm1", "whm1"]):
@@ -59,10 +60,6 @@ def test_no_page_view_runs_keys_or_scan(
     redis_client: redis.Redis, whm: SandboxServer, settings_for: Callable[..., Settings],
     console_for: Callable[..., str],
 ) -> None:
-    import httpx
-
-    from tests.console.conftest import PASSWORDS, with_console
-
     # Given some records, a dead letter and a hold in their indexes
     settings = with_console(settings_for({"whm1": ("whm", whm)}))
     keys = settings.keys
