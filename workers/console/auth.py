@@ -93,7 +93,7 @@ class Sessions:
 
     def flash(self, token: str | None, message: str) -> None:
         """Keep a one-time message for the session's next page (never carried in a URL)."""
-        if token:
+        if token and self.client.exists(self._key(token)):  # never revive an expired session's key
             self.client.hset(self._key(token), "flash", message[:1000])
 
     def take_flash(self, token: str | None) -> str:

@@ -231,17 +231,20 @@ def letters(client: redis.Redis, dead: DeadLetters, query: LetterQuery, offset: 
         high = query.high()
         chosen = sorted(((m, s) for m, s in members if high == "+inf" or s <= float(high)),
                         key=lambda pair: -pair[1])
-        return _filtered(dead, query, chosen, offset, limit, total, examine)
+        if not (query.command or query.kind):  # the index answered the whole filter: page by position
+            window = chosen[offset:offset + limit + 1]
+            return Page(dead.letters(window[:limit]), offset, len(chosen), len(window) > limit)
+        return _filtered(dead, query, chosen[:examine], offset, limit, total, truncated=len(chosen) > examine)
     if not query.filtered:
         members = client.zrevrangebyscore(index, query.high(), "-inf", start=offset, num=limit + 1, withscores=True)
         rows = dead.letters(members)
         return Page(rows[:limit], offset, total, len(members) > limit)
     members = client.zrevrangebyscore(index, query.high(), "-inf", start=0, num=examine, withscores=True)
-    return _filtered(dead, query, members, offset, limit, total, examine)
+    return _filtered(dead, query, members, offset, limit, total, truncated=len(members) >= examine)
 
 
-def _filtered(dead: DeadLetters, query: LetterQuery, members: list[Any], offset: int, limit: int, total: int,
-              examine: int) -> Page:
+def _filtered(dead: DeadLetters, query: LetterQuery, members: list[Any], offset: int, limit: int, total: int, *,
+              truncated: bool) -> Page:
     rows: list[DeadLetter] = []
     skipped = 0
     for start in range(0, len(members), CHUNK):
@@ -254,7 +257,7 @@ def _filtered(dead: DeadLetters, query: LetterQuery, members: list[Any], offset:
             rows.append(letter)
         if len(rows) > limit:
             break
-    return Page(rows[:limit], offset, total, len(rows) > limit, truncated=len(members) >= examine)
+    return Page(rows[:limit], offset, total, len(rows) > limit, truncated=truncated)
 
 
 def matching_ids(client: redis.Redis, dead: DeadLetters, query: LetterQuery) -> list[str]:
