@@ -64,7 +64,7 @@ CLOCK_SENSITIVE = frozenset({
     "tests/test_reconcile.py", "tests/test_end_to_end.py", "tests/test_ingest.py", "tests/test_producer.py",
     "tests/test_http_ingress.py", "tests/test_limits.py", "tests/guarantees/test_worker_crashes.py",
     "tests/cli/test_publish.py", "tests/cli/test_bulk.py", "tests/test_clock.py", "tests/test_fleet.py",
-    "tests/test_constants.py", "tests/test_verification.py",
+    "tests/test_constants.py", "tests/test_verification.py", "tests/console/test_secrets.py",
 })
 
 

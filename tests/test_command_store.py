@@ -3,6 +3,7 @@ only through rare interleavings."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import redis
@@ -62,3 +63,29 @@ def test_admits_sent_ahead_to_a_redis_that_lost_its_scripts_still_run(
     # Then both ran (each came back NOSCRIPT and was run again, loading the script) and were accepted
     assert batch.verdicts() == ["accepted", "accepted"]
     assert [e.status for e in read_events(redis_client)] == ["accepted", "accepted"]
+
+
+def test_admission_indexes_a_new_id_by_target_backend_producer_and_batch_and_trims_entries_older_than_the_ttl(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer,
+) -> None:
+    # Given an index entry older than the record TTL (its record is gone)
+    settings = settings_for({"whm1": ("whm", whm)})
+    store, keys = CommandStore(redis_client, settings), settings.keys
+    stale = int(time.time() * 1000) - settings.idempotency_ttl_s * 1000 - 60_000
+    redis_client.zadd(keys.command_index_by("target", "example"), {"gone": stale})
+    # When a command of a batch is admitted (its fingerprint starts 00: one of the commands that trim),
+    # and then the same id again (a duplicate)
+    command = validate_command({"id": "ix-1", "command": "suspend_outgoing", "backend": "whm1", "batch": "b-1",
+                                "args": {"user": "example"}, "producer": "abuse"})
+    for entry in ("1-0", "2-0"):
+        batch = store.admit_ahead([store.admit_keys_args(command, fingerprint="0" * 32, entry=entry,
+                                                         message=message_for(command, entry=entry))])
+        assert batch.verdicts() is not None
+    # Then the id is in each index once and the stale entry is trimmed
+    for key in (keys.command_index, keys.command_index_by("target", "example"), keys.command_index_by("backend", "whm1"),
+                keys.command_index_by("producer", "abuse"), keys.command_index_by("batch", "b-1")):
+        assert [m.decode() for m in redis_client.zrange(key, 0, -1)] == ["ix-1"], key
+    # And the per-target and per-batch sets (one per account: many) expire with their last record
+    for key in (keys.command_index_by("target", "example"), keys.command_index_by("batch", "b-1")):
+        assert 0 < redis_client.ttl(key) <= settings.idempotency_ttl_s
+    assert [m.decode() for m in redis_client.zrange(keys.batch_index, 0, -1)] == ["b-1"]

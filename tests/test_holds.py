@@ -105,3 +105,23 @@ def test_an_operator_forced_release_removes_only_the_named_hold_and_is_audited(
         ("forced_release", "abuse", "abuse-detector")]
     assert [(a["operator"], a["action"], a["command"]) for a in audit if a["event"] == "operator_action"] == [
         ("ops", "holds.release", release.id)]
+
+
+def test_the_holds_index_names_a_target_while_any_reason_holds_it_and_forgets_it_when_the_last_is_lifted(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    whm: SandboxServer,
+) -> None:
+    settings = settings_for({"whm1": ("whm", whm)})
+    start(runtime_for, settings, whm)
+    now = datetime.now(UTC)
+    held = settings.keys.holds("whm1", "example", "outgoing")
+    add_command(redis_client, suspension("ix-abuse", "suspend_outgoing", "abuse-detector", now - timedelta(minutes=3), "abuse"))
+    add_command(redis_client, suspension("ix-bill", "suspend_outgoing", "billing", now - timedelta(minutes=2)))
+    wait_for_terminal(redis_client, {"ix-abuse", "ix-bill"})
+    assert [m.decode() for m in redis_client.zrange(settings.keys.holds_index, 0, -1)] == [held]
+    add_command(redis_client, suspension("ix-unbill", "unsuspend_outgoing", "billing", now - timedelta(minutes=1)))
+    wait_for_terminal(redis_client, {"ix-unbill"})
+    assert redis_client.zcard(settings.keys.holds_index) == 1  # abuse still holds it
+    add_command(redis_client, suspension("ix-unabuse", "unsuspend_outgoing", "abuse-detector", now, "abuse"))
+    wait_for_terminal(redis_client, {"ix-unabuse"})
+    assert redis_client.zcard(settings.keys.holds_index) == 0

@@ -115,6 +115,13 @@ class CommandStore:
             dq.messages(message.queue_name),
             command.reply_to or "",
             dq.doorbell(message.queue_name),
+            # The console's search indexes (a new id is added to each, by admission time).
+            self.keys.command_index,
+            self.keys.command_index_by("target", command.target) if command.target else "",
+            self.keys.command_index_by("backend", command.backend) if command.backend else "",
+            self.keys.command_index_by("producer", command.producer),
+            self.keys.command_index_by("batch", command.batch) if command.batch else "",
+            self.keys.batch_index if command.batch else "",
         ]
         args = [
             fingerprint,
@@ -127,6 +134,7 @@ class CommandStore:
             message.options["redis_message_id"],
             encoded(message),
             message.queue_name,
+            command.batch or "",
         ]
         return keys, args
 

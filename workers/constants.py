@@ -187,6 +187,37 @@ class Keys:
         return f"{self.prefix}:batch:{key_part(batch_id)}"
 
     @property
+    def command_index(self) -> str:
+        """Sorted set of every admitted command id, scored by admission time (ms); trimmed to the
+        record TTL by ``admit.lua``. The console pages through it (never a scan)."""
+        return f"{self.prefix}:idx:cmd"
+
+    def command_index_by(self, field: str, value: str) -> str:
+        """Sorted set of the ids admitted for one ``field`` value (target, backend, producer, batch),
+        scored by admission time (ms); written and trimmed by ``admit.lua`` (per target and batch:
+        many small sets, which also expire with their last record)."""
+        return f"{self.prefix}:idx:{field}:{key_part(value)}"
+
+    @property
+    def batch_index(self) -> str:
+        """Sorted set of batch ids, scored by their first admitted command (ms)."""
+        return f"{self.prefix}:idx:batches"
+
+    @property
+    def holds_index(self) -> str:
+        """Sorted set of the :meth:`holds` keys that hold at least one reason, scored by when they
+        first did (ms); kept by the ordering commit, read by the console's holds page."""
+        return f"{self.prefix}:idx:holds"
+
+    def console_session(self, digest: str) -> str:
+        """Hash of one console session (user, role, CSRF token), named by the SHA-256 of its cookie."""
+        return f"{self.prefix}:console:session:{digest}"
+
+    def console_logins(self, user: str) -> str:
+        """Counter of one console user's recent failed logins (expires: the rate limit's window)."""
+        return f"{self.prefix}:console:logins:{key_part(user)}"
+
+    @property
     def workers(self) -> str:
         """Sorted set of live worker process ids, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers"

@@ -10,8 +10,9 @@ records stay until their idempotency TTL, so a producer's late retry is still a 
 
 from __future__ import annotations
 
+import builtins
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from workers.command_store import CommandStore, now_ms
 from workers.lua import lua_script, registered
 from workers.messages import GENERATION_OPTION, encoded, message_for
 
+#: Dead letters whose records are read per round trip when listing.
+LETTERS_PER_READ = 500
 #: Argument names whose values are never shown (sealed passwords and the like).
 SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
 
@@ -58,15 +61,26 @@ class DeadLetters:
     def list(self, *, backend: str | None = None, command: str | None = None) -> Iterator[DeadLetter]:
         """Dead letters oldest first, optionally only one backend's or one command kind's."""
         raw: Any = self.client.zrange(self.keys.dead_letters, 0, -1, withscores=True)
-        for member, score in raw:
-            letter = self._letter(member.decode(), int(score))
-            if letter is None:
-                continue
-            if backend is not None and letter.backend != backend:
-                continue
-            if command is not None and letter.command != command:
-                continue
-            yield letter
+        for start in range(0, len(raw), LETTERS_PER_READ):
+            for letter in self.letters(raw[start:start + LETTERS_PER_READ]):
+                if backend is not None and letter.backend != backend:
+                    continue
+                if command is not None and letter.command != command:
+                    continue
+                yield letter
+
+    def letters(self, members: Sequence[tuple[bytes | str, float]]) -> builtins.list[DeadLetter]:
+        """The dead letters of index entries (id, score), read in one round trip; ids whose record
+        is gone are left out."""
+        pipe = self.client.pipeline(transaction=False)
+        for member, _score in members:
+            pipe.hmget(self.keys.command(_text(member)), "command", "outcome", "attempts")
+        found = []
+        for (member, score), raw in zip(members, pipe.execute(), strict=True):
+            letter = _letter(_text(member), int(score), raw)
+            if letter is not None:
+                found.append(letter)
+        return found
 
     def show(self, command_id: str) -> dict[str, Any] | None:
         """Everything about one command: record, outcome and every attempt (args redacted)."""
@@ -121,18 +135,22 @@ class DeadLetters:
         cutoff = int((time.time() - older_than_s) * 1000)
         return int(self.client.zremrangebyscore(self.keys.dead_letters, "-inf", cutoff))
 
-    def _letter(self, command_id: str, at_ms: int) -> DeadLetter | None:
-        raw: Any = self.client.hmget(self.keys.command(command_id), "command", "outcome", "attempts")
-        stored, outcome, attempts = raw
-        if not stored or not outcome:
-            return None
-        data = orjson.loads(stored)
-        event = orjson.loads(outcome)
-        error = event.get("error") or {}
-        return DeadLetter(
-            id=command_id, command=str(data.get("command")), backend=data.get("backend"), at_ms=at_ms,
-            attempts=int(attempts or 0), error_kind=str(error.get("kind", "")), error_message=str(error.get("message", "")),
-        )
+
+def _letter(command_id: str, at_ms: int, fields: Any) -> DeadLetter | None:
+    stored, outcome, attempts = fields
+    if not stored or not outcome:
+        return None
+    data = orjson.loads(stored)
+    event = orjson.loads(outcome)
+    error = event.get("error") or {}
+    return DeadLetter(
+        id=command_id, command=str(data.get("command")), backend=data.get("backend"), at_ms=at_ms,
+        attempts=int(attempts or 0), error_kind=str(error.get("kind", "")), error_message=str(error.get("message", "")),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def redact(args: dict[str, Any]) -> dict[str, Any]:

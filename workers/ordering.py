@@ -101,7 +101,7 @@ redis.call("HSET", KEYS[1], "lease", ARGV[1], "lease_until", now + tonumber(ARGV
 return {"ok", rec[3] or "", redis.call("HKEYS", KEYS[2])}
 """
 
-#: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
+#: KEYS: 1 order record, 2 holds hash, 3 holds index.  ARGV: 1 lease token, 2 stamp, 3 register field,
 #: 4 hold op (add|remove|none), 5 reason, 6 hold JSON, 7 backend, 8 args JSON (kept for reconcile),
 #: 9 the state the panel call set ("fingerprint|ms|command id", "" = no call: nothing to repeat).
 #: Returns {"committed"|"stale", reasons holding after}. A stamp older than the register (the
@@ -123,6 +123,12 @@ else
     redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
   elseif ARGV[4] == "remove" then
     redis.call("HDEL", KEYS[2], ARGV[5])
+  end
+  -- The holds index names every held target (the console lists holds without a scan).
+  if ARGV[4] ~= "none" and redis.call("EXISTS", KEYS[2]) == 1 then
+    redis.call("ZADD", KEYS[3], "NX", now_ms(), KEYS[2])
+  elseif ARGV[4] ~= "none" then
+    redis.call("ZREM", KEYS[3], KEYS[2])
   end
 end
 if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
@@ -305,7 +311,7 @@ class TargetGuard:
             record = orjson.dumps(plan.record(turn.command))
             args = orjson.dumps(turn.command.args)
         applied = f"{desired_state(turn.command)}|{int(time.time() * 1000)}|{turn.command.id}" if called else ""
-        return ScriptCall(self._commit, [turn.order_key, turn.holds_key],
+        return ScriptCall(self._commit, [turn.order_key, turn.holds_key, self.keys.holds_index],
                           [turn.token, turn.stamp.encode(), turn.register, op, reason, record,
                            turn.command.backend or "", args, applied])
 

@@ -197,6 +197,50 @@ class OperatorConfig(BaseModel):
         return f"OperatorConfig(name={self.name!r}, actions={self.actions!r}, reasons={self.reasons!r})"
 
 
+#: What a console user may do: ``viewer`` reads every page, ``operator`` also acts (as an operator).
+ConsoleRole = Literal["viewer", "operator"]
+
+
+class ConsoleUser(BaseModel):
+    """A person allowed into the operator console (``[console.users.NAME]``).
+
+    An ``operator`` acts as ``[operators.<operator>]`` (default: the same name): its key signs what
+    the console issues, its ``actions`` bound what the console lets the user do, and the audit
+    stream records the console user's name.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    role: ConsoleRole
+    #: An argon2 hash (``mailops console hash-password``), inline or from ``password_hash_env``/``_file``.
+    password_hash: SecretStr = Field(default=SecretStr(""), exclude=True)
+    password_hash_env: str | None = None
+    password_hash_file: str | None = None
+    operator: str | None = None
+
+    @property
+    def operator_name(self) -> str:
+        return self.operator or self.name
+
+    def __repr__(self) -> str:
+        return f"ConsoleUser(name={self.name!r}, role={self.role!r})"
+
+
+class ConsoleConfig(BaseModel):
+    """The operator console (``[console]``): its users and session cookie."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    users: dict[str, ConsoleUser] = Field(default_factory=dict)
+    #: Mark the session cookie ``Secure``; unset = on, except for plain-http logins on a loopback address.
+    secure_cookies: bool | None = None
+    #: Seconds a console session lasts after login.
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    #: Failed logins of one user per minute before further attempts are refused for that minute.
+    max_failed_logins: int = Field(default=10, ge=1)
+
+
 class ConfigFile(BaseModel):
     """The top-level tables a backends file may have (each table's own keys are checked by its model)."""
 
@@ -206,6 +250,7 @@ class ConfigFile(BaseModel):
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
     producers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     operators: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    console: dict[str, Any] = Field(default_factory=dict)
 
 
 class Settings(BaseModel):
@@ -246,6 +291,8 @@ class Settings(BaseModel):
     max_clock_skew_s: int = Field(default=300, ge=0)
     #: The key that seals passwords at rest; ``None`` refuses commands that carry one.
     sealing_key: SecretStr | None = Field(default=None, exclude=True)
+    #: The operator console's users and cookie (``[console]``, ``mailops console``).
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     def __repr__(self) -> str:
         return f"Settings(redis_url={'set' if self.redis_url else 'embedded'}, backends={sorted(self.backends)})"
@@ -311,7 +358,7 @@ def _sentinel_url(env: Mapping[str, str]) -> str:
 
 
 #: Keys of ``[mailops]``: every setting the file may carry (the rest come from their own tables).
-MAILOPS_KEYS = frozenset(Settings.model_fields) - {"backends", "producers", "operators", "sealing_key"} | {
+MAILOPS_KEYS = frozenset(Settings.model_fields) - {"backends", "producers", "operators", "sealing_key", "console"} | {
     "sealing_key_env", "sealing_key_file"}
 
 
@@ -350,6 +397,8 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     for name, producer in values["producers"].items():
         _check_allow_list(path, f"producers.{name}", "commands", producer.commands, _command_names())
         _check_allow_list(path, f"producers.{name}", "backends", producer.backends, backends)
+    if file.console:
+        values["console"] = _console(path, file.console, env)
     key_env, key_file = values.pop("sealing_key_env", None), values.pop("sealing_key_file", None)
     if key_env or key_file:
         where = _at(path, "mailops", "sealing_key_env" if key_env else "sealing_key_file")
@@ -357,6 +406,27 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
                            env)
         values["sealing_key"] = SecretStr(_check_sealing_key(where, key))
     return values
+
+
+def _console(path: Path, table: Mapping[str, Any], env: Mapping[str, str]) -> ConsoleConfig:
+    """``[console]`` with each user's password hash resolved (inline, or from its env/file)."""
+    raw_users = table.get("users", {})
+    if not isinstance(raw_users, dict):
+        raise ConfigError(f"{_at(path, 'console', 'users')}: must be a table of [console.users.NAME]")
+    users = {}
+    for name, data in raw_users.items():
+        where = f"console.users.{name}"
+        if not isinstance(data, dict):
+            raise ConfigError(f"{_at(path, where)}: must be a table")
+        known = {"role", "password_hash", "password_hash_env", "password_hash_file", "operator"}
+        _refuse_unknown(path, where, data, known)
+        hashed = str(data["password_hash"]) if data.get("password_hash") else _read_secret(
+            path, where, "password_hash", data, env)
+        if not hashed.startswith("$argon2"):
+            raise ConfigError(f"{_at(path, where, 'password_hash')}: not an argon2 hash "
+                              "(make one with `mailops console hash-password`)")
+        users[name] = _build(ConsoleUser, path, where, dict(data, name=name, password_hash=SecretStr(hashed)))
+    return _build(ConsoleConfig, path, "console", dict(table, users=users))
 
 
 def _command_names() -> Collection[str]:

@@ -120,10 +120,12 @@ def as_producer(settings: Settings, name: str, action: OperatorAction) -> Acting
     return Acting(name, None)
 
 
-def audit(pipe: redis.client.Pipeline, settings: Settings, acting: Acting, action: str, command_id: str) -> None:
-    """One audit record: who did what, and the command it issued."""
+def audit(pipe: redis.client.Pipeline, settings: Settings, acting: Acting, action: str, command_id: str,
+          **extra: str) -> None:
+    """One audit record: who did what, and the command it issued (``extra``: e.g. the console's
+    ``via`` and a release's ``why``)."""
     record = {"event": "operator_action", "operator": acting.operator or acting.producer, "action": action,
-              "command": command_id, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+              "command": command_id, "at": datetime.now(UTC).isoformat(timespec="milliseconds"), **extra}
     pipe.xadd(settings.keys.audit, {BODY_FIELD: orjson.dumps(record)}, maxlen=AUDIT_MAXLEN, approximate=True)
 
 

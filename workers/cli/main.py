@@ -13,6 +13,7 @@ from workers.cli.batch import batch
 from workers.cli.bench import bench
 from workers.cli.bulk import bulk
 from workers.cli.config import config
+from workers.cli.console import console
 from workers.cli.demo import demo
 from workers.cli.dlq import dlq
 from workers.cli.events import events
@@ -63,6 +64,7 @@ cli.add_command(bench)
 cli.add_command(holds)
 cli.add_command(reconcile)
 cli.add_command(status)
+cli.add_command(console)
 
 
 def main() -> None:

@@ -41,8 +41,8 @@ def recent_rates(client: redis.Redis, settings: Settings, now_ms: int) -> dict[s
             "per_minute": dict(sorted(counts.items()))}
 
 
-def snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
-    """The status as plain data (what ``--json`` prints)."""
+def snapshot(client: redis.Redis, settings: Settings, *, rates: bool = True) -> dict[str, Any]:
+    """The status as plain data (what ``--json`` prints; without ``rates``, the console counts its own)."""
     now_ms = int(time.time() * 1000)
     state: State = read_state(client, settings)
     return {
@@ -56,7 +56,7 @@ def snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
         "dead_letters": state.dead_letters,
         "ingest": {"lag": None if math.isnan(state.ingest_lag) else int(state.ingest_lag),
                    "pending": state.ingest_pending},
-        "rates": recent_rates(client, settings, now_ms),
+        "rates": recent_rates(client, settings, now_ms) if rates else None,
     }
 
 

@@ -6,10 +6,11 @@
 -- and in every case the stream entry is deleted once acknowledged.
 --
 -- KEYS: 1 command record, 2 events stream, 3 commands stream, 4 dramatiq queue list,
---       5 dramatiq queue messages hash, 6 reply_to stream (or ""), 7 the queue's doorbell list
+--       5 dramatiq queue messages hash, 6 reply_to stream (or ""), 7 the queue's doorbell list,
+--       8 index of every id, 9-12 indexes by target, backend, producer, batch (or ""), 13 batch index (or "")
 -- ARGV: 1 fingerprint, 2 stream entry id, 3 now (ms), 4 record ttl (s), 5 events maxlen,
 --       6 group, 7 base event JSON (no status), 8 dramatiq redis message id,
---       9 dramatiq message data (it carries the command)
+--       9 dramatiq message data (it carries the command), 10 queue name, 11 batch id (or "")
 local rec = redis.call("HMGET", KEYS[1], "fp", "status", "outcome")
 local base = cjson.decode(ARGV[7])
 local function publish(ev)
@@ -32,6 +33,28 @@ if not rec[1] then
   base["status"] = "accepted"
   publish(base)
   verdict = "accepted"
+  -- The console's indexes (KEYS 8-12; "" = none): one ZADD each. Trimming them to the record TTL
+  -- is amortised over the commands whose fingerprint starts 00-03 (one in 64); the per-target and
+  -- per-batch sets also expire with their last record.
+  local trim = string.sub(ARGV[1], 1, 2) < "04"
+  local horizon = tonumber(ARGV[3]) - tonumber(ARGV[4]) * 1000
+  for i = 8, 12 do
+    if KEYS[i] ~= "" then
+      redis.call("ZADD", KEYS[i], ARGV[3], base["id"])
+      if i == 9 or i == 12 then
+        redis.call("EXPIRE", KEYS[i], ARGV[4])
+      end
+      if trim then
+        redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", horizon)
+      end
+    end
+  end
+  if KEYS[13] ~= "" then
+    redis.call("ZADD", KEYS[13], "NX", ARGV[3], ARGV[11])
+    if trim then
+      redis.call("ZREMRANGEBYSCORE", KEYS[13], "-inf", horizon)
+    end
+  end
 elseif string.sub(rec[1], 1, #ARGV[1]) ~= ARGV[1] then  -- older records hold a longer fingerprint
   base["status"] = "conflict"
   base["terminal"] = true
