@@ -17,7 +17,6 @@ from pydantic import SecretStr
 from schemas.commands import validate_command
 from tests.clock import iso
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
-from tests.test_reconcile import with_account_summary
 from workers.backends.registry import build_backends
 from workers.cli.holds import holds as holds_cli
 from workers.errors import TargetBusy
@@ -109,8 +108,6 @@ def test_a_billing_unsuspend_on_one_server_is_not_held_by_an_abuse_suspension_of
     as_json = CliRunner().invoke(holds_cli, ["show", "shop", "--json"], env=cli_env(settings, tmp_path))
     assert set(orjson.loads(as_json.output)["backends"]) == {"whm1"}
     # and: reconcile checks each server's shop against that server's holds
-    for server in fleet:
-        with_account_summary(whm_app(server))
     backends = build_backends(settings.backends)
     try:
         findings = {(f.backend, f.target): f for f in check(redis_client, settings.keys, backends)}

@@ -14,7 +14,6 @@ import redis
 from click.testing import CliRunner, Result
 
 from tests.conftest import WHM_TOKEN
-from tests.test_reconcile import with_account_summary
 from workers.cli.exit_codes import RET_CONFIG, RET_FAILED, RET_OK
 from workers.cli.main import cli
 from workers.holds import holds_of
@@ -188,7 +187,6 @@ def test_publish_of_an_unsuspend_kept_by_another_hold_exits_one_saying_who_holds
 
 def test_reconcile_apply_as_its_help_shows_repairs_the_drift_and_exits_zero(deployment: Deployment) -> None:
     # Given a panel that answers accountsummary, abuse's hold, and the panel unsuspended by hand
-    with_account_summary(deployment.panel)
     suspend_as_abuse(deployment)
     deployment.panel.state.accounts["shop"].outgoing = "active"
     # When the operator runs `reconcile --apply` as its help shows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,11 @@ from workers.settings import ConsoleConfig, ConsoleUser, OperatorConfig, Setting
 #: Console users of every test: an operator and a viewer (hashed once per session: argon2 is slow on purpose).
 PASSWORDS = {"alice": "alice-password-7Q2", "victor": "victor-password-9K4"}
 OPERATOR_KEY = "alice-operator-key-0123456789abcdef"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+#: Where the browser tests save each page: docs/console/ (the README links them) when
+#: MAILOPS_SCREENSHOTS=1 (`MAILOPS_SCREENSHOTS=1 .venv/bin/pytest tests/console/test_browser.py`), else a
+#: scratch folder, so an ordinary test run leaves the committed pictures alone.
+SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "console" if os.environ.get("MAILOPS_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "mailops-console-screenshots")
 _hashes: dict[str, str] = {}
 
 
@@ -107,7 +112,7 @@ def log_in(driver: object, base: str, user: str) -> None:
 
 
 def screenshot(driver: object, name: str) -> None:
-    """The whole page (up to 2,400 px tall) as docs/console/NAME.png (the README links them)."""
+    """The whole page (up to 2,400 px tall) as NAME.png in :data:`SCREENSHOTS`."""
     d: Any = driver
     size = d.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
     shot = d.execute_cdp_cmd("Page.captureScreenshot", {

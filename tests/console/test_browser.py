@@ -1,7 +1,7 @@
 """The console in a real headless Chromium: log in, watch, search, replay, release, be refused.
 
 One browser for the module (tests/console/conftest.py); each test runs its own worker, sandboxes
-and console against the session's Redis. Every page visited is saved to docs/console/*.png.
+and console against the session's Redis. Every page visited is saved (to docs/console/*.png with MAILOPS_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from click.testing import CliRunner
 from tests.clock import iso
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
 from tests.console.conftest import log_in, screenshot, wait_for, with_console
-from tests.test_reconcile import with_account_summary
 from workers import retry_policy
 from workers.cli.main import cli
 from workers.runtime import Runtime
@@ -93,7 +92,6 @@ def test_an_operator_logs_in_and_sees_a_stopped_backends_breaker_open_on_the_ove
     screenshot(browser, "overview")
     # And when whm1's panel is changed behind mailops' back, a reconcile check from the backends page shows the drift
     wait_for_terminal(redis_client, {"up-1"})
-    with_account_summary(whm1.app)
     whm1.app.state.accounts["shop"].outgoing = "active"
     browser.get(f"{base}/backends")
     assert "open" in one(browser, "#backends").text
