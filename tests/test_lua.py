@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
+import workers
 from workers.broker import build_broker
 from workers.command_store import CommandStore
 from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS
 from workers.limits import BackendLimits
-from workers.lua import load_scripts, prelude
+from workers.lua import load_scripts, lua_script, prelude, registered
 from workers.ordering import TargetGuard
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
@@ -41,3 +45,48 @@ def test_a_doorbell_rung_by_a_script_keeps_the_configured_tokens_for_the_configu
     # Then it holds DOORBELL_TOKENS tokens, expiring within DOORBELL_TTL_MS
     assert redis_client.llen("bell") == DOORBELL_TOKENS
     assert 0 < redis_client.pttl("bell") <= DOORBELL_TTL_MS
+
+
+SCRIPTS = Path(workers.__file__).parent / "scripts"
+
+
+def test_no_python_module_of_workers_holds_lua_source_in_a_string() -> None:
+    # Given every string constant in every module of the workers package
+    lua = re.compile(r"redis\.p?call\(|\bKEYS\[\d|\bARGV\[\d|\blocal function\b")
+    found = []
+    for path in Path(workers.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # Then none of them is Lua: scripts live in workers/scripts/*.lua
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and lua.search(node.value):
+                found.append(f"{path}:{node.lineno}")
+    assert not found
+
+
+def test_events_history_enqueues_and_stamps_are_written_only_by_the_prelude_helpers() -> None:
+    # Given the Redis commands that the prelude's publish, add_history, enqueue, ring and now_ms issue
+    # (and the stamp pattern that parse matches)
+    helpers = ['"XADD"', '"LTRIM"', '"RPUSH"', '"TIME"', r'"^(%d+)|(%d+)|']
+    # Then no other script writes them out again: each helper is defined once, and used everywhere
+    for needle in helpers:
+        using = {p.name for p in SCRIPTS.glob("*.lua") if needle in p.read_text(encoding="utf-8")}
+        assert using == {"prelude.lua"}, (needle, using)
+
+
+def test_replay_publishes_on_the_events_and_reply_to_streams_and_keeps_the_last_history_entries(
+        redis_client: redis.Redis) -> None:
+    # Given a dead-lettered command record whose history already holds three entries
+    replay = registered(redis_client, lua_script("replay"))
+    redis_client.hset("rec", mapping={"status": "dead_lettered", "gen": 1})
+    redis_client.zadd("dlq", {"c-1": 1})
+    redis_client.rpush("history", "h1", "h2", "h3")
+    keys = ["rec", "dlq", "events", "queue", "queue.msgs", "history", "queue.bell", "replies"]
+    # When it is replayed with a history of at most two entries
+    verdict = replay(keys=keys, args=[1000, "m-1", "data", '{"status":"accepted"}', 100, "h4", 2, 60, "c-1", 2])
+    # Then both streams got the event, the history kept its last two entries, and the message is queued
+    assert verdict == b"replayed"
+    assert [e[1][b"body"] for e in redis_client.xrange("events")] == [b'{"status":"accepted"}']
+    assert [e[1][b"body"] for e in redis_client.xrange("replies")] == [b'{"status":"accepted"}']
+    assert redis_client.lrange("history", 0, -1) == [b"h3", b"h4"]
+    assert 0 < redis_client.ttl("history") <= 60
+    assert redis_client.lrange("queue", 0, -1) == [b"m-1"] and redis_client.hget("queue.msgs", "m-1") == b"data"
+    assert redis_client.llen("queue.bell") == 1 and not redis_client.zscore("dlq", "c-1")

@@ -41,7 +41,7 @@ from workers.backends.base import PanelResult
 from workers.constants import Keys
 from workers.errors import Repeat, Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
-from workers.lua import ScriptCall, registered
+from workers.lua import ScriptCall, lua_script, registered
 
 #: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
@@ -49,97 +49,6 @@ DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 DEFAULT_LEASE_TTL_MS = 60_000
 #: Base milliseconds a command waits before trying a busy target again (jitter is added).
 BUSY_DELAY_MS = 200
-
-_COMPARE = """
-local function parse(s)
-  local a, b, c, d, id = string.match(s, "^(%d+)|(%d+)|(%d+)|(%d+)|(.*)$")
-  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), id}
-end
-local function older(x, y)
-  local p, q = parse(x), parse(y)
-  for i = 1, 4 do
-    if p[i] ~= q[i] then return p[i] < q[i] end
-  end
-  return p[5] < q[5]
-end
-local function now_ms()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-"""
-
-#: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 lease ttl (ms), 5 recovering (1: may take over a lease of the same command's dead attempt),
-#: 6 the command's desired state (fingerprint), 7 repeat window (ms, 0 = never collapse).
-#: Returns {"ok", last stamp or "", reasons holding} | {"busy", holder} | {"superseded", last stamp}
-#: | {"repeat", id of the command whose call set the same state after this one was admitted, within
-#: the window} (no lease taken; the register moves to this stamp if it is newer, so an older
-#: opposite command stays stale). A command admitted after that call ended is never a repeat: the
-#: panel may have drifted since, so it is asked again.
-TAKE_LUA = _COMPARE + """
-local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3], "want:" .. ARGV[3])
-local now = now_ms()
--- Tokens are "<command id>:<12 hex>". When the attempt is a recovery (ARGV[5] = "1": begin found
--- the previous attempt's worker dead), a lease held by that same command is taken over.
-local function owner(token) return string.sub(token, 1, #token - 13) end
-local recovering = ARGV[5] == "1" and rec[1] and owner(rec[1]) == owner(ARGV[1])
-if rec[1] and not recovering and tonumber(rec[2] or "0") > now then
-  return {"busy", rec[1]}
-end
-if tonumber(ARGV[7]) > 0 and rec[4] then
-  local want, at, id = string.match(rec[4], "^([^|]*)|(%d+)|(.*)$")
-  local admitted = parse(ARGV[2])[3]
-  if want == ARGV[6] and admitted > 0 and tonumber(at) >= admitted and now - tonumber(at) <= tonumber(ARGV[7]) then
-    if not rec[3] or older(rec[3], ARGV[2]) then redis.call("HSET", KEYS[1], ARGV[3], ARGV[2]) end
-    return {"repeat", id}
-  end
-end
-if rec[3] and older(ARGV[2], rec[3]) then
-  return {"superseded", rec[3]}
-end
-redis.call("HSET", KEYS[1], "lease", ARGV[1], "lease_until", now + tonumber(ARGV[4]))
-return {"ok", rec[3] or "", redis.call("HKEYS", KEYS[2])}
-"""
-
-#: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON, 7 backend, 8 args JSON (kept for reconcile),
-#: 9 the state the panel call set ("fingerprint|ms|command id", "" = no call: nothing to repeat).
-#: Returns {"committed"|"stale", reasons holding after}. A stamp older than the register (the
-#: lease expired and a newer command committed meanwhile) is not stored.
-COMMIT_LUA = _COMPARE + """
-local last = redis.call("HGET", KEYS[1], ARGV[3])
-local verdict = "committed"
-if last and older(ARGV[2], last) then
-  verdict = "stale"
-else
-  redis.call("HSET", KEYS[1], ARGV[3], ARGV[2])
-  if ARGV[8] ~= "" then
-    redis.call("HSET", KEYS[1], "backend", ARGV[7], "args", ARGV[8])
-  end
-  if ARGV[9] ~= "" then
-    redis.call("HSET", KEYS[1], "want:" .. ARGV[3], ARGV[9])
-  end
-  if ARGV[4] == "add" then
-    redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
-  elseif ARGV[4] == "remove" then
-    redis.call("HDEL", KEYS[2], ARGV[5])
-  end
-end
-if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
-  redis.call("HDEL", KEYS[1], "lease", "lease_until")
-end
-return {verdict, redis.call("HKEYS", KEYS[2])}
-"""
-
-#: KEYS: 1 order record.  ARGV: 1 lease token.  Frees the lease if this token still holds it.
-RELEASE_LUA = """
-if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
-  redis.call("HDEL", KEYS[1], "lease", "lease_until")
-  return 1
-end
-return 0
-"""
-
 
 @dataclass(frozen=True, order=True)
 class OrderStamp:
@@ -234,9 +143,9 @@ class TargetGuard:
         #: admitted (same target, aspect and hold reason; at most this long ago) ends ``succeeded``,
         #: ``already``, without a call (:class:`Repeat`).
         self.repeat_window_ms = repeat_window_ms
-        self._take = registered(client, TAKE_LUA)
-        self._commit = registered(client, COMMIT_LUA)
-        self._release = registered(client, RELEASE_LUA)
+        self._take = registered(client, lua_script("order_take"))
+        self._commit = registered(client, lua_script("order_commit"))
+        self._release = registered(client, lua_script("order_release"))
 
     def request(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> TurnRequest:
         """The take call for the command's target+aspect turn (see :meth:`take`)."""

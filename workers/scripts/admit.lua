@@ -12,12 +12,8 @@
 --       9 dramatiq message data (it carries the command)
 local rec = redis.call("HMGET", KEYS[1], "fp", "status", "outcome")
 local base = cjson.decode(ARGV[7])
-local function publish(ev)
-  local body = cjson.encode(ev)
-  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "body", body)
-  if KEYS[6] ~= "" then
-    redis.call("XADD", KEYS[6], "MAXLEN", "~", ARGV[5], "*", "body", body)
-  end
+local function announce(ev)
+  publish(KEYS[2], KEYS[6], ARGV[5], cjson.encode(ev))
 end
 
 local verdict
@@ -26,17 +22,15 @@ if not rec[1] then
   -- travels in the Dramatiq message). Absent attempts and gen mean 0 and 1.
   redis.call("HSET", KEYS[1], "fp", ARGV[1], "status", "queued", "created", ARGV[3])
   redis.call("EXPIRE", KEYS[1], ARGV[4])
-  redis.call("HSET", KEYS[5], ARGV[8], ARGV[9])
-  redis.call("RPUSH", KEYS[4], ARGV[8])
-  ring(KEYS[7])
+  enqueue(KEYS[4], KEYS[5], KEYS[7], ARGV[8], ARGV[9])
   base["status"] = "accepted"
-  publish(base)
+  announce(base)
   verdict = "accepted"
 elseif string.sub(rec[1], 1, #ARGV[1]) ~= ARGV[1] then  -- older records hold a longer fingerprint
   base["status"] = "conflict"
   base["terminal"] = true
   base["error"] = {kind = "conflict", message = "id " .. base["id"] .. " was already used for a different command; not run"}
-  publish(base)
+  announce(base)
   verdict = "conflict"
 elseif rec[3] then
   local stored = cjson.decode(rec[3])
@@ -44,13 +38,13 @@ elseif rec[3] then
   base["terminal"] = true
   base["details"] = {original = stored}
   base["backend"] = stored["backend"]
-  publish(base)
+  announce(base)
   verdict = "duplicate"
 else
   base["status"] = "in_flight"
   base["terminal"] = true
   base["details"] = {state = rec[2]}
-  publish(base)
+  announce(base)
   verdict = "in_flight"
 end
 redis.call("XACK", KEYS[3], ARGV[6], ARGV[2])
