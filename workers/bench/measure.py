@@ -136,3 +136,9 @@ class EventWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def redis_cpu_s(client: Any) -> float:
+    """CPU seconds the Redis server has used so far (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
