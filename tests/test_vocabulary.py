@@ -20,7 +20,7 @@ import redis
 from pydantic import SecretStr
 
 from tests.conftest import add_command, wait_for_terminal
-from workers.backends.vocabulary import render_table, tables
+from workers.backends.registry import render_table, tables
 from workers.constants import DEFAULT_SPF_RECORD
 from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Runtime

@@ -23,8 +23,8 @@ from pydantic import SecretStr
 from schemas.commands import validate_command
 from tests.conftest import loopback_http
 from workers.backends import cpanel, whm
-from workers.backends.registry import build_backends
-from workers.backends.vocabulary import Call, scope_of, tables
+from workers.backends.registry import build_backends, tables
+from workers.backends.vocabulary import Call, scope_of
 from workers.sandbox.server import Request  # query and form parameters together
 from workers.settings import BackendConfig
 

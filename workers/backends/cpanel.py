@@ -80,6 +80,8 @@ class CpanelBackend:
     """One cPanel account reached with its own API token."""
 
     kind = "cpanel"
+    #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
+    calls = CALLS
 
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name

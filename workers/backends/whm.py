@@ -91,6 +91,8 @@ class WhmBackend:
     """A WHM server reached with a root or reseller API token."""
 
     kind = "whm"
+    #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
+    calls = CALLS
 
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name
