@@ -62,20 +62,28 @@ def test_no_python_module_of_workers_holds_lua_source_in_a_string() -> None:
     assert not found
 
 
-def test_events_history_enqueues_and_stamps_are_written_only_by_the_prelude_helpers() -> None:
-    # Given the Redis commands that the prelude's publish, add_history, enqueue, ring and now_ms issue
-    # (and the stamp pattern that parse matches)
-    helpers = ['"XADD"', '"LTRIM"', '"RPUSH"', '"TIME"', r'"^(%d+)|(%d+)|']
-    # Then no other script writes them out again: each helper is defined once, and used everywhere
-    for needle in helpers:
-        using = {p.name for p in SCRIPTS.glob("*.lua") if needle in p.read_text(encoding="utf-8")}
-        assert using == {"prelude.lua"}, (needle, using)
+def test_each_shared_lua_helper_is_defined_once_and_no_script_writes_its_commands_again() -> None:
+    # Given the shared helper files and every function they define
+    helper_files = {"prelude.lua", "lifecycle.lua", "stamps.lua"}
+    texts = {p.name: p.read_text(encoding="utf-8") for p in SCRIPTS.glob("*.lua")}
+    bodies = {match.group(1): match.group(0) for name in helper_files
+              for match in re.finditer(r"(?ms)^local function (\w+)\(.*?^end$", texts[name])}
+    assert {"ring", "unpark", "publish", "add_history", "enqueue", "parse", "older", "now_ms"} <= set(bodies)
+    # Then each helper's name and body stand once across all scripts
+    for name, body in bodies.items():
+        assert sum(len(re.findall(rf"local function {name}\(", text)) for text in texts.values()) == 1, name
+        assert sum(text.count(body) for text in texts.values()) == 1, name
+    # And the Redis commands the helpers issue (events, history, enqueue, clock, stamp pattern) are
+    # written in the helper files only: every script goes through the helpers
+    for needle in ['"XADD"', '"LTRIM"', '"RPUSH"', '"TIME"', r'"^(%d+)|(%d+)|']:
+        using = {name for name, text in texts.items() if needle in text}
+        assert using and using <= helper_files, (needle, using)
 
 
 def test_replay_publishes_on_the_events_and_reply_to_streams_and_keeps_the_last_history_entries(
         redis_client: redis.Redis) -> None:
     # Given a dead-lettered command record whose history already holds three entries
-    replay = registered(redis_client, lua_script("replay"))
+    replay = registered(redis_client, lua_script("replay", "lifecycle"))
     redis_client.hset("rec", mapping={"status": "dead_lettered", "gen": 1})
     redis_client.zadd("dlq", {"c-1": 1})
     redis_client.rpush("history", "h1", "h2", "h3")

@@ -23,10 +23,12 @@ logger = logging.getLogger(__name__)
 _sources: dict[str, str | bytes] = {}
 
 
-def lua_script(name: str) -> str:
+def lua_script(name: str, *helpers: str) -> str:
     """The source of ``workers/scripts/<name>.lua``, after the shared ``prelude.lua`` (its helpers,
-    with their figures from :mod:`workers.constants`)."""
-    return prelude() + _read(name)
+    with their figures from :mod:`workers.constants`) and the helper files it uses
+    (``workers/scripts/<helper>.lua``: each script carries only the helpers it calls, since every
+    call of a script defines them anew)."""
+    return prelude() + "".join(_read(helper) for helper in helpers) + _read(name)
 
 
 @functools.cache

@@ -10,30 +10,6 @@ local function ring(bell)
 end
 
 
--- Publish an event body on the events stream and, when the command named one, on its reply_to
--- stream (`reply_to` = "": none), both capped near `maxlen`.
-local function publish(events, reply_to, maxlen, body)
-  redis.call("XADD", events, "MAXLEN", "~", maxlen, "*", "body", body)
-  if reply_to ~= "" then
-    redis.call("XADD", reply_to, "MAXLEN", "~", maxlen, "*", "body", body)
-  end
-end
-
--- Append an entry to a command's attempt history, keeping its last `most` entries for `ttl` seconds.
-local function add_history(history, entry, most, ttl)
-  redis.call("RPUSH", history, entry)
-  redis.call("LTRIM", history, -tonumber(most), -1)
-  redis.call("EXPIRE", history, ttl)
-end
-
--- Enqueue a Dramatiq message the way Dramatiq's dispatch.lua does (its data in the queue's
--- messages hash, its id at the tail of the queue list), and ring the queue's doorbell.
-local function enqueue(queue, messages, bell, id, data)
-  redis.call("HSET", messages, id, data)
-  redis.call("RPUSH", queue, id)
-  ring(bell)
-end
-
 -- Move up to `most` commands parked for a full backend (zset `parked`: "queue/message id", scored
 -- by priority then arrival, see workers.limits) back to the head of their queues, while the
 -- backend's concurrency cap has room (`inflight`: leases by expiry). Returns how many moved.
@@ -50,26 +26,4 @@ local function unpark(inflight, parked, ns, now, cap, most)
     moved = moved + 1
   end
   return moved
-end
-
-
--- Order stamps (workers.ordering.OrderStamp): "issued|seq|entry ms|entry seq|command id".
-local function parse(s)
-  local a, b, c, d, id = string.match(s, "^(%d+)|(%d+)|(%d+)|(%d+)|(.*)$")
-  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), id}
-end
-
--- Whether stamp `x` is ordered before stamp `y`.
-local function older(x, y)
-  local p, q = parse(x), parse(y)
-  for i = 1, 4 do
-    if p[i] ~= q[i] then return p[i] < q[i] end
-  end
-  return p[5] < q[5]
-end
-
--- The Redis server's clock, in milliseconds.
-local function now_ms()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
