@@ -24,9 +24,8 @@ from schemas.events import Event
 from workers.command_store import CommandStore, now_ms
 from workers.lua import lua_script, registered
 from workers.messages import GENERATION_OPTION, encoded, message_for
-
-#: Argument names whose values are never shown (sealed passwords and the like).
-SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
+from workers.scrubbing import is_secret_key
+from workers.wire import as_text
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class DeadLetters:
                   self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s,
                   command_id, self.store.settings.history_max],
         )
-        return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        return as_text(verdict)
 
     def purge(self, *, older_than_s: float | None = None) -> int:
         """Drop ids from the index (all, or those dead-lettered before ``older_than_s`` ago)."""
@@ -136,5 +135,5 @@ class DeadLetters:
 
 
 def redact(args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` with every secret-looking value replaced by ``***``."""
-    return {k: ("***" if any(h in k.lower() for h in SECRET_HINTS) else v) for k, v in args.items()}
+    """``args`` with every secret's value (:func:`workers.scrubbing.is_secret_key`) replaced by ``***``."""
+    return {k: ("***" if is_secret_key(k) else v) for k, v in args.items()}

@@ -42,6 +42,7 @@ from workers.constants import Keys
 from workers.errors import Repeat, Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
 from workers.lua import ScriptCall, lua_script, registered
+from workers.wire import as_text
 
 #: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
@@ -169,7 +170,7 @@ class TargetGuard:
     def turn_from(self, request: TurnRequest, reply: Any) -> Turn:
         """The :class:`Turn` a reply to ``request`` granted; raise :class:`Superseded` or :class:`TargetBusy`."""
         verdict, detail, *rest = reply
-        verdict, detail = _text(verdict), _text(detail)
+        verdict, detail = as_text(verdict), as_text(detail)
         command, target, aspect = request.command, request.command.target, request.command.spec.aspect
         if verdict == "busy":
             raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
@@ -183,20 +184,20 @@ class TargetGuard:
                 f"a newer command ({newer.command_id}, issued {_iso(newer.issued_ms)}) for {aspect} of {target} "
                 f"on {command.backend} was already applied"
             )
-        holding = tuple(sorted(_text(r) for r in rest[0]))
+        holding = tuple(sorted(as_text(r) for r in rest[0]))
         return Turn(command, request.stamp, request.token, request.order_key, request.holds_key, request.register,
                     request.call, holding)
 
     @staticmethod
     def granted(reply: Any) -> bool:
         """Whether a take reply granted the turn."""
-        return _text(reply[0]) == "ok"
+        return as_text(reply[0]) == "ok"
 
     @staticmethod
     def held_by_own_command(request: TurnRequest, reply: Any) -> bool:
         """Whether a ``busy`` reply names a lease of an earlier attempt of the same command
         (tokens are ``<command id>:<12 hex>``)."""
-        return _text(reply[0]) == "busy" and _text(reply[1])[:-13] == request.command.id
+        return as_text(reply[0]) == "busy" and as_text(reply[1])[:-13] == request.command.id
 
     @staticmethod
     def needs_call(turn: Turn, plan: HoldPlan | None = None) -> bool:
@@ -307,11 +308,8 @@ class CommitGuard:
 
 def _committed(reply: Any) -> tuple[str, tuple[str, ...]]:
     verdict, holding = reply
-    return _text(verdict), tuple(sorted(_text(r) for r in holding))
+    return as_text(verdict), tuple(sorted(as_text(r) for r in holding))
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _iso(ms: int) -> str:
