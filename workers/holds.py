@@ -6,7 +6,7 @@ backend says nothing about ``shop`` of another); ``unsuspend_<aspect>`` removes 
 unsuspended only when no hold remains: an unsuspend that leaves other holds makes no panel call
 and its event says who still holds the target. Holds live in one hash per backend+target+aspect
 (:meth:`Keys.holds`, reason -> JSON record) and change only in the ordering commit
-(:meth:`workers.ordering.TargetGuard.commit`), atomically with the order stamp.
+(:meth:`workers.ordering.TargetGuard.commit_call`), atomically with the order stamp.
 
 Operators release a hold with :func:`force_release`: it records the decision in the audit stream
 and issues an ordinary ``unsuspend_<aspect>`` command for that reason through the commands stream,

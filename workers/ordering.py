@@ -16,7 +16,7 @@ that order:
 A target is ``(backend, target, aspect)``: the same account name on two servers is two targets.
 The per target+aspect record (:meth:`Keys.order`) holds the last applied stamp and a lease.
 :meth:`TargetGuard.take` atomically refuses a stale command (:class:`Superseded`) or a busy
-target (:class:`TargetBusy`) and otherwise takes the lease; :meth:`TargetGuard.commit` stores
+target (:class:`TargetBusy`) and otherwise takes the lease; :meth:`TargetGuard.commit_call` stores
 the stamp together with the hold change and frees the lease; :meth:`TargetGuard.release` frees it
 after a failed call without committing. For suspend/unsuspend the "last applied" register is kept
 per hold reason (see :mod:`workers.holds`): a billing unsuspend must not make an older abuse
