@@ -40,7 +40,7 @@ def test_every_registered_script_is_in_redis_after_loading_them(
 
 def test_a_doorbell_rung_by_a_script_keeps_the_configured_tokens_for_the_configured_time(
         redis_client: redis.Redis) -> None:
-    # When a script (any of them starts with the prelude) rings a doorbell more often than it keeps tokens
+    # When a script (one that calls ring gets the prelude's) rings a doorbell more often than it keeps tokens
     redis_client.eval(prelude() + f"for _ = 1, {DOORBELL_TOKENS + 5} do ring(KEYS[1]) end", 1, "bell")
     # Then it holds DOORBELL_TOKENS tokens, expiring within DOORBELL_TTL_MS
     assert redis_client.llen("bell") == DOORBELL_TOKENS
@@ -52,7 +52,7 @@ SCRIPTS = Path(workers.__file__).parent / "scripts"
 
 def test_no_python_module_of_workers_holds_lua_source_in_a_string() -> None:
     # Given every string constant in every module of the workers package
-    lua = re.compile(r"redis\.p?call\(|\bKEYS\[\d|\bARGV\[\d|\blocal function\b")
+    lua = re.compile(r"redis\.p?call\(|\bKEYS\[\d|\bARGV\[\d|\b(?:then|do|end)\n")
     found = []
     for path in Path(workers.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -80,10 +80,25 @@ def test_each_shared_lua_helper_is_defined_once_and_no_script_writes_its_command
         assert using and using <= helper_files, (needle, using)
 
 
+def test_a_script_carries_the_shared_helpers_it_calls_and_those_they_call_and_no_other() -> None:
+    # Given scripts that call some shared helpers
+    def defined(name: str) -> list[str]:
+        return re.findall(r"local function (\w+)\(", lua_script(name))
+
+    # Then each starts with just those helpers (every call of a script defines its functions anew),
+    # a helper before those that call it
+    assert defined("begin") == ["add_history"]
+    assert defined("finish") == ["publish", "add_history"]
+    assert defined("admit") == ["ring", "publish", "enqueue", "announce"]
+    assert defined("order_take") == ["parse", "older", "now_ms", "owner"]
+    assert defined("order_commit") == ["parse", "older"] and defined("order_release") == []
+    assert defined("limits_release") == ["ring", "unpark"]
+
+
 def test_replay_publishes_on_the_events_and_reply_to_streams_and_keeps_the_last_history_entries(
         redis_client: redis.Redis) -> None:
     # Given a dead-lettered command record whose history already holds three entries
-    replay = registered(redis_client, lua_script("replay", "lifecycle"))
+    replay = registered(redis_client, lua_script("replay"))
     redis_client.hset("rec", mapping={"status": "dead_lettered", "gen": 1})
     redis_client.zadd("dlq", {"c-1": 1})
     redis_client.rpush("history", "h1", "h2", "h3")

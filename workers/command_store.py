@@ -87,10 +87,10 @@ class CommandStore:
         self.client = client
         self.settings = settings
         self.keys = settings.keys
-        self._admit = registered(client, lua_script("admit", "lifecycle"))
-        self._begin = registered(client, lua_script("begin", "lifecycle"))
-        self._finish = registered(client, lua_script("finish", "lifecycle"))
-        self._retry = registered(client, lua_script("retry", "lifecycle"))
+        self._admit = registered(client, lua_script("admit"))
+        self._begin = registered(client, lua_script("begin"))
+        self._finish = registered(client, lua_script("finish"))
+        self._retry = registered(client, lua_script("retry"))
 
     def admit_keys_args(
         self, command: Command, *, fingerprint: str, entry: str, message: Message[Any]

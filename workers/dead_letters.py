@@ -48,7 +48,7 @@ class DeadLetters:
         self.client = client
         self.store = store
         self.keys = store.keys
-        self._replay = registered(client, lua_script("replay", "lifecycle"))
+        self._replay = registered(client, lua_script("replay"))
 
     def ids(self) -> list[str]:
         raw: Any = self.client.zrange(self.keys.dead_letters, 0, -1)

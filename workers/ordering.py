@@ -144,8 +144,8 @@ class TargetGuard:
         #: admitted (same target, aspect and hold reason; at most this long ago) ends ``succeeded``,
         #: ``already``, without a call (:class:`Repeat`).
         self.repeat_window_ms = repeat_window_ms
-        self._take = registered(client, lua_script("order_take", "stamps"))
-        self._commit = registered(client, lua_script("order_commit", "stamps"))
+        self._take = registered(client, lua_script("order_take"))
+        self._commit = registered(client, lua_script("order_commit"))
         self._release = registered(client, lua_script("order_release"))
 
     def request(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> TurnRequest:

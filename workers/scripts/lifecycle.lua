@@ -1,5 +1,5 @@
--- Helpers of the command record scripts (admit, begin, retry, finish, replay), put after the
--- prelude by workers.lua.lua_script: each Redis write they share is spelled here once.
+-- Helpers of the command record scripts (admit, begin, retry, finish, replay), put before each
+-- script that calls them by workers.lua.lua_script: each Redis write they share is spelled here once.
 
 -- Publish an event body on the events stream and, when the command named one, on its reply_to
 -- stream (`reply_to` = "": none), both capped near `maxlen`.

@@ -1,4 +1,5 @@
--- Helpers of the ordering scripts (order_*.lua), put after the prelude by workers.lua.lua_script.
+-- Helpers of the ordering scripts (order_*.lua), put before each script that calls them by
+-- workers.lua.lua_script.
 
 -- Order stamps (workers.ordering.OrderStamp): "issued|seq|entry ms|entry seq|command id".
 local function parse(s)
