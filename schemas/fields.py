@@ -137,13 +137,6 @@ Domain = Annotated[
     Field(description="domain name, ASCII only (internationalised domains as xn-- punycode)."),
 ]
 
-#: The local part of a mailbox cPanel creates (before the @).
-LocalPart = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64, pattern=rf"^{_MAILBOX_LOCAL}$"),
-    Field(description="mailbox name: letters, digits and . _ - (no leading, trailing or double dots)."),
-]
-
 #: A mailbox address cPanel hosts: ASCII local part, IDNA domain as xn-- punycode.
 EmailAddress = Annotated[
     str,

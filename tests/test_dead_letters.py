@@ -9,11 +9,14 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from schemas.fields import SECRET_FIELDS
 from tests.conftest import WHM_TOKEN, add_command, read_events, wait_for_terminal
 from tests.guarantees.processes import suspend
 from workers import retry_policy
 from workers.cli.main import cli
+from workers.dead_letters import redact
 from workers.sandbox import Faults, SandboxServer
+from workers.scrubbing import SECRET_KEY_PARTS, is_secret_key
 from workers.settings import Settings
 
 
@@ -149,3 +152,13 @@ def test_replay_as_its_help_shows_waits_for_the_outcome_and_is_audited_with_the_
     # And the audit stream says who replayed which command
     audit = [orjson.loads(fields[b"body"]) for _id, fields in redis_client.xrange("mailops:audit")]
     assert [(a["operator"], a["action"], a["command"]) for a in audit] == [("ops", "dlq.replay", "dl-1")]
+
+
+def test_a_dead_letter_hides_every_argument_that_logs_hide_and_every_secret_argument() -> None:
+    # Given arguments named as each secret the scrubber knows (command arguments first), and a plain one
+    args = {name: "value" for name in (*SECRET_FIELDS, *SECRET_KEY_PARTS)} | {"user": "example"}
+    # When a dead letter is shown
+    shown = redact(args)
+    # Then every secret is hidden by the one list, and the rest is shown
+    assert {k for k, v in shown.items() if v == "***"} == {k for k in args if is_secret_key(k)} == set(args) - {"user"}
+    assert shown["user"] == "example"

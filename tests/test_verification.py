@@ -19,6 +19,7 @@ from schemas.commands import validate_command
 from tests.clock import ISSUED
 from tests.conftest import add_command, read_events, wait_for_terminal, whm_with_accounts
 from workers import retry_policy
+from workers.backends import whm
 from workers.backends.base import PanelResult
 from workers.errors import NotApplied, PanelUnavailable
 from workers.retry_policy import RetryPolicy
@@ -169,16 +170,18 @@ class ReadingPanel:
 
     kind = "whm"
     name = "whm1"
+    reads = whm.READS
+    not_readable = whm.NOT_READABLE
 
     def __init__(self, states: list[dict[str, Any]], *, grace_s: float = 2.0, error: Exception | None = None) -> None:
         self.config = BackendConfig(name="whm1", kind="whm", url="https://whm1.example:2087", verify_grace_s=grace_s)
-        self.states, self.error, self.reads = states, error, 0
+        self.states, self.error, self.read_count = states, error, 0
 
     def read(self, read: Any, args: Any) -> dict[str, Any]:
-        self.reads += 1
+        self.read_count += 1
         if self.error is not None:
             raise self.error
-        return self.states[min(self.reads, len(self.states)) - 1]
+        return self.states[min(self.read_count, len(self.states)) - 1]
 
 
 class FakeClock:
@@ -200,7 +203,7 @@ NOT_YET, DONE = {"exists": True, "outgoing_mail_suspended": False}, {"exists": T
 def test_a_change_shown_on_the_third_read_is_verified_after_growing_pauses_within_the_grace_window() -> None:
     panel, clock = ReadingPanel([NOT_YET, NOT_YET, DONE]), FakeClock()
     result = Verifier(sleep=clock.sleep, clock=lambda: clock.now).after_change(panel, SUSPEND, PanelResult())  # type: ignore[arg-type]
-    assert (result.verified, result.details["read"]["reads"], panel.reads) == (True, 3, 3)
+    assert (result.verified, result.details["read"]["reads"], panel.read_count) == (True, 3, 3)
     assert clock.sleeps == [0.05, 0.1]
 
 
@@ -210,7 +213,7 @@ def test_the_grace_window_bounds_the_reads_and_then_the_change_is_not_applied() 
         Verifier(sleep=clock.sleep, clock=lambda: clock.now).after_change(panel, SUSPEND, PanelResult())  # type: ignore[arg-type]
     # every pause fits in the window, and the last read came when it ran out
     assert sum(clock.sleeps) == pytest.approx(1.0) and clock.sleeps[-1] <= clock.sleeps[-2] * 2
-    assert raised.value.read == {"call": "accountsummary", "state": NOT_YET, "reads": panel.reads}
+    assert raised.value.read == {"call": "accountsummary", "state": NOT_YET, "reads": panel.read_count}
     assert raised.value.kind == "not_applied"
 
 

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from tests.conftest import add_command, wait_for_terminal
 from workers.backends import readback
-from workers.backends.vocabulary import render_table, tables
+from workers.backends.registry import read_tables, render_table, tables
 from workers.constants import DEFAULT_SPF_RECORD
 from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Runtime
@@ -240,7 +240,7 @@ def test_each_supported_cell_runs_end_to_end_and_changes_the_panel(world: World,
     applied = sorted(((c.target, c.field, c.new) for c in state.ledger.changes()), key=lambda c: (c[0], c[1]))
     assert applied == sorted(case.changes(kind, user, domain), key=lambda c: (c[0], c[1]))
     # And a readable cell was read back once after its one change call (verified); another says why not
-    check = readback.tables()[kind].get(command, {}).get(scope)
+    check = read_tables()[kind].get(command, {}).get(scope)
     stats = world.servers[kind].stats()
     if isinstance(check, readback.Read):
         assert (final.verified, final.details["read"]["call"], final.details["read"]["reads"]) == (True, check.function, 1)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from redis.connection import PythonRespSerializer
 
+import workers
 from workers.embedded_redis import EmbeddedRedis
 from workers.redis_client import connect
 from workers.settings import Settings
-from workers.wire import exchange, packed, send_ahead
+from workers.wire import as_text, exchange, packed, send_ahead
 
 
 class Status(enum.StrEnum):
@@ -110,3 +112,12 @@ def test_a_connection_lost_after_a_send_ahead_loses_those_replies_and_no_reply_g
     # And the command sent ahead says its replies were lost
     assert ahead.replies() is None and ahead.lost
     client.close()
+
+
+def test_redis_replies_become_text_through_one_helper_only() -> None:
+    # Given every module of the workers package but workers/wire.py
+    package = Path(workers.__file__).parent
+    others = [p for p in package.rglob("*.py") if p != package / "wire.py"]
+    # Then none decodes a reply by hand: they all call workers.wire.as_text
+    assert [str(p) for p in others if "decode() if isinstance(" in p.read_text(encoding="utf-8")] == []
+    assert as_text(b"0-1") == "0-1" and as_text("0-1") == "0-1" and as_text(7) == "7"

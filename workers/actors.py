@@ -18,7 +18,7 @@ from workers.errors import MailopsError
 from workers.executor import Executor
 from workers.isolation import ProcessGate
 from workers.messages import actor_name_for
-from workers.middleware.lifecycle import current_execution
+from workers.middleware.execution import current_execution
 
 #: Dramatiq priority of each queue's actor (lower runs first).
 QUEUE_PRIORITY = {constants.QUEUE_URGENT: 0, constants.QUEUE_DEFAULT: 10, constants.QUEUE_BULK: 20}

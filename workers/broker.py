@@ -24,7 +24,7 @@ from workers.limits import park_score
 from workers.lua import ScriptCall, loaded, lua_script, registered, run_together
 from workers.messages import backend_of, decoded, encoded, redis_message_id
 from workers.settings import Settings
-from workers.wire import exchange, execute
+from workers.wire import as_text, exchange, execute
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class WakingConsumer(_RedisConsumer):
         that never arrived. (A message finished meanwhile has left the set first, and Dramatiq's
         requeue moves only ids still in it.)"""
         broker: MailopsBroker = self.broker
-        in_set = {_text(m) for m in broker.client.smembers(broker.keys.acks(broker.broker_id, self.queue_name))}
+        in_set = {as_text(m) for m in broker.client.smembers(broker.keys.acks(broker.broker_id, self.queue_name))}
         lost = sorted(in_set - broker.held[self.queue_name])
         if lost:
             logger.warning("putting back %d messages of %s fetched before Redis dropped the connection",
@@ -376,7 +376,3 @@ def build_broker(client: redis.Redis, settings: Settings, middleware: Sequence[M
         broker.broker_id = broker_id
     broker.lines = BackendLines.of(settings.keys)
     return broker  # type: ignore[no-any-return]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

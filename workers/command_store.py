@@ -26,7 +26,7 @@ from workers.errors import CommandError
 from workers.lua import ScriptCall, loaded, lua_script, registered, run_ahead, run_together
 from workers.messages import encoded, redis_message_id, stored_form
 from workers.settings import Settings
-from workers.wire import Ahead
+from workers.wire import Ahead, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class AdmitBatch:
         replies = self.ahead.replies()
         if replies is None:
             return None
-        return [value if isinstance(value, redis.ResponseError) else _text(value)
+        return [value if isinstance(value, redis.ResponseError) else as_text(value)
                 for value in loaded(self.calls, replies)]
 
 
@@ -169,7 +169,7 @@ class CommandStore:
         """The :class:`Attempt` a reply of ``begin.lua`` stands for."""
         state, number, *rest = reply
         alone = len(rest) > 1 and int(rest[1]) == 1
-        return Attempt(state.decode() if isinstance(state, bytes) else str(state), int(number), alone)
+        return Attempt(as_text(state), int(number), alone)
 
     def mark_alone(self, command_id: str, attempt: int) -> None:
         """Record that ``attempt`` now runs alone in its process, so a crash during it counts
@@ -321,7 +321,3 @@ def _base_event_json(event: Event) -> bytes:
     data = event.model_dump(mode="json", exclude_none=True)
     data.pop("status", None)
     return orjson.dumps(data)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -25,11 +25,11 @@ from schemas.events import Event
 from workers.command_store import CommandStore, now_ms
 from workers.lua import lua_script, registered
 from workers.messages import GENERATION_OPTION, encoded, message_for
+from workers.scrubbing import is_secret_key
+from workers.wire import as_text
 
 #: Dead letters whose records are read per round trip when listing.
 LETTERS_PER_READ = 500
-#: Argument names whose values are never shown (sealed passwords and the like).
-SECRET_HINTS = ("pass", "secret", "seal", "token", "key")
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,10 @@ class DeadLetters:
         is gone are left out."""
         pipe = self.client.pipeline(transaction=False)
         for member, _score in members:
-            pipe.hmget(self.keys.command(_text(member)), "command", "outcome", "attempts")
+            pipe.hmget(self.keys.command(as_text(member)), "command", "outcome", "attempts")
         found = []
         for (member, score), raw in zip(members, pipe.execute(), strict=True):
-            letter = _letter(_text(member), int(score), raw)
+            letter = _letter(as_text(member), int(score), raw)
             if letter is not None:
                 found.append(letter)
         return found
@@ -126,7 +126,7 @@ class DeadLetters:
                   self.store.settings.events_maxlen, orjson.dumps(entry), generation, self.store.settings.idempotency_ttl_s,
                   command_id, self.store.settings.history_max],
         )
-        return verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        return as_text(verdict)
 
     def purge(self, *, older_than_s: float | None = None) -> int:
         """Drop ids from the index (all, or those dead-lettered before ``older_than_s`` ago)."""
@@ -149,10 +149,6 @@ def _letter(command_id: str, at_ms: int, fields: Any) -> DeadLetter | None:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def redact(args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` with every secret-looking value replaced by ``***``."""
-    return {k: ("***" if any(h in k.lower() for h in SECRET_HINTS) else v) for k, v in args.items()}
+    """``args`` with every secret's value (:func:`workers.scrubbing.is_secret_key`) replaced by ``***``."""
+    return {k: ("***" if is_secret_key(k) else v) for k, v in args.items()}

@@ -1,7 +1,7 @@
 """The one exception tree of mailops.
 
 Every error the package raises descends from :class:`MailopsError`; third-party errors
-(httpx, redis, pydantic) are translated at one boundary each and keep their cause::
+(the panel connection's, redis, pydantic) are translated at one boundary each and keep their cause::
 
     MailopsError
     ├── ConfigError                  the settings or the backends file are wrong
@@ -16,9 +16,7 @@ Every error the package raises descends from :class:`MailopsError`; third-party 
     │   │   └── UnsupportedCommand   this backend kind cannot do this command
     │   └── PanelUnavailable         transient: retry later (5xx, 429, timeout, refused)
     │       ├── PanelTimeout         the call may or may not have been applied
-    │       ├── AnswerTooLarge       the answer passed the backend's max_answer_bytes
-    │       └── BackendDown          the backend's circuit breaker is open; not called
-    └── StoreError                   Redis state is not what the worker expects
+    │       └── AnswerTooLarge       the answer passed the backend's max_answer_bytes
 
 Control-flow signals are not errors and live with the middleware that raises them, except
 :class:`Defer` ("run this again later without counting an attempt"), which backends, limits and
@@ -131,12 +129,6 @@ class AnswerTooLarge(PanelUnavailable):
     kind = "answer_too_large"
 
 
-class BackendDown(PanelUnavailable):
-    """The backend's circuit breaker is open: the call was not made."""
-
-    kind = "backend_down"
-
-
 class Defer(MailopsError):
     """Signal, not a failure: run the command again in ``delay_ms`` without counting this attempt.
 
@@ -191,9 +183,3 @@ class TargetBusy(Defer):
 
     def __init__(self, delay_ms: int, message: str = "") -> None:
         super().__init__(delay_ms, "target_busy", message)
-
-
-class StoreError(MailopsError):
-    """Redis state is not what the worker expects."""
-
-    kind = "store"

@@ -6,7 +6,7 @@ backend says nothing about ``shop`` of another); ``unsuspend_<aspect>`` removes 
 unsuspended only when no hold remains: an unsuspend that leaves other holds makes no panel call
 and its event says who still holds the target. Holds live in one hash per backend+target+aspect
 (:meth:`Keys.holds`, reason -> JSON record) and change only in the ordering commit
-(:meth:`workers.ordering.TargetGuard.commit`), atomically with the order stamp.
+(:meth:`workers.ordering.TargetGuard.commit_call`), atomically with the order stamp.
 
 Operators release a hold with :func:`force_release`: it records the decision in the audit stream
 and issues an ordinary ``unsuspend_<aspect>`` command for that reason through the commands stream,
@@ -27,6 +27,7 @@ import redis
 from schemas.commands import COMMANDS, Command
 from workers.constants import BODY_FIELD, Keys, key_name
 from workers.errors import CommandError
+from workers.wire import as_text
 
 #: Producer name of commands issued by an operator's forced release.
 OPERATOR_PRODUCER = "operator"
@@ -101,7 +102,7 @@ def hold_aspects() -> list[str]:
 def holds_of(client: redis.Redis, keys: Keys, backend: str, target: str, aspect: str) -> dict[str, dict[str, Any]]:
     """Reason -> hold record of one target+aspect on one backend."""
     raw: dict[Any, Any] = client.hgetall(keys.holds(backend, target, aspect))
-    return {_text(reason): orjson.loads(record) for reason, record in raw.items()}
+    return {as_text(reason): orjson.loads(record) for reason, record in raw.items()}
 
 
 def identity_of(family: str, key: str) -> tuple[str, str, str] | None:
@@ -117,7 +118,7 @@ def all_holds(client: redis.Redis, keys: Keys) -> dict[tuple[str, str, str], dic
     """(backend, target, aspect) -> holds, for every target that has a hold."""
     found: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for key in client.scan_iter(match=f"{keys.holds_family}:*", count=500):
-        identity = identity_of(keys.holds_family, _text(key))
+        identity = identity_of(keys.holds_family, as_text(key))
         if identity is not None and (holds := holds_of(client, keys, *identity)):
             found[identity] = holds
     return found
@@ -163,7 +164,3 @@ def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, back
     pipe.xadd(commands_stream, {BODY_FIELD: orjson.dumps(body)})
     pipe.execute()
     return body
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

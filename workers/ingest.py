@@ -33,7 +33,7 @@ from workers.messages import message_for
 from workers.metrics import REJECTIONS
 from workers.reply_streams import ReplyStreams
 from workers.settings import Settings
-from workers.wire import execute
+from workers.wire import as_text, execute
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Entry:
     def from_flat(cls, id: bytes | str, flat: list[bytes] | None) -> Entry:
         """An entry from its field/value list as Redis sends it (where a field may repeat)."""
         names = list((flat or [])[::2])
-        return cls(_s(id), dict(zip(names, (flat or [])[1::2], strict=True)),
+        return cls(as_text(id), dict(zip(names, (flat or [])[1::2], strict=True)),
                    frozenset(n for n in names if names.count(n) > 1) if len(set(names)) < len(names) else frozenset())
 
     @property
@@ -223,10 +223,10 @@ class Ingestor:
             # (as Redis sends it: redis-py's parsed reply keeps only the last of a repeated field)
             reply: Any = execute(self.client, "XAUTOCLAIM", self.stream, self.group, self.consumer,
                                  self.settings.ingest_claim_idle_ms, start, "COUNT", READ_COUNT)
-            start, items = _s(reply[0]), reply[1]
+            start, items = as_text(reply[0]), reply[1]
             entries.extend(Entry.from_flat(eid, fields) for eid, fields in items if fields is not None)
             # Entries trimmed from the stream while pending come back as ids only: acknowledge them.
-            missing = [eid for eid, fields in items if fields is None] + [_s(e) for e in (reply[2] if len(reply) > 2 else [])]
+            missing = [eid for eid, fields in items if fields is None] + [as_text(e) for e in (reply[2] if len(reply) > 2 else [])]
             if missing:
                 self.client.xack(self.stream, self.group, *missing)
             if start == "0-0" or len(entries) >= READ_COUNT:
@@ -305,8 +305,3 @@ class Ingestor:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-

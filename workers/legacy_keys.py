@@ -28,6 +28,7 @@ import redis
 
 from workers.constants import Keys
 from workers.ordering import OrderStamp
+from workers.wire import as_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def upgrade(client: redis.Redis, keys: Keys, backends: Iterable[str], route: Rou
     moved = 0
     for family, kind in ((f"{keys.prefix}:holds", "holds"), (f"{keys.prefix}:order", "order")):
         for raw in client.scan_iter(match=f"{family}:*", count=500):
-            key = _text(raw)
+            key = as_text(raw)
             aspect, _, target = key[len(family) + 1:].partition(":")
             if not target or ":" in target:
                 continue
@@ -60,8 +61,8 @@ def upgrade(client: redis.Redis, keys: Keys, backends: Iterable[str], route: Rou
 
 def _move(pipe: Any, *, keys: Keys, key: str, kind: str, target: str, aspect: str, configured: list[str],
           route: Router) -> None:
-    record = {_text(k): _text(v) for k, v in pipe.hgetall(key).items()}
-    order = {_text(k): _text(v) for k, v in pipe.hgetall(keys.legacy_order(target, aspect)).items()}
+    record = {as_text(k): as_text(v) for k, v in pipe.hgetall(key).items()}
+    order = {as_text(k): as_text(v) for k, v in pipe.hgetall(keys.legacy_order(target, aspect)).items()}
     fallback = [order["backend"]] if order.get("backend") else None
     if kind == "holds":
         writes = _hold_writes(pipe, keys, record, target, aspect, fallback or _routed(target, configured, route))
@@ -90,7 +91,7 @@ def _order_writes(pipe: Any, keys: Keys, record: dict[str, str], target: str, as
     writes = []
     for backend in backends:
         new_key = keys.order(backend, target, aspect)
-        current = {_text(k): _text(v) for k, v in pipe.hgetall(new_key).items()}
+        current = {as_text(k): as_text(v) for k, v in pipe.hgetall(new_key).items()}
         fields = {}
         for name, value in record.items():
             if name.startswith("last"):
@@ -124,7 +125,3 @@ def _newer(stamp: str, *, than: str) -> bool:
 def _routed(target: str, configured: list[str], route: Router) -> list[str]:
     backend = route(target)
     return [backend] if backend else configured
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

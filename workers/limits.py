@@ -34,7 +34,7 @@ from workers.constants import LEASE_MARGIN_MS, QUEUES
 from workers.errors import Defer, PanelError, PanelUnavailable
 from workers.lua import ScriptCall, lua_script, registered, run_ahead
 from workers.settings import Settings
-from workers.wire import Ahead
+from workers.wire import Ahead, as_text
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class BackendLimits:
 
     def settled(self, backend: str, state: Any) -> str:
         """Note the breaker state a give-back returned (logs a breaker that closed again)."""
-        text = _text(state)
+        text = as_text(state)
         if text == "reclosed":
             logger.warning("breaker of %s closed: the backend answers again", backend)
         return text
@@ -149,7 +149,7 @@ class BackendLimits:
     @staticmethod
     def claimed(reply: Any) -> bool:
         """Whether an acquire reply gave the slot."""
-        return _text(reply[0]) in ("ok", "probe")
+        return as_text(reply[0]) in ("ok", "probe")
 
     def take(self, request: SlotRequest, *, first: Any = None) -> str:
         """Take the slot ``request`` asks for; returns its lease id. ``first`` is the reply to
@@ -172,7 +172,7 @@ class BackendLimits:
                         raise
                     time.sleep(0.25)
                     continue
-            verdict, wait_ms = _text(reply[0]), int(reply[1])
+            verdict, wait_ms = as_text(reply[0]), int(reply[1])
             reply = None
             if verdict in ("ok", "probe"):
                 return lease
@@ -242,12 +242,8 @@ class BackendLimits:
         call = self.give_back_call(backend, lease, outcome)
         for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
             try:
-                return _text(call.run())
+                return as_text(call.run())
             except (redis.ConnectionError, redis.TimeoutError):
                 # The lease expires on its own; keep trying briefly so the breaker learns the outcome.
                 time.sleep(delay)
         return "unknown"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -23,17 +24,46 @@ logger = logging.getLogger(__name__)
 _sources: dict[str, str | bytes] = {}
 
 
+#: The files of shared helper functions (``workers/scripts/<file>.lua``), each function defined once.
+HELPER_FILES = ("prelude", "lifecycle", "stamps")
+
+
 def lua_script(name: str) -> str:
-    """The source of ``workers/scripts/<name>.lua``, after the shared ``prelude.lua`` (its helpers,
-    with their figures from :mod:`workers.constants`)."""
-    return prelude() + _read(name)
+    """The source of ``workers/scripts/<name>.lua``, after the shared helper functions it calls
+    (and those they call), from :data:`HELPER_FILES`. Only those: every call of a script defines
+    its functions anew, so a helper it never calls would cost each call."""
+    body = _read(name)
+    needed = {helper for helper in helpers() if _calls(body, helper)}
+    while True:
+        more = {other for helper in needed for other in helpers() if other != helper
+                and _calls(helpers()[helper], other)} - needed
+        if not more:
+            break
+        needed |= more
+    return "".join(source for helper, source in helpers().items() if helper in needed) + body
+
+
+@functools.cache
+def helpers() -> dict[str, str]:
+    """Every shared helper function's source by name, in the order of :data:`HELPER_FILES` (a
+    helper is defined before those that call it)."""
+    return {match.group(1): match.group(0)
+            for file in HELPER_FILES
+            for match in re.finditer(r"(?ms)^local function (\w+)\(.*?^end\n", _figures(_read(file)))}
 
 
 @functools.cache
 def prelude() -> str:
-    """The shared helpers every script starts with (``workers/scripts/prelude.lua``, figures filled in)."""
-    return (_read("prelude").replace("DOORBELL_TOKENS", str(DOORBELL_TOKENS))
-            .replace("DOORBELL_TTL_MS", str(DOORBELL_TTL_MS)))
+    """``workers/scripts/prelude.lua``, figures filled in: the doorbell helpers."""
+    return _figures(_read("prelude"))
+
+
+def _figures(source: str) -> str:
+    return source.replace("DOORBELL_TOKENS", str(DOORBELL_TOKENS)).replace("DOORBELL_TTL_MS", str(DOORBELL_TTL_MS))
+
+
+def _calls(source: str, helper: str) -> bool:
+    return re.search(rf"(?<![\w.:]){helper}\(", source.replace(f"local function {helper}(", "")) is not None
 
 
 def _read(name: str) -> str:

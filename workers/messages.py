@@ -78,9 +78,9 @@ def stored_form(command: Command, *, without_id: bool = False) -> dict[str, Any]
 
 def redis_message_id(backend: str | None = None) -> str:
     """A Dramatiq message id: 64 random bits in 11 URL-safe characters instead of a 36-byte
-    UUID, since every queued command stores it three times (list, hash field, message), then
-    ``.<backend>`` when the command has one: the fetch parks a command whose backend is full by
-    its id alone (``fetch.lua``), without reading the message."""
+    UUID, since every queued command stores it three times (list, hash field, message), and
+    ``.<backend>`` after them when the command has one: the fetch parks a command whose backend is
+    full by its id alone (``fetch.lua``), without reading the message."""
     # Unique, not secret: the module's generator (reseeded in a forked child) instead of a system
     # call per command, which under many threads also meant waiting again for the GIL.
     random_part = base64.urlsafe_b64encode(random.getrandbits(64).to_bytes(8, "big")).rstrip(b"=").decode()

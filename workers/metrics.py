@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 
 from workers import constants
 from workers.settings import Settings
+from workers.wire import as_text
 
 #: Breaker states exported (one series each; the current one is 1).
 BREAKER_STATES = ("closed", "open", "half_open")
@@ -146,8 +147,8 @@ def read_state(client: redis.Redis, settings: Settings) -> State:
         waiting = {reason: int(next(position)) for reason in reasons}
         # Parked commands (their backend's concurrency cap is full) wait in the parked line.
         waiting["cap_full"] = waiting.get("cap_full", 0) + int(next(position))
-        states[backend] = BackendState(inflight, raw.decode() if isinstance(raw, bytes) else "closed", waiting)
-    workers = {(member.decode() if isinstance(member, bytes) else str(member)): max(0, now_ms - int(score))
+        states[backend] = BackendState(inflight, as_text(raw) if raw is not None else "closed", waiting)
+    workers = {as_text(member): max(0, now_ms - int(score))
                for member, score in next(position)}
     lag, pending = _ingest_group(client, settings.commands_stream)
     return State(queues, dead, states, lag, pending, workers)
@@ -161,7 +162,7 @@ def _ingest_group(client: redis.Redis, stream: str) -> tuple[float, int]:
         return 0.0, 0
     for group in groups:
         name = group.get("name")
-        if (name.decode() if isinstance(name, bytes) else name) == constants.INGEST_GROUP:
+        if as_text(name) == constants.INGEST_GROUP:
             lag = group.get("lag")
             return (float(lag) if lag is not None else math.nan), int(group.get("pending") or 0)
     length = int(client.xlen(stream))

@@ -23,7 +23,7 @@ from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
 from workers import __version__
 from workers.errors import CommandError, PanelRefused
-from workers.middleware.lifecycle import Execution, current_execution
+from workers.middleware.execution import Execution, current_execution
 from workers.scrubbing import SecretFilter, before_send
 
 

@@ -16,7 +16,7 @@ that order:
 A target is ``(backend, target, aspect)``: the same account name on two servers is two targets.
 The per target+aspect record (:meth:`Keys.order`) holds the last applied stamp and a lease.
 :meth:`TargetGuard.take` atomically refuses a stale command (:class:`Superseded`) or a busy
-target (:class:`TargetBusy`) and otherwise takes the lease; :meth:`TargetGuard.commit` stores
+target (:class:`TargetBusy`) and otherwise takes the lease; :meth:`TargetGuard.commit_call` stores
 the stamp together with the hold change and frees the lease; :meth:`TargetGuard.release` frees it
 after a failed call without committing. For suspend/unsuspend the "last applied" register is kept
 per hold reason (see :mod:`workers.holds`): a billing unsuspend must not make an older abuse
@@ -41,7 +41,8 @@ from workers.backends.base import PanelResult
 from workers.constants import Keys
 from workers.errors import Repeat, Superseded, TargetBusy
 from workers.holds import HoldPlan, plan_for
-from workers.lua import ScriptCall, registered
+from workers.lua import ScriptCall, lua_script, registered
+from workers.wire import as_text
 
 #: Milliseconds a producer's ``issued_at`` may lie ahead of admission before it is clamped.
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
@@ -49,103 +50,6 @@ DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 DEFAULT_LEASE_TTL_MS = 60_000
 #: Base milliseconds a command waits before trying a busy target again (jitter is added).
 BUSY_DELAY_MS = 200
-
-_COMPARE = """
-local function parse(s)
-  local a, b, c, d, id = string.match(s, "^(%d+)|(%d+)|(%d+)|(%d+)|(.*)$")
-  return {tonumber(a), tonumber(b), tonumber(c), tonumber(d), id}
-end
-local function older(x, y)
-  local p, q = parse(x), parse(y)
-  for i = 1, 4 do
-    if p[i] ~= q[i] then return p[i] < q[i] end
-  end
-  return p[5] < q[5]
-end
-local function now_ms()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-"""
-
-#: KEYS: 1 order record, 2 holds hash.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 lease ttl (ms), 5 recovering (1: may take over a lease of the same command's dead attempt),
-#: 6 the command's desired state (fingerprint), 7 repeat window (ms, 0 = never collapse).
-#: Returns {"ok", last stamp or "", reasons holding} | {"busy", holder} | {"superseded", last stamp}
-#: | {"repeat", id of the command whose call set the same state after this one was admitted, within
-#: the window} (no lease taken; the register moves to this stamp if it is newer, so an older
-#: opposite command stays stale). A command admitted after that call ended is never a repeat: the
-#: panel may have drifted since, so it is asked again.
-TAKE_LUA = _COMPARE + """
-local rec = redis.call("HMGET", KEYS[1], "lease", "lease_until", ARGV[3], "want:" .. ARGV[3])
-local now = now_ms()
--- Tokens are "<command id>:<12 hex>". When the attempt is a recovery (ARGV[5] = "1": begin found
--- the previous attempt's worker dead), a lease held by that same command is taken over.
-local function owner(token) return string.sub(token, 1, #token - 13) end
-local recovering = ARGV[5] == "1" and rec[1] and owner(rec[1]) == owner(ARGV[1])
-if rec[1] and not recovering and tonumber(rec[2] or "0") > now then
-  return {"busy", rec[1]}
-end
-if tonumber(ARGV[7]) > 0 and rec[4] then
-  local want, at, id = string.match(rec[4], "^([^|]*)|(%d+)|(.*)$")
-  local admitted = parse(ARGV[2])[3]
-  if want == ARGV[6] and admitted > 0 and tonumber(at) >= admitted and now - tonumber(at) <= tonumber(ARGV[7]) then
-    if not rec[3] or older(rec[3], ARGV[2]) then redis.call("HSET", KEYS[1], ARGV[3], ARGV[2]) end
-    return {"repeat", id}
-  end
-end
-if rec[3] and older(ARGV[2], rec[3]) then
-  return {"superseded", rec[3]}
-end
-redis.call("HSET", KEYS[1], "lease", ARGV[1], "lease_until", now + tonumber(ARGV[4]))
-return {"ok", rec[3] or "", redis.call("HKEYS", KEYS[2])}
-"""
-
-#: KEYS: 1 order record, 2 holds hash, 3 holds index.  ARGV: 1 lease token, 2 stamp, 3 register field,
-#: 4 hold op (add|remove|none), 5 reason, 6 hold JSON, 7 backend, 8 args JSON (kept for reconcile),
-#: 9 the state the panel call set ("fingerprint|ms|command id", "" = no call: nothing to repeat).
-#: Returns {"committed"|"stale", reasons holding after}. A stamp older than the register (the
-#: lease expired and a newer command committed meanwhile) is not stored.
-COMMIT_LUA = _COMPARE + """
-local last = redis.call("HGET", KEYS[1], ARGV[3])
-local verdict = "committed"
-if last and older(ARGV[2], last) then
-  verdict = "stale"
-else
-  redis.call("HSET", KEYS[1], ARGV[3], ARGV[2])
-  if ARGV[8] ~= "" then
-    redis.call("HSET", KEYS[1], "backend", ARGV[7], "args", ARGV[8])
-  end
-  if ARGV[9] ~= "" then
-    redis.call("HSET", KEYS[1], "want:" .. ARGV[3], ARGV[9])
-  end
-  if ARGV[4] == "add" then
-    redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
-  elseif ARGV[4] == "remove" then
-    redis.call("HDEL", KEYS[2], ARGV[5])
-  end
-  -- The holds index names every held target (the console lists holds without a scan).
-  if ARGV[4] ~= "none" and redis.call("EXISTS", KEYS[2]) == 1 then
-    redis.call("ZADD", KEYS[3], "NX", now_ms(), KEYS[2])
-  elseif ARGV[4] ~= "none" then
-    redis.call("ZREM", KEYS[3], KEYS[2])
-  end
-end
-if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
-  redis.call("HDEL", KEYS[1], "lease", "lease_until")
-end
-return {verdict, redis.call("HKEYS", KEYS[2])}
-"""
-
-#: KEYS: 1 order record.  ARGV: 1 lease token.  Frees the lease if this token still holds it.
-RELEASE_LUA = """
-if redis.call("HGET", KEYS[1], "lease") == ARGV[1] then
-  redis.call("HDEL", KEYS[1], "lease", "lease_until")
-  return 1
-end
-return 0
-"""
-
 
 @dataclass(frozen=True, order=True)
 class OrderStamp:
@@ -240,9 +144,9 @@ class TargetGuard:
         #: admitted (same target, aspect and hold reason; at most this long ago) ends ``succeeded``,
         #: ``already``, without a call (:class:`Repeat`).
         self.repeat_window_ms = repeat_window_ms
-        self._take = registered(client, TAKE_LUA)
-        self._commit = registered(client, COMMIT_LUA)
-        self._release = registered(client, RELEASE_LUA)
+        self._take = registered(client, lua_script("order_take"))
+        self._commit = registered(client, lua_script("order_commit"))
+        self._release = registered(client, lua_script("order_release"))
 
     def request(self, command: Command, entry: str | None = None, *, takeover: bool = False) -> TurnRequest:
         """The take call for the command's target+aspect turn (see :meth:`take`)."""
@@ -266,7 +170,7 @@ class TargetGuard:
     def turn_from(self, request: TurnRequest, reply: Any) -> Turn:
         """The :class:`Turn` a reply to ``request`` granted; raise :class:`Superseded` or :class:`TargetBusy`."""
         verdict, detail, *rest = reply
-        verdict, detail = _text(verdict), _text(detail)
+        verdict, detail = as_text(verdict), as_text(detail)
         command, target, aspect = request.command, request.command.target, request.command.spec.aspect
         if verdict == "busy":
             raise TargetBusy(BUSY_DELAY_MS + random.randint(0, BUSY_DELAY_MS),
@@ -280,20 +184,20 @@ class TargetGuard:
                 f"a newer command ({newer.command_id}, issued {_iso(newer.issued_ms)}) for {aspect} of {target} "
                 f"on {command.backend} was already applied"
             )
-        holding = tuple(sorted(_text(r) for r in rest[0]))
+        holding = tuple(sorted(as_text(r) for r in rest[0]))
         return Turn(command, request.stamp, request.token, request.order_key, request.holds_key, request.register,
                     request.call, holding)
 
     @staticmethod
     def granted(reply: Any) -> bool:
         """Whether a take reply granted the turn."""
-        return _text(reply[0]) == "ok"
+        return as_text(reply[0]) == "ok"
 
     @staticmethod
     def held_by_own_command(request: TurnRequest, reply: Any) -> bool:
         """Whether a ``busy`` reply names a lease of an earlier attempt of the same command
         (tokens are ``<command id>:<12 hex>``)."""
-        return _text(reply[0]) == "busy" and _text(reply[1])[:-13] == request.command.id
+        return as_text(reply[0]) == "busy" and as_text(reply[1])[:-13] == request.command.id
 
     @staticmethod
     def needs_call(turn: Turn, plan: HoldPlan | None = None) -> bool:
@@ -404,11 +308,8 @@ class CommitGuard:
 
 def _committed(reply: Any) -> tuple[str, tuple[str, ...]]:
     verdict, holding = reply
-    return _text(verdict), tuple(sorted(_text(r) for r in holding))
+    return as_text(verdict), tuple(sorted(as_text(r) for r in holding))
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _iso(ms: int) -> str:

@@ -25,6 +25,7 @@ from schemas.events import Event
 from workers import constants
 from workers.errors import MailopsError
 from workers.signing import sign
+from workers.wire import as_text
 
 
 class WaitTimeout(MailopsError):
@@ -146,7 +147,7 @@ class Producer:
             reply: Any = self.client.xread({self.events_stream: cursor}, count=500, block=min(left_ms, 500))
             for _stream, items in reply or []:
                 for entry_id, fields in items:
-                    cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    cursor = as_text(entry_id)
                     event = Event.from_json(fields[constants.BODY_FIELD.encode()])
                     if event.terminal and event.id == command_id:
                         self._cursors.pop(command_id, None)
@@ -163,7 +164,7 @@ class Producer:
         if not last:
             return "0-0"
         entry_id = last[0][0]
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return as_text(entry_id)
 
     def close(self) -> None:
         if self._owns_client:

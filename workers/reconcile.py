@@ -36,6 +36,7 @@ from workers.constants import BODY_FIELD, Keys
 from workers.errors import MailopsError
 from workers.holds import hold_aspects, holds_of, identity_of
 from workers.verification import check_of
+from workers.wire import as_text
 
 #: Producer (and, for releases, reason) of the commands a reconcile issues.
 RECONCILE_PRODUCER = "reconcile"
@@ -77,7 +78,7 @@ def known_targets(client: redis.Redis, keys: Keys) -> list[tuple[str, str, str, 
     aspects = set(hold_aspects())
     found = []
     for key in client.scan_iter(match=f"{keys.order_family}:*", count=500):
-        identity = identity_of(keys.order_family, _text(key))
+        identity = identity_of(keys.order_family, as_text(key))
         if identity is None or identity[2] not in aspects:
             continue
         backend, target, aspect = identity
@@ -149,7 +150,3 @@ def apply(client: redis.Redis, commands_stream: str, findings: list[Finding]) ->
     for body in bodies:
         client.xadd(commands_stream, {BODY_FIELD: orjson.dumps(body)})
     return bodies
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

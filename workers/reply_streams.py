@@ -22,6 +22,7 @@ import redis
 
 from workers.errors import CommandRejected
 from workers.settings import Settings
+from workers.wire import as_text
 
 #: The ``StreamName`` pattern (``schemas/fields.py``), for values read from entries that failed to parse.
 _STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
@@ -45,7 +46,7 @@ class ReplyStreams:
         pipe = self.client.pipeline(transaction=False)
         for name in wanted:
             pipe.type(name)
-        self._types = {name: _text(kind) for name, kind in zip(wanted, pipe.execute(), strict=True)}
+        self._types = {name: as_text(kind) for name, kind in zip(wanted, pipe.execute(), strict=True)}
 
     def check(self, name: str | None) -> None:
         """Raise :class:`CommandRejected` (field ``reply_to``) unless ``name`` is absent or usable."""
@@ -55,7 +56,7 @@ class ReplyStreams:
         if problem is None:
             kind = self._types.get(name)
             if kind is None:
-                kind = _text(self.client.type(name))
+                kind = as_text(self.client.type(name))
             if kind not in ("none", "stream"):
                 problem = ("not_a_stream", f"{name!r} is an existing {kind} key, not a stream")
         if problem is not None:
@@ -77,7 +78,3 @@ class ReplyStreams:
         if name.startswith(self.prefix) or name in self.reserved:
             return ("reserved", f"{name!r} is reserved for mailops's own keys")
         return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

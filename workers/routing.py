@@ -16,6 +16,7 @@ from schemas.commands import Command
 from workers.errors import CommandRejected, UnknownBackend
 from workers.ingest import Entry
 from workers.settings import Settings
+from workers.wire import as_text
 
 
 def route_keys(target: str) -> list[str]:
@@ -48,7 +49,7 @@ class RouteMap:
         values: Any = self.client.hmget(self.key, keys)
         for value in values:
             if value:
-                return str(value.decode() if isinstance(value, bytes) else value)
+                return as_text(value)
         return None
 
     def all(self) -> dict[str, str]:

@@ -24,11 +24,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from schemas.fields import SECRET_FIELDS
+
 #: What a redacted value is replaced with.
 REDACTED = "[redacted]"
 
-#: Keys whose values are secrets wherever they appear (matched case-insensitively, as substrings).
-SECRET_KEY_PARTS = ("password", "passwd", "token", "secret", "authorization", "api_key", "apikey", "cookie",
+#: Keys whose values are secrets wherever they appear (matched case-insensitively, as substrings):
+#: the command arguments that hold secrets (:data:`schemas.fields.SECRET_FIELDS`), then the names
+#: panels, HTTP and configuration give theirs. The one list: dead letters redact by it too.
+SECRET_KEY_PARTS = (*sorted(SECRET_FIELDS), "passwd", "token", "secret", "authorization", "api_key", "apikey", "cookie",
                     "plaintext", "sealing_key", "private_key")
 
 _KEY_ALT = "|".join(re.escape(part) for part in SECRET_KEY_PARTS)
@@ -78,7 +82,8 @@ def scrub_text(text: str, extra: Iterable[str] = ()) -> str:
     return text
 
 
-def _is_secret_key(key: object) -> bool:
+def is_secret_key(key: object) -> bool:
+    """Whether a value under ``key`` is a secret (see :data:`SECRET_KEY_PARTS`)."""
     return isinstance(key, str) and any(part in key.lower() for part in SECRET_KEY_PARTS)
 
 
@@ -88,7 +93,7 @@ def scrub_value(value: Any, extra: Iterable[str] = ()) -> Any:
     if isinstance(value, str):
         return scrub_text(value, extra)
     if isinstance(value, dict):
-        return {k: (REDACTED if _is_secret_key(k) and v not in (None, "") else scrub_value(v, extra))
+        return {k: (REDACTED if is_secret_key(k) and v not in (None, "") else scrub_value(v, extra))
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(scrub_value(v, extra) for v in value)

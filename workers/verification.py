@@ -22,7 +22,7 @@ from typing import Any
 
 from schemas.commands import Command
 from workers.backends.base import Backend, PanelResult
-from workers.backends.readback import Check, Read, Unreadable, check_for, not_readable, shows, tables
+from workers.backends.readback import Check, Read, Unreadable, check_for, shows
 from workers.errors import NotApplied, PanelError
 
 #: Commands whose call, made again after it was applied, fails or changes something again.
@@ -33,7 +33,7 @@ FIRST_PAUSE_S = 0.05
 
 def check_of(backend: Backend, command: Command) -> tuple[Check, Any]:
     """How ``command``'s effect on ``backend`` is read back, with its typed arguments."""
-    return check_for(tables()[backend.kind], command, not_readable()[backend.kind])
+    return check_for(backend.reads, command, backend.not_readable)
 
 
 @dataclass(frozen=True)

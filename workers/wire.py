@@ -197,3 +197,8 @@ def _packed_in_python(command: tuple[Any, ...]) -> bytes:
                 f"Invalid input of type: '{type(arg).__name__}'. Convert to bytes, str, int or float.")
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply (``bytes``) as text; any other value as ``str()`` gives it."""
+    return value.decode() if isinstance(value, bytes) else str(value)

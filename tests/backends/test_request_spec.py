@@ -24,8 +24,8 @@ from pydantic import SecretStr
 from schemas.commands import validate_command
 from tests.conftest import loopback_http
 from workers.backends import cpanel, readback, whm
-from workers.backends.registry import build_backends
-from workers.backends.vocabulary import Call, scope_of, tables
+from workers.backends.registry import build_backends, read_tables, tables
+from workers.backends.vocabulary import Call, scope_of
 from workers.sandbox.server import Request  # query and form parameters together
 from workers.settings import BackendConfig
 
@@ -58,7 +58,7 @@ ARGS: dict[tuple[str, str], dict[str, Any]] = {
 CELLS = sorted((kind, command, scope) for kind, table in tables().items() for command, calls in table.items()
                for scope in calls)
 #: The cells whose effect is read back, and so whose read calls are checked too.
-READ_CELLS = sorted((kind, command, scope) for kind, table in readback.tables().items()
+READ_CELLS = sorted((kind, command, scope) for kind, table in read_tables().items()
                     for command, checks in table.items() for scope, check in checks.items()
                     if isinstance(check, readback.Read))
 
@@ -119,7 +119,7 @@ def requests_of(recorder: tuple[str, list[Request]], kind: str, command: str, sc
     seen.clear()
     try:
         if read:
-            check, args = readback.check_for(readback.tables()[kind], parsed, "")
+            check, args = readback.check_for(read_tables()[kind], parsed, "")
             assert isinstance(check, readback.Read)
             backend.read(check, args)
         else:

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 
 from tests.cli.conftest import Invoke, cli_env
 from tests.conftest import wait_for_terminal
-from workers.cli.bulk import batch_id_for, coerce_cells
+from workers.cli.batch_ids import batch_id_for
+from workers.cli.bulk import coerce_cells
 from workers.cli.exit_codes import RET_FAILED, RET_INTERRUPTED, RET_OK
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import SandboxServer

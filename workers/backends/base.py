@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from schemas.commands import Command
 
 if TYPE_CHECKING:
-    from workers.backends.readback import Read
+    from workers.backends.readback import Read, ReadTable
     from workers.settings import BackendConfig
 
 
@@ -41,6 +41,10 @@ class Backend(Protocol):
     kind: str
     #: Its configuration (read-back on or off, the grace window, the SPF record...).
     config: BackendConfig
+    #: How each command's effect is read back on this kind (:mod:`workers.backends.readback`).
+    reads: ReadTable
+    #: Why a cell missing from :attr:`reads` cannot be read back.
+    not_readable: str
 
     def supports(self, command: str) -> bool:
         """Whether this backend kind can run the command at all."""

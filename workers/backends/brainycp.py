@@ -49,6 +49,10 @@ class BrainycpBackend:
     """A BrainyCP server reached with a panel login."""
 
     kind = "brainycp"
+    #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
+    calls = CALLS
+    reads = READS
+    not_readable = NOT_READABLE
 
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name

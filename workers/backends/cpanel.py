@@ -110,6 +110,10 @@ class CpanelBackend:
     """One cPanel account reached with its own API token."""
 
     kind = "cpanel"
+    #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
+    calls = CALLS
+    reads = READS
+    not_readable = NOT_READABLE
 
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name

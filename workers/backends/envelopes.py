@@ -1,7 +1,6 @@
 """Every panel answer shape, parsed into one outcome.
 
-This is the classification table a reader checks against the panel documentation
-(``shared/reference/panel-apis.md``). Each parser returns a :class:`PanelResult` when the
+This is the classification table a reader checks against the panels' API documentation. Each parser returns a :class:`PanelResult` when the
 state the command asked for holds (done, or already so) and raises a
 :class:`~workers.errors.PanelError` subclass otherwise. HTTP-level failures (401/403, 429, 5xx,
 timeouts, refused connections) are classified before this, in :mod:`workers.backends.transport`;
@@ -61,7 +60,7 @@ UAPI_REASONS: tuple[tuple[re.Pattern[str], Outcome], ...] = (
 )
 
 #: BrainyCP ``error`` codes: (operation or ``*``, code) -> outcome. Code 0 is success; codes
-#: missing here are permanent. The texts are in ``shared/seeds/002_*.txt``.
+#: missing here are permanent. Each row's comment is the panel's text for the code.
 BRAINYCP_CODES: dict[tuple[str, int], Outcome] = {
     ("addmail", 1): "already",       # This mailbox already exists: <boxname>
     ("addmail", 3): "transient",     # An error occurred while adding mailbox: <boxname>

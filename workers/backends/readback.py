@@ -123,17 +123,3 @@ def dkim_state(data: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
         return {"dkim": False}
     return {"dkim": bool(item.get("current")) and str(item.get("state", "")).upper() != "MISSING"}
-
-
-def tables() -> dict[str, ReadTable]:
-    """Backend kind -> its read table (imported here so the backend modules stay independent)."""
-    from workers.backends import brainycp, cpanel, whm
-
-    return {"whm": whm.READS, "cpanel": cpanel.READS, "brainycp": brainycp.READS}
-
-
-def not_readable() -> dict[str, str]:
-    """Backend kind -> why a cell absent from its read table cannot be read."""
-    from workers.backends import brainycp, cpanel, whm
-
-    return {"whm": whm.NOT_READABLE, "cpanel": cpanel.NOT_READABLE, "brainycp": brainycp.NOT_READABLE}

@@ -1,4 +1,5 @@
-"""The command vocabulary as each backend kind runs it, and the README table rendered from it.
+"""The command vocabulary as each backend kind runs it (the README table is rendered from it by
+:func:`workers.backends.registry.render_table`).
 
 Each backend module keeps one table ``CALLS: dict[command, dict[scope, Call]]``: for a command and
 the kind of target it names (a whole account, one mailbox, a mail domain), the panel function it
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from schemas.commands import (
-    COMMANDS,
     AccountArgs,
     Command,
     CommandArgs,
@@ -72,13 +72,6 @@ def resolve_call(table: CallTable, command: Command, kind: str) -> tuple[Call, C
     return call, args
 
 
-def tables() -> dict[str, CallTable]:
-    """Backend kind -> its call table (imported here so the backend modules stay independent)."""
-    from workers.backends import brainycp, cpanel, whm
-
-    return {"whm": whm.CALLS, "cpanel": cpanel.CALLS, "brainycp": brainycp.CALLS}
-
-
 def cell(table: CallTable, command: str) -> str:
     calls = table.get(command)
     if not calls:
@@ -86,35 +79,3 @@ def cell(table: CallTable, command: str) -> str:
     if len(calls) == 1:
         return next(iter(calls.values())).describe()
     return "; ".join(f"{scope}: {call.describe()}" for scope, call in calls.items())
-
-
-def verified_by(command: str) -> str:
-    """How ``command``'s effect is read back on each kind that runs it (the table's last column)."""
-    from workers.backends import readback
-
-    reads, otherwise = readback.tables(), readback.not_readable()
-    found = []
-    for kind, table in tables().items():
-        scopes = table.get(command) or {}
-        checks = [(scope, (reads[kind].get(command) or {}).get(scope) or readback.Unreadable(otherwise[kind]))
-                  for scope in scopes]
-        if not checks:
-            continue
-        texts = {check.describe() for _scope, check in checks}
-        text = texts.pop() if len(texts) == 1 else "; ".join(f"{scope}: {check.describe()}" for scope, check in checks)
-        found.append(f"`{kind}`: {text}")
-    return " · ".join(found)
-
-
-def render_table() -> str:
-    """The Markdown table of every command × backend kind (the README section "Commands × backends"),
-    with how each cell's effect is read back (:mod:`workers.backends.readback`)."""
-    kinds = tables()
-    lines = [
-        "| command | " + " | ".join(f"`{kind}`" for kind in kinds) + " | verified by |",
-        "|---|" + "---|" * (len(kinds) + 1),
-    ]
-    for name in COMMANDS:
-        lines.append(f"| `{name}` | " + " | ".join(cell(table, name) for table in kinds.values())
-                     + f" | {verified_by(name)} |")
-    return "\n".join(lines) + "\n"

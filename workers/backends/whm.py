@@ -179,6 +179,10 @@ class WhmBackend:
     """A WHM server reached with a root or reseller API token."""
 
     kind = "whm"
+    #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
+    calls = CALLS
+    reads = READS
+    not_readable = NOT_READABLE
 
     def __init__(self, config: BackendConfig) -> None:
         self.name = config.name

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import redis
 
+from workers.wire import as_text
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` (0..100) percentile by nearest rank; NaN for no values."""
@@ -47,8 +49,7 @@ def used_memory(client: redis.Redis) -> int:
 
 
 def entry_ms(entry_id: bytes | str) -> int:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.split("-", 1)[0])
+    return int(as_text(entry_id).split("-", 1)[0])
 
 
 @dataclass
@@ -136,3 +137,9 @@ class EventWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def redis_cpu_s(client: Any) -> float:
+    """CPU seconds the Redis server has used so far (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])

@@ -7,14 +7,9 @@ the workers start (Redis clock), so process start-up is never counted.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import math
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +17,6 @@ import redis
 
 from workers.bench import baseline
 from workers.bench.commands import command_body, xadd_many
-from workers.bench.fleet import fleet
 from workers.bench.harness import (
     Phase,
     SandboxProcess,
@@ -32,10 +26,10 @@ from workers.bench.harness import (
     start_mailops,
     write_config,
 )
-from workers.bench.measure import EventWatcher, entry_ms, latency_summary_ms, used_memory
+from workers.bench.measure import EventWatcher, entry_ms, latency_summary_ms, redis_cpu_s, used_memory
+from workers.bench.options import BenchOptions
 from workers.bench.sandbox_proc import bench_users
 from workers.constants import Keys
-from workers.embedded_redis import EmbeddedRedis
 
 #: Accounts each bench sandbox holds; commands cycle through them. Enough that no two commands in
 #: flight touch the same account: commands for one target+aspect are serialised by design (the
@@ -43,59 +37,6 @@ from workers.embedded_redis import EmbeddedRedis
 USERS = 25_000
 #: Seconds to wait for a phase's terminal events before giving up on it.
 PHASE_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    """What one ``mailops bench`` run does."""
-
-    redis_url: str | None = None
-    commands: int = 3000
-    #: Floor-then-mailops pairs in the throughput run (the median ratio is reported).
-    rounds: int = 3
-    processes: int = 1
-    threads: int = 8
-    #: Fraction of the measured maximum rate the latency run is paced at.
-    load_fraction: float = 0.5
-    latency_duration_s: float = 20.0
-    #: Seconds of paced commands sent first and not counted (new worker processes open their
-    #: connections and warm up; reported apart as ``latency.warmup``).
-    latency_warmup_s: float = 1.0
-    bulk: int = 20_000
-    urgent: int = 40
-    backend_latency_s: float = 0.05
-    #: Per-backend cap of the utilisation run (two backends).
-    cap: int = 4
-    utilisation_commands: int = 1200
-    #: Seconds the direct client runs to measure the backends' ceiling under the caps.
-    ceiling_s: float = 5.0
-    scaling_commands: int = 800
-    memory_commands: int = 5000
-    #: The fairness run: this many bulk commands for a slow backend (200 ms, cap 2), queued just
-    #: ahead of as many for a fast one (5 ms, cap 8), against the fast ones alone.
-    fairness_commands: int = 600
-    #: The fleet run (workers.bench.fleet): commands per fast backend, and the slow one's migration.
-    fleet_per_backend: int = 20
-    fleet_migration: int = 1500
-    #: Run the read-back phase (off in ``--quick``, which the test suite runs; ``--readback-only``
-    #: runs it alone).
-    readback: bool = True
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> BenchOptions:
-        values: dict[str, Any] = dict(commands=600, rounds=1, latency_duration_s=3.0, latency_warmup_s=0.5,
-                                      bulk=2000, urgent=15,
-                                      utilisation_commands=240, scaling_commands=240, memory_commands=500,
-                                      fairness_commands=100, fleet_per_backend=4, fleet_migration=200,
-                                      ceiling_s=2.0, readback=False)
-        values.update(overrides)
-        return cls(**values)
-
-
-def redis_cpu_s(client: Any) -> float:
-    """CPU seconds the Redis server has used so far (user + system)."""
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 class Bench:
@@ -444,55 +385,3 @@ class Bench:
         for prefix in self.prefixes:
             self.delete_keys(prefix)
         self.client.close()
-
-
-@contextlib.contextmanager
-def bench_environment(options: BenchOptions) -> Iterator[Bench]:
-    with contextlib.ExitStack() as stack:
-        url = options.redis_url
-        if url is None:
-            url = stack.enter_context(EmbeddedRedis()).url
-        sandbox = SandboxProcess(backends=2, users=USERS)
-        stack.callback(sandbox.stop)
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailops-bench-")))
-        bench = Bench(options, url, sandbox, workdir)
-        stack.callback(bench.cleanup)
-        yield bench
-
-
-def run_readback_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
-    """Only the read-back phase (``mailops bench --readback-only``)."""
-    figures: dict[str, Any] = {"options": asdict(options)}
-    with bench_environment(options) as bench:
-        progress("read-back: throughput and latency with it off, then on")
-        figures["readback"] = bench.readback()
-    return figures
-
-
-def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
-    """Run every phase; return all figures (see :mod:`workers.bench.report` for the targets)."""
-    figures: dict[str, Any] = {"options": asdict(options)}
-    with bench_environment(options) as bench:
-        progress("cost: Redis memory per queued command")
-        figures["memory"] = bench.memory()
-        progress("throughput: mailops and the plain-Dramatiq floor")
-        figures["throughput"] = bench.throughput()
-        progress("latency: mailops' rate now, then commands paced at a fraction of it")
-        max_rate = bench.max_rate_now()
-        progress(f"latency at {options.load_fraction:.0%} of {max_rate:.1f} commands/s")
-        figures["latency"] = bench.latency(max_rate if math.isfinite(max_rate) else 10.0)
-        progress(f"urgent commands while {options.bulk} bulk commands are queued")
-        figures["urgent_under_bulk"] = bench.urgent_under_bulk()
-        progress("backend utilisation under caps")
-        figures["utilisation"] = bench.utilisation()
-        progress("fairness: a fast backend's batch alone, then queued behind a slow backend's")
-        figures["fairness"] = bench.fairness()
-        progress("fleet: 50 backends, one migrating slowly, the others' batch and urgent commands")
-        figures["fleet"] = fleet(bench)
-        progress("scaling: 1 and 2 worker processes, backend-bound")
-        figures["scaling"] = bench.scaling()
-        if options.readback:
-            progress("read-back: throughput and latency with it off, then on")
-            figures["readback"] = bench.readback()
-        figures["peak_rss_bytes"] = bench.peak_rss
-    return figures

@@ -33,7 +33,7 @@ from rich.table import Table
 
 from schemas.events import TERMINAL_STATUSES, Event
 from workers import constants
-from workers.cli.bulk import command_id_for, decode_ranges
+from workers.cli.batch_ids import command_id_for, decode_ranges
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_TIMEOUT, RET_USAGE
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import orjson
 
+from workers.bench.options import BenchOptions
 from workers.bench.report import machine, render, render_readback, verdicts
-from workers.bench.scenarios import BenchOptions, run_bench, run_readback_bench
+from workers.bench.run import run_bench, run_readback_bench
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_OK
 

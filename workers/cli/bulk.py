@@ -30,7 +30,6 @@ that resumes it (exit 130).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import shlex
 import signal
@@ -38,7 +37,7 @@ import sys
 import time
 import types
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -62,6 +61,8 @@ from rich.text import Text
 from schemas.commands import COMMANDS, Command, validate_command
 from workers import constants
 from workers.cli.acting import as_producer, waiting
+from workers.cli.batch import exit_code, follow_batch, read_status
+from workers.cli.batch_ids import batch_id_for, command_id_for, encode_ranges
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_FAILED, RET_INTERRUPTED, RET_OK, RET_USAGE
 from workers.errors import CommandRejected
@@ -92,15 +93,6 @@ class BadLine:
     field: str
     rule: str
     message: str
-
-
-def batch_id_for(content: bytes) -> str:
-    """The batch id of a file: a digest of its bytes, so a re-run finds the same batch."""
-    return f"b-{hashlib.sha256(content).hexdigest()[:16]}"
-
-
-def command_id_for(batch_id: str, line: int) -> str:
-    return f"{batch_id}-{line}"
 
 
 def read_lines(path: Path, content: bytes) -> tuple[list[Line], list[BadLine]]:
@@ -210,28 +202,6 @@ def _coerce(text: str, annotation: Any) -> Any:
     return text
 
 
-def encode_ranges(numbers: list[int]) -> str:
-    """``1-3,5`` for [1, 2, 3, 5]: the line numbers of a batch, compactly."""
-    parts: list[str] = []
-    start = prev = None
-    for n in numbers:
-        if prev is not None and n == prev + 1:
-            prev = n
-            continue
-        if start is not None:
-            parts.append(f"{start}-{prev}" if start != prev else str(start))
-        start = prev = n
-    if start is not None:
-        parts.append(f"{start}-{prev}" if start != prev else str(start))
-    return ",".join(parts)
-
-
-def decode_ranges(text: str) -> Iterator[int]:
-    for part in filter(None, text.split(",")):
-        first, _, last = part.partition("-")
-        yield from range(int(first), int(last or first) + 1)
-
-
 def _report_bad(console: Console, bad: list[BadLine]) -> None:
     """Bad lines grouped by field and rule: how many, the first few line numbers, one message."""
     groups: dict[tuple[str, str], list[BadLine]] = defaultdict(list)
@@ -321,8 +291,6 @@ def bulk(file: Path, dry_run: bool, default_command: str | None, default_backend
     if sent < len(ready):
         console.print(f"stopped after {sent} of {len(ready)} lines; run the same command again to resume")
     elif wait:
-        from workers.cli.batch import exit_code, follow_batch, read_status  # batch imports this module
-
         first = read_status(client, settings.keys, batch_id)
         assert first is not None  # publish_batch wrote the batch record
         status = follow_batch(client, settings.keys, first, timeout=timeout)

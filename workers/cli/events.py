@@ -17,6 +17,7 @@ from workers import constants
 from workers.cli.config import connected_settings
 from workers.cli.event_format import STYLE, outcome_suffix, what
 from workers.cli.exit_codes import RET_OK
+from workers.wire import as_text
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,12 @@ class EventFilter:
         )
 
 
-def _decode(entry_id: Any) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
 
 def latest(client: redis.Redis, stream: str, match: EventFilter, count: int) -> tuple[list[Event], str]:
     """The last ``count`` matching events, oldest first, and the stream's last entry id."""
     found: list[Event] = []
     top: Any = client.xrevrange(stream, count=1)
-    last = _decode(top[0][0]) if top else "0-0"
+    last = as_text(top[0][0]) if top else "0-0"
     end = "+"
     while count > 0 and len(found) < count:
         page: Any = client.xrevrange(stream, max=end, count=1000)
@@ -59,7 +57,7 @@ def latest(client: redis.Redis, stream: str, match: EventFilter, count: int) -> 
                     break
         if len(page) < 1000:
             break
-        end = f"({_decode(page[-1][0])}"
+        end = f"({as_text(page[-1][0])}"
     return list(reversed(found)), last
 
 
@@ -69,7 +67,7 @@ def follow_events(client: redis.Redis, stream: str, match: EventFilter, cursor: 
         reply: Any = client.xread({stream: cursor}, count=500, block=1000)
         for _stream, items in reply or []:
             for entry_id, fields in items:
-                cursor = _decode(entry_id)
+                cursor = as_text(entry_id)
                 event = Event.from_json(fields[constants.BODY_FIELD.encode()])
                 if match.matches(event):
                     yield event
@@ -137,4 +135,3 @@ def tail(count: int, follow: bool, ids: tuple[str, ...], producers: tuple[str, .
         except KeyboardInterrupt:
             pass
     sys.exit(RET_OK)
-

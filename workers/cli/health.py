@@ -22,6 +22,7 @@ from workers.cli.exit_codes import RET_CONFIG, RET_CONNECT, RET_FAILED, RET_OK
 from workers.errors import ConfigError
 from workers.redis_client import connect
 from workers.settings import Settings
+from workers.wire import as_text
 
 
 def heartbeats_key(settings: Settings) -> str:
@@ -50,7 +51,7 @@ def check_liveness(settings: Settings, *, host: str | None = None, now_ms: int |
         return RET_CONNECT, f"Redis unreachable: {type(exc).__name__}: {exc}"
     finally:
         client.close()
-    fresh = [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
+    fresh = [as_text(m) for m in raw]
     here = [m for m in fresh if host_of(m) == host]
     if not here:
         return RET_FAILED, (f"no worker heartbeat from this host ({host}) in the last {settings.heartbeat_timeout_ms} ms "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from workers.middleware.lifecycle import Lifecycle, current_execution
+from workers.middleware.execution import current_execution
+from workers.middleware.lifecycle import Lifecycle
 from workers.middleware.liveness import Liveness
 
 __all__ = ["Lifecycle", "Liveness", "current_execution"]

@@ -26,7 +26,6 @@ exactly one even if the worker dies at any point.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +54,7 @@ from workers.executor import Start
 from workers.limits import park_score
 from workers.lua import note_wait, run_together, transient_refusal
 from workers.messages import COMMAND_OPTION, GENERATION_OPTION, command_of, entry_of
+from workers.middleware.execution import Execution, thread_state
 from workers.ordering import Pending
 from workers.retry_policy import policy_for
 from workers.wire import own_connection
@@ -67,32 +67,6 @@ WAITING_SINCE_OPTION = "mailops_waiting_since"
 WAITS_OPTION = "mailops_waits"
 #: Longest single wait of a deferred command, in milliseconds.
 MAX_WAIT_MS = 30_000
-
-
-@dataclass
-class Execution:
-    """The command a worker thread is running, and which attempt this is."""
-
-    command: Command
-    attempt: int
-    started: float
-    #: Epoch milliseconds the attempt started (for the attempt history).
-    started_ms: int = 0
-    #: What the panel call returned, set by the actor.
-    result: PanelResult | None = None
-    #: The expected (mailops) error the panel call raised, set by the actor.
-    error: MailopsError | None = None
-    #: The commands-stream entry that admitted the command.
-    entry: str | None = None
-    #: The turn and backend slot asked for with the attempt count, and the replies.
-    start: Start | None = None
-    #: The turn's commit, sent with the terminal event (set by the actor with :attr:`result`).
-    pending: Pending | None = None
-    #: Run with no other command in this process (an earlier attempt died in a shared process).
-    alone: bool = False
-
-
-_local = threading.local()
 
 
 @dataclass
@@ -110,21 +84,6 @@ class Starter(Protocol):
     def start_calls(self, command: Command, entry: str | None) -> Start: ...
 
     def abandon(self, start: Start) -> None: ...
-
-
-def last_outcome() -> tuple[str, Command] | None:
-    """The status Lifecycle gave the message this thread just processed, and its command (for
-    middleware placed before Lifecycle, whose after-hooks run after Lifecycle's)."""
-    outcome: tuple[str, Command] | None = getattr(_local, "outcome", None)
-    return outcome
-
-
-def current_execution() -> Execution:
-    """The command the calling worker thread is running (set by :class:`Lifecycle`)."""
-    execution: Execution | None = getattr(_local, "execution", None)
-    if execution is None:
-        raise RuntimeError("no command is being executed on this thread")
-    return execution
 
 
 class Lifecycle(Middleware):
@@ -146,10 +105,10 @@ class Lifecycle(Middleware):
             logger.debug("worker thread could not connect yet (%s); its first command connects", exc)
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        _local.message = message
-        _local.execution = None
+        thread_state.message = message
+        thread_state.execution = None
         assert isinstance(broker, MailopsBroker)
-        _local.ack = (broker.keys.acks(broker.broker_id, message.queue_name), broker.keys.messages(message.queue_name),
+        thread_state.ack = (broker.keys.acks(broker.broker_id, message.queue_name), broker.keys.messages(message.queue_name),
                       str(message.options.get("redis_message_id", "")))
         # Dramatiq logs and swallows what a middleware's before-hook raises, runs the actor anyway
         # and acknowledges the message: whatever fails here ends the command instead (_end_inside).
@@ -187,7 +146,7 @@ class Lifecycle(Middleware):
                               message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)")
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
-        _local.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
+        thread_state.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
                                      entry=entry, start=start, alone=attempt.alone)
 
     def _end_inside(self, step: str, message: MessageProxy, exc: BaseException, command: Command | None,
@@ -215,8 +174,8 @@ class Lifecycle(Middleware):
             error=ErrorInfo(kind="internal", message=f"{_describe(exc)} ({step} the panel call)"),
             details={"step": step},
         )
-        _local.outcome = ("dead_lettered", command) if command is not None else None
-        ack: tuple[str, str, str] | None = getattr(_local, "ack", None)
+        thread_state.outcome = ("dead_lettered", command) if command is not None else None
+        ack: tuple[str, str, str] | None = getattr(thread_state, "ack", None)
         try:
             _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to if command is not None else None,
                                                    ack=ack, command=command))
@@ -233,7 +192,7 @@ class Lifecycle(Middleware):
             _retry_redis(lambda: starter.abandon(start))
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        _local.execution = _local.ack = _local.message = None
+        thread_state.execution = thread_state.ack = thread_state.message = None
 
     def after_process_message(
         self,
@@ -243,8 +202,8 @@ class Lifecycle(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        execution: Execution | None = getattr(_local, "execution", None)
-        _local.execution = _local.outcome = None
+        execution: Execution | None = getattr(thread_state, "execution", None)
+        thread_state.execution = thread_state.outcome = None
         try:
             if execution is not None:
                 self._conclude(broker, message, execution, exception)
@@ -255,7 +214,7 @@ class Lifecycle(Middleware):
             assert execution is not None
             self._end_inside("after", message, exc, execution.command, execution.attempt, execution.start)
         finally:
-            _local.ack = _local.message = None
+            thread_state.ack = thread_state.message = None
 
     def _conclude(
         self, broker: dramatiq.Broker, message: MessageProxy, execution: Execution, exception: BaseException | None
@@ -295,7 +254,7 @@ class Lifecycle(Middleware):
             next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay), details=_read_of(exception),
         )
         entry = self._entry(execution, "retrying", error)
-        _local.outcome = ("retrying", command)
+        thread_state.outcome = ("retrying", command)
         _retry_redis(lambda: self.store.schedule_retry(
             event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay, attempt=entry))
 
@@ -324,7 +283,7 @@ class Lifecycle(Middleware):
             details={"reason": signal.reason, "waited_s": round(waited_s, 1)},
         )
         entry = self._entry(execution, "waiting", error)
-        _local.outcome = ("waiting", command)
+        thread_state.outcome = ("waiting", command)
         parked = None
         if signal.parked_on is not None:
             # In its backend's line by priority, then by arrival (its stream entry, else its first wait).
@@ -355,8 +314,8 @@ class Lifecycle(Middleware):
             terminal=True, attempt=attempt, already=already, verified=verified, error=error, batch=command.batch,
             details=details or {},
         )
-        _local.outcome = (status, command)
-        ack: tuple[str, str, str] | None = getattr(_local, "ack", None)
+        thread_state.outcome = (status, command)
+        ack: tuple[str, str, str] | None = getattr(thread_state, "ack", None)
         if pending is None:
             _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack,
                                                    command=command))
@@ -371,7 +330,7 @@ class Lifecycle(Middleware):
                 return
         if ack is not None:
             # finish.lua acknowledged the message; Dramatiq's own ack becomes a no-op.
-            _local.message.options[ACKED_OPTION] = True
+            thread_state.message.options[ACKED_OPTION] = True
 
 
 def _read_of(exception: BaseException) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from workers.metrics import Metrics
-from workers.middleware.lifecycle import last_outcome
+from workers.middleware.execution import last_outcome
 
 
 class CommandMetrics(Middleware):

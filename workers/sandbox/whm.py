@@ -1,6 +1,6 @@
 """WHM API 1 simulator: ``/json-api/<function>`` with the real envelopes and error texts.
 
-Answers follow ``shared/reference/panel-apis.md``: a function failure is HTTP 200 with
+Answers follow WHM's: a function failure is HTTP 200 with
 ``metadata.result: 0`` and ``API failure: (XID ab3k9z) ...`` reasons with curly quotes; bad
 credentials are HTTP 403 with a ``cpanelresult`` "Access denied" body.
 """

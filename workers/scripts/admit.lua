@@ -13,12 +13,8 @@
 --       9 dramatiq message data (it carries the command), 10 queue name, 11 batch id (or "")
 local rec = redis.call("HMGET", KEYS[1], "fp", "status", "outcome")
 local base = cjson.decode(ARGV[7])
-local function publish(ev)
-  local body = cjson.encode(ev)
-  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "body", body)
-  if KEYS[6] ~= "" then
-    redis.call("XADD", KEYS[6], "MAXLEN", "~", ARGV[5], "*", "body", body)
-  end
+local function announce(ev)
+  publish(KEYS[2], KEYS[6], ARGV[5], cjson.encode(ev))
 end
 
 local verdict
@@ -27,11 +23,9 @@ if not rec[1] then
   -- travels in the Dramatiq message). Absent attempts and gen mean 0 and 1.
   redis.call("HSET", KEYS[1], "fp", ARGV[1], "status", "queued", "created", ARGV[3])
   redis.call("EXPIRE", KEYS[1], ARGV[4])
-  redis.call("HSET", KEYS[5], ARGV[8], ARGV[9])
-  redis.call("RPUSH", KEYS[4], ARGV[8])
-  ring(KEYS[7])
+  enqueue(KEYS[4], KEYS[5], KEYS[7], ARGV[8], ARGV[9])
   base["status"] = "accepted"
-  publish(base)
+  announce(base)
   verdict = "accepted"
   -- The console's indexes (KEYS 8-12; "" = none): one ZADD each. Trimming them to the record TTL
   -- is amortised over the commands whose fingerprint starts 00-03 (one in 64); the per-target and
@@ -59,7 +53,7 @@ elseif string.sub(rec[1], 1, #ARGV[1]) ~= ARGV[1] then  -- older records hold a 
   base["status"] = "conflict"
   base["terminal"] = true
   base["error"] = {kind = "conflict", message = "id " .. base["id"] .. " was already used for a different command; not run"}
-  publish(base)
+  announce(base)
   verdict = "conflict"
 elseif rec[3] then
   local stored = cjson.decode(rec[3])
@@ -67,13 +61,13 @@ elseif rec[3] then
   base["terminal"] = true
   base["details"] = {original = stored}
   base["backend"] = stored["backend"]
-  publish(base)
+  announce(base)
   verdict = "duplicate"
 else
   base["status"] = "in_flight"
   base["terminal"] = true
   base["details"] = {state = rec[2]}
-  publish(base)
+  announce(base)
   verdict = "in_flight"
 end
 redis.call("XACK", KEYS[3], ARGV[6], ARGV[2])

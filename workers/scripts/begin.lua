@@ -33,9 +33,7 @@ if rec[1] == "running" then
                  error = {kind = "worker_lost", message = counted
                    and "the worker died while this attempt ran alone in it"
                    or "the worker died while this attempt shared it with other commands: not counted, next run alone"}}
-  redis.call("RPUSH", KEYS[2], cjson.encode(entry))
-  redis.call("LTRIM", KEYS[2], -tonumber(ARGV[4]), -1)
-  redis.call("EXPIRE", KEYS[2], ARGV[5])
+  add_history(KEYS[2], cjson.encode(entry), ARGV[4], ARGV[5])
   if not counted then
     alone = 1
     redis.call("HSET", KEYS[1], "alone", 1)

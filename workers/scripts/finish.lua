@@ -30,16 +30,11 @@ redis.call("HSET", KEYS[1], "status", ARGV[1], "outcome", ARGV[2], "updated", AR
 redis.call("HDEL", KEYS[1], "worker", "started")
 redis.call("EXPIRE", KEYS[1], ARGV[3])
 if ARGV[6] ~= "" then
-  redis.call("RPUSH", KEYS[5], ARGV[6])
-  redis.call("LTRIM", KEYS[5], -tonumber(ARGV[7]), -1)
-end
-if redis.call("EXISTS", KEYS[5]) == 1 then
+  add_history(KEYS[5], ARGV[6], ARGV[7], ARGV[3])
+elseif redis.call("EXISTS", KEYS[5]) == 1 then
   redis.call("EXPIRE", KEYS[5], ARGV[3])
 end
-redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])
-if KEYS[3] ~= "" then
-  redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[4], "*", "body", ARGV[2])
-end
+publish(KEYS[2], KEYS[3], ARGV[4], ARGV[2])
 if ARGV[1] == "dead_lettered" then
   redis.call("ZADD", KEYS[4], ARGV[5], ARGV[10])
   if ARGV[9] ~= "" then

@@ -1,5 +1,5 @@
--- Put before every script in this folder by workers.lua.lua_script (so its SHA covers it);
--- DOORBELL_TOKENS and DOORBELL_TTL_MS are filled in from workers.constants.
+-- Shared helpers: workers.lua.lua_script puts each before the scripts in this folder that call it
+-- (so their SHA covers it); DOORBELL_TOKENS and DOORBELL_TTL_MS are filled in from workers.constants.
 
 -- Ring a queue's doorbell: wake one idle consumer of the queue (workers.broker.WakingConsumer).
 -- A few tokens are enough; they expire with nobody waiting.

@@ -22,14 +22,7 @@ redis.call("HDEL", KEYS[1], "outcome", "worker", "started", "iso", "alone")
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[8])
 redis.call("ZREM", KEYS[2], ARGV[9])
-redis.call("RPUSH", KEYS[6], ARGV[6])
-redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
-redis.call("EXPIRE", KEYS[6], ARGV[8])
-redis.call("HSET", KEYS[5], ARGV[2], ARGV[3])
-redis.call("RPUSH", KEYS[4], ARGV[2])
-ring(KEYS[7])
-redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[5], "*", "body", ARGV[4])
-if KEYS[8] ~= "" then
-  redis.call("XADD", KEYS[8], "MAXLEN", "~", ARGV[5], "*", "body", ARGV[4])
-end
+add_history(KEYS[6], ARGV[6], ARGV[10], ARGV[8])
+enqueue(KEYS[4], KEYS[5], KEYS[7], ARGV[2], ARGV[3])
+publish(KEYS[3], KEYS[8], ARGV[5], ARGV[4])
 return "replayed"

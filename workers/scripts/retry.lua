@@ -21,12 +21,11 @@ redis.call("HDEL", KEYS[1], "worker", "started")
 if ARGV[8] == "1" then
   redis.call("HINCRBY", KEYS[1], "attempts", -1)
 end
-redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
 if KEYS[8] ~= "" then
+  redis.call("HSET", KEYS[5], ARGV[5], ARGV[6])
   redis.call("ZADD", KEYS[8], ARGV[12], ARGV[13])
 else
-  redis.call("RPUSH", KEYS[4], ARGV[5])
-  ring(KEYS[7])
+  enqueue(KEYS[4], KEYS[5], KEYS[7], ARGV[5], ARGV[6])
 end
 -- What waits, by backend and reason, for the gauge: in one set at most, scored by its next look.
 local current = tonumber(ARGV[15])
@@ -40,14 +39,9 @@ for i = 9, #KEYS do
   end
 end
 if ARGV[9] ~= "" then
-  redis.call("RPUSH", KEYS[6], ARGV[9])
-  redis.call("LTRIM", KEYS[6], -tonumber(ARGV[10]), -1)
-  redis.call("EXPIRE", KEYS[6], ARGV[11])
+  add_history(KEYS[6], ARGV[9], ARGV[10], ARGV[11])
 end
 if ARGV[2] ~= "" then
-  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[3], "*", "body", ARGV[2])
-  if KEYS[3] ~= "" then
-    redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[3], "*", "body", ARGV[2])
-  end
+  publish(KEYS[2], KEYS[3], ARGV[3], ARGV[2])
 end
 return 1
