@@ -39,11 +39,12 @@ def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
     # Given 3,000 accounts on a WHM sandbox, two worker processes, and an attempt cap of only 2
-    # (under "every crash counts", a command caught in two kills would be dead-lettered)
+    # (under "every crash counts", a command caught in two kills would be dead-lettered); read-back
+    # off: this test is about redelivery (test_forwarder_crashes.py kills with read-back on)
     n, kills_wanted = 3000, 10
     app = whm_with_accounts(n)
     with SandboxServer(app, faults=Faults(latency_s=0.1)) as whm:
-        env = worker_env(tmp_path, redis_server.url, whm, backend={"connect_timeout": 1.0},
+        env = worker_env(tmp_path, redis_server.url, whm, backend={"connect_timeout": 1.0, "verify": False},
                          heartbeat_timeout_ms=HEARTBEAT_TIMEOUT_MS, ingest_claim_idle_ms=1500)
         env["CRASH_TEST_MAX_ATTEMPTS"] = "2"
         spawn = lambda name: WorkerProcess(env, tmp_path / f"{name}.log", module=CRASHING).start()  # noqa: E731

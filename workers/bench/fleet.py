@@ -2,7 +2,7 @@
 
 Issue 21's fleet question: while one server's migration trickles through its cap, do the other
 servers' commands keep their pace, and do urgent commands stay quick? One sandbox process serves
-:data:`BACKENDS` WHM backends; ``whm1`` answers in 200 ms and holds a deep bulk migration, the rest
+``fleet_backends`` WHM backends (50); ``whm1`` answers in 200 ms and holds a deep bulk migration, the rest
 answer in 5 ms. The fast backends' batch runs alone, then again queued behind the migration, while
 urgent commands for the fast backends are paced throughout; two worker processes run everything.
 """
@@ -20,8 +20,6 @@ from workers.bench.sandbox_proc import bench_users
 if TYPE_CHECKING:
     from workers.bench.scenarios import Bench
 
-#: Backends in the fleet (the first is the slow one).
-BACKENDS = 50
 #: Accounts on each sandbox backend.
 USERS = 200
 #: Concurrency cap of every backend.
@@ -38,7 +36,8 @@ RUN_TIMEOUT_S = 180.0
 
 def fleet(bench: Bench) -> dict[str, Any]:
     """The fast backends' batch alone and behind the migration; urgent latency in both runs."""
-    sandbox = SandboxProcess(backends=BACKENDS, users=USERS)
+    backends = bench.options.fleet_backends
+    sandbox = SandboxProcess(backends=backends, users=USERS)
     try:
         sandbox.set_latency(FAST_S)
         sandbox.set_latency_of(0, SLOW_S)
@@ -53,8 +52,8 @@ def fleet(bench: Bench) -> dict[str, Any]:
         sandbox.stop()
     kept = behind["fast_cps"] / alone["fast_cps"] if alone["fast_cps"] else 0.0
     o = bench.options
-    return {"backends": BACKENDS, "cap": CAP, "slow_latency_s": SLOW_S, "fast_latency_s": FAST_S,
-            "migration": o.fleet_migration, "fast_commands": o.fleet_per_backend * (BACKENDS - 1),
+    return {"backends": backends, "cap": CAP, "slow_latency_s": SLOW_S, "fast_latency_s": FAST_S,
+            "migration": o.fleet_migration, "fast_commands": o.fleet_per_backend * (backends - 1),
             "processes": PROCESSES, "threads": THREADS, "alone": alone, "migrating": behind, "fast_throughput_kept": round(kept, 3),
             "slow_max_in_flight": slow_in_flight, "slow_cap_violations": slow_in_flight > CAP}
 
@@ -68,7 +67,8 @@ def _run(bench: Bench, sandbox: SandboxProcess, config: Any, name: str, *, migra
     watcher = EventWatcher(bench.client, phase.events_stream).start()
     urgent: dict[str, float] = {}
     o = bench.options
-    fast_ids = [f"fast-{i}" for i in range(o.fleet_per_backend * (BACKENDS - 1))]
+    backends = o.fleet_backends
+    fast_ids = [f"fast-{i}" for i in range(o.fleet_per_backend * (backends - 1))]
     try:
         if migration:
             _queue(bench, phase, [command_body(f"mig-{i}", users[i % USERS], backend="whm1", priority="bulk")
@@ -76,7 +76,7 @@ def _run(bench: Bench, sandbox: SandboxProcess, config: Any, name: str, *, migra
             if not watcher.wait_accepted(o.fleet_migration, RUN_TIMEOUT_S):
                 raise TimeoutError(f"{name}: the migration was not admitted in time")
         admitted = watcher.accepted
-        _queue(bench, phase, [command_body(command_id, users[i % USERS], backend=_fast_backend(i))
+        _queue(bench, phase, [command_body(command_id, users[i % USERS], backend=_fast_backend(i, backends))
                               for i, command_id in enumerate(fast_ids)])
         if not watcher.wait_accepted(admitted + len(fast_ids), RUN_TIMEOUT_S):
             raise TimeoutError(f"{name}: the fast batch was not admitted in time")
@@ -87,7 +87,7 @@ def _run(bench: Bench, sandbox: SandboxProcess, config: Any, name: str, *, migra
                 raise TimeoutError(f"{name}: {len(set(fast_ids) & set(watcher.terminal))} of {len(fast_ids)} in time")
             if time.perf_counter() >= start + i / URGENT_RATE:
                 command_id = f"urgent-{i}"
-                body = command_body(command_id, users[(i * 7) % USERS], backend=_fast_backend(i), priority="urgent")
+                body = command_body(command_id, users[(i * 7) % USERS], backend=_fast_backend(i, backends), priority="urgent")
                 urgent[command_id] = time.perf_counter()
                 bench.client.xadd(phase.commands_stream, {"body": body})
                 i += 1
@@ -105,8 +105,8 @@ def _run(bench: Bench, sandbox: SandboxProcess, config: Any, name: str, *, migra
             "migrated_by_then": migrated}
 
 
-def _fast_backend(i: int) -> str:
-    return f"whm{2 + i % (BACKENDS - 1)}"
+def _fast_backend(i: int, backends: int) -> str:
+    return f"whm{2 + i % (backends - 1)}"
 
 
 def _queue(bench: Bench, phase: Phase, bodies: list[bytes]) -> None:

@@ -35,7 +35,9 @@ class BenchOptions:
     #: The fairness run: this many bulk commands for a slow backend (200 ms, cap 2), queued just
     #: ahead of as many for a fast one (5 ms, cap 8), against the fast ones alone.
     fairness_commands: int = 600
-    #: The fleet run (workers.bench.fleet): commands per fast backend, and the slow one's migration.
+    #: The fleet run (workers.bench.fleet): backends (the first migrating), commands per fast
+    #: backend, and the slow one's migration.
+    fleet_backends: int = 50
     fleet_per_backend: int = 20
     fleet_migration: int = 1500
     #: Run the read-back phase (off in ``--quick``, which the test suite runs; ``--readback-only``
@@ -47,7 +49,7 @@ class BenchOptions:
         values: dict[str, Any] = dict(commands=600, rounds=1, latency_duration_s=3.0, latency_warmup_s=0.5,
                                       bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
-                                      fairness_commands=100, fleet_per_backend=4, fleet_migration=200,
+                                      fairness_commands=100, fleet_backends=10, fleet_per_backend=10, fleet_migration=200,
                                       ceiling_s=2.0, readback=False)
         values.update(overrides)
         return cls(**values)

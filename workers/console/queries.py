@@ -20,6 +20,7 @@ from workers.constants import Keys
 from workers.dead_letters import DeadLetter, DeadLetters
 from workers.holds import hold_aspects, identity_of
 from workers.settings import Settings
+from workers.wire import as_text
 
 #: Rows per page.
 PAGE = 50
@@ -31,10 +32,6 @@ CHUNK = 500
 RECENT_EVENTS = 1_000
 #: Statuses listed as failures on the overview.
 FAILURES = frozenset({"failed", "dead_lettered"})
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _json(raw: Any) -> dict[str, Any]:
@@ -67,7 +64,7 @@ def overview(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     for backend in data["backends"]:
         pipe.hgetall(keys.breaker(backend))
     for backend, raw in zip(data["backends"], pipe.execute(), strict=True):
-        breaker = {_text(k): _text(v) for k, v in raw.items()}
+        breaker = {as_text(k): as_text(v) for k, v in raw.items()}
         info = data["backends"][backend]
         info["failures"] = int(breaker.get("failures", 0))
         opened, closed = breaker.get("opened_at"), breaker.get("closed_at")
@@ -78,14 +75,14 @@ def overview(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     recent: Any = client.xrevrange(settings.events_stream, count=RECENT_EVENTS)
     for entry_id, fields in recent:
         event = _json(fields.get(b"body"))
-        at_ms = int(_text(entry_id).split("-")[0])
+        at_ms = int(as_text(entry_id).split("-")[0])
         if at_ms >= now_ms - 60_000:
             counts[str(event.get("status"))] += 1
         if event.get("status") in FAILURES and len(failures) < 20:
             failures.append(dict(event, at_ms=at_ms))
     data["per_minute"] = {name: counts.get(name, 0) for name in ("accepted", "succeeded", "failed", "dead_lettered")}
     # (newest first: the last entry read is the oldest)
-    data["per_minute_truncated"] = len(recent) >= RECENT_EVENTS and int(_text(recent[-1][0]).split("-")[0]) >= now_ms - 60_000
+    data["per_minute_truncated"] = len(recent) >= RECENT_EVENTS and int(as_text(recent[-1][0]).split("-")[0]) >= now_ms - 60_000
     data["failures"] = failures
     data["in_flight"] = sum(info["inflight"] for info in data["backends"].values())
     waiting: Counter[str] = Counter()
@@ -127,13 +124,13 @@ def commands(client: redis.Redis, keys: Keys, query: CommandQuery, offset: int =
     high = query.until_ms if query.until_ms is not None else "+inf"
     total = int(client.zcount(index, low, high))
     if not query.status:
-        ids = [_text(m) for m in client.zrevrangebyscore(index, high, low, start=offset, num=PAGE + 1)]
+        ids = [as_text(m) for m in client.zrevrangebyscore(index, high, low, start=offset, num=PAGE + 1)]
         rows = _command_rows(client, keys, ids[:PAGE])
         return Page(rows, offset, total, len(ids) > PAGE)
     matched: list[tuple[str, int]] = []
     position, examined = offset, 0
     while len(matched) <= PAGE and examined < EXAMINE_MAX:
-        ids = [_text(m) for m in client.zrevrangebyscore(index, high, low, start=position, num=CHUNK)]
+        ids = [as_text(m) for m in client.zrevrangebyscore(index, high, low, start=position, num=CHUNK)]
         if not ids:
             break
         pipe = client.pipeline(transaction=False)
@@ -157,7 +154,7 @@ def _command_rows(client: redis.Redis, keys: Keys, ids: list[str]) -> list[Comma
     for command_id, (status, created, attempts, outcome) in zip(ids, pipe.execute(), strict=True):
         if status is None:  # the record expired before its index entry was trimmed
             continue
-        rows.append(CommandRow(command_id, _text(status), int(created or 0), int(attempts or 0), _json(outcome)))
+        rows.append(CommandRow(command_id, as_text(status), int(created or 0), int(attempts or 0), _json(outcome)))
     return rows
 
 
@@ -165,7 +162,7 @@ def command(client: redis.Redis, settings: Settings, command_id: str) -> dict[st
     """Everything about one command: record, stored body, attempts, outcome, recent events, holds."""
     keys = settings.keys
     raw: Any = client.hgetall(keys.command(command_id))
-    record = {_text(k): _text(v) for k, v in raw.items()}
+    record = {as_text(k): as_text(v) for k, v in raw.items()}
     if not record:
         return None
     record.pop("fp", None)
@@ -177,7 +174,7 @@ def command(client: redis.Redis, settings: Settings, command_id: str) -> dict[st
     for entry_id, fields in recent:
         event = _json(fields.get(b"body"))
         if event.get("id") == command_id:
-            events.append(dict(event, at_ms=int(_text(entry_id).split("-")[0])))
+            events.append(dict(event, at_ms=int(as_text(entry_id).split("-")[0])))
     events.reverse()
     known = outcome or body or next(iter(events), {})
     backend, target = known.get("backend"), known.get("target")
@@ -189,7 +186,7 @@ def command(client: redis.Redis, settings: Settings, command_id: str) -> dict[st
             pipe.hgetall(keys.holds(backend, target, aspect))
         for aspect, held in zip(aspects, pipe.execute(), strict=True):
             if held:
-                holds[aspect] = {_text(reason): _json(value) for reason, value in held.items()}
+                holds[aspect] = {as_text(reason): _json(value) for reason, value in held.items()}
     return {"id": command_id, "record": record, "body": body, "outcome": outcome, "events": events,
             "attempts": [orjson.loads(item) for item in history], "backend": backend, "target": target,
             "command": known.get("command"), "producer": known.get("producer"), "batch": known.get("batch"),
@@ -290,10 +287,10 @@ def holds(client: redis.Redis, settings: Settings, *, target: str = "", backend:
     total = int(client.zcard(keys.holds_index))
     if not backend:
         members: Any = client.zrevrange(keys.holds_index, offset, offset + PAGE, withscores=True)
-        rows = _hold_rows(client, keys, [(_text(m), s) for m, s in members])
+        rows = _hold_rows(client, keys, [(as_text(m), s) for m, s in members])
         return Page(rows[:PAGE], offset, total, len(members) > PAGE)
     members = client.zrevrange(keys.holds_index, 0, EXAMINE_MAX - 1, withscores=True)
-    chosen = [(_text(m), s) for m, s in members if (identity_of(keys.holds_family, _text(m)) or ("",))[0] == backend]
+    chosen = [(as_text(m), s) for m, s in members if (identity_of(keys.holds_family, as_text(m)) or ("",))[0] == backend]
     rows = _hold_rows(client, keys, chosen[offset:offset + PAGE])
     return Page(rows, offset, total, len(chosen) > offset + PAGE, truncated=len(members) >= EXAMINE_MAX)
 
@@ -307,7 +304,7 @@ def _hold_rows(client: redis.Redis, keys: Keys, scored: list[tuple[str, float]])
         identity = identity_of(keys.holds_family, name)
         if identity is None:
             continue
-        rows.append(HoldRow(*identity, int(score), {_text(r): _json(v) for r, v in raw.items()}))
+        rows.append(HoldRow(*identity, int(score), {as_text(r): _json(v) for r, v in raw.items()}))
     return rows
 
 
@@ -317,13 +314,13 @@ def batches(client: redis.Redis, keys: Keys, offset: int = 0) -> Page:
     members: Any = client.zrevrange(keys.batch_index, offset, offset + PAGE, withscores=True)
     pipe = client.pipeline(transaction=False)
     for member, _ in members[:PAGE]:
-        pipe.hmget(keys.batch(_text(member)), "total", "published", "counts", "complete", "file")
+        pipe.hmget(keys.batch(as_text(member)), "total", "published", "counts", "complete", "file")
     rows = []
     for (member, score), (total_n, published, counts, complete, file) in zip(members, pipe.execute(), strict=False):
         summary = _json(counts)
-        rows.append({"id": _text(member), "first_ms": int(score), "total": int(total_n or 0),
+        rows.append({"id": as_text(member), "first_ms": int(score), "total": int(total_n or 0),
                      "published": int(published or 0), "counts": summary.get("counts", {}),
-                     "complete": _text(complete or b"0") == "1", "file": _text(file) if file else None})
+                     "complete": as_text(complete or b"0") == "1", "file": as_text(file) if file else None})
     return Page(rows, offset, total, len(members) > PAGE)
 
 
@@ -343,7 +340,7 @@ def backends(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
     for name in names:
         config = settings.backends[name]
         inflight, rate, parked, breaker = next(replies), next(replies), next(replies), next(replies)
-        state = {_text(k): _text(v) for k, v in breaker.items()}
+        state = {as_text(k): as_text(v) for k, v in breaker.items()}
         rows.append({"name": name, "kind": config.kind, "host": _host(config.url), "max_concurrency": config.max_concurrency,
                      "max_rate": config.max_rate, "inflight": int(inflight), "rate_last_s": int(rate),
                      "parked": int(parked), "breaker": state.get("state", "closed"), "breaker_detail": state})
