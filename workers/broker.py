@@ -193,7 +193,8 @@ class WakingConsumer(_RedisConsumer):
             keys.acks(broker.broker_id, self.queue_name), keys.heartbeats, broker.lines.caps,
             keys.doorbell(self.queue_name),
         ], [current_millis(), broker.broker_id, min(count, broker._max_unpack_size()),  # type: ignore[no-untyped-call]
-            self.queue_name, park_score(self.queue_name, 0), FETCH_LOOK_MOST, *broker.lines.templates])
+            self.queue_name, park_score(self.queue_name, 0), FETCH_LOOK_MOST, *broker.lines.templates,
+            int(not self.queue_name.endswith(".DQ"))])
 
 
 #: Most queued ids one fetch looks at while parking commands of full backends (bounds its time in

@@ -13,7 +13,8 @@
 --       doorbell
 -- ARGV: 1 now (ms), 2 this worker process's id, 3 how many at most, 4 the queue's name, 5 its
 --       place in a parked line (workers.limits.park_score at arrival 0), 6 most ids to look at,
---       7/8 a backend's in-flight key before/after its name, 9/10 its parked line's likewise
+--       7/8 a backend's in-flight key before/after its name, 9/10 its parked line's likewise,
+--       11 "1" to park (not on a delay queue: a message not yet due waits for its time, not a slot)
 -- Returns the messages' data, in queue order.
 redis.call("ZADD", KEYS[4], "GT", ARGV[1], ARGV[2])
 local now, count, most = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[6])
@@ -26,7 +27,7 @@ while #ids < count and looked < most do
   looked = looked + 1
   local backend = string.match(id, "^[^.]*%.(.+)$")
   local parked = false
-  if backend then
+  if backend and ARGV[11] == "1" then
     if full[backend] == nil then
       local cap = tonumber(redis.call("HGET", KEYS[5], backend) or "")
       full[backend] = false
