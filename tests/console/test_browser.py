@@ -35,10 +35,12 @@ def by_css(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
-def one(driver: Any, selector: str) -> Any:
+def one(driver: Any, selector: str, timeout: float = 10.0) -> Any:
+    """The element, waited for: a click that submits a form returns before the next page is there."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    return driver.find_element(By.CSS_SELECTOR, selector)
+    return WebDriverWait(driver, timeout).until(lambda d: d.find_element(By.CSS_SELECTOR, selector))
 
 
 def text_of(driver: Any, selector: str) -> str:
@@ -185,7 +187,7 @@ def test_two_dead_letters_selected_by_filter_are_replayed_after_the_count_is_con
     assert len(by_css(browser, "tr.letter")) == 3
     one(browser, "#filter-backend").send_keys("whm1")
     one(browser, "#filter").click()
-    assert len(by_css(browser, "tr.letter")) == 2
+    wait_for(lambda: len(by_css(browser, "tr.letter")) == 2, 10, "the two dead letters of whm1, filtered")
     one(browser, "#tick-all").click()
     screenshot(browser, "dead-letters")
     one(browser, "#replay-selected").click()
