@@ -89,3 +89,38 @@ def test_admission_indexes_a_new_id_by_target_backend_producer_and_batch_and_tri
     for key in (keys.command_index_by("target", "example"), keys.command_index_by("batch", "b-1")):
         assert 0 < redis_client.ttl(key) <= settings.idempotency_ttl_s
     assert [m.decode() for m in redis_client.zrange(keys.batch_index, 0, -1)] == ["b-1"]
+
+
+def test_a_command_runs_alone_only_after_two_shared_deaths_and_only_a_death_inside_its_alone_run_counts(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer,
+) -> None:
+    from workers.constants import SUSPECT_AFTER_SHARED_LOSSES
+    from workers.lua import run_together
+
+    settings = settings_for({"whm1": ("whm", whm)})
+    store = CommandStore(redis_client, settings)
+    redis_client.hset(settings.keys.command("c-1"), mapping={"status": "queued", "attempts": 0, "gen": 1})
+
+    def begin() -> tuple[int, bool, bool]:
+        attempt = CommandStore.attempt_from(run_together(redis_client, [store.begin_call("c-1", "w-1-x", 1)])[0])
+        assert attempt.should_run
+        return attempt.number, attempt.lost, attempt.alone
+
+    # Given a command whose first attempt is running (a later begin finds it still running: its worker died)
+    assert begin() == (1, False, False)
+    # When its worker dies while it shares the process: not counted, and it still runs beside others
+    assert SUSPECT_AFTER_SHARED_LOSSES == 2
+    assert begin() == (1, True, False)
+    # And a second shared death makes it a suspect: still not counted, but it runs alone next
+    assert begin() == (1, True, True)
+    # When its worker dies after its alone run's calls ended (the result not yet written): not counted
+    store.mark_alone("c-1", 1)
+    store.unmark_alone("c-1")
+    assert begin() == (1, True, True)
+    # When its worker dies during its alone run: counted
+    store.mark_alone("c-1", 1)
+    assert begin() == (2, True, True)
+    history = store.history("c-1")
+    assert [(h["attempt"], h["counted"]) for h in history] == [(1, False), (1, False), (1, False), (1, True)]
+    assert history[0]["error"]["message"].endswith("not counted")
+    assert history[1]["error"]["message"].endswith("next run alone")

@@ -24,7 +24,7 @@ def test_an_alone_run_waits_for_running_calls_and_keeps_new_ones_out_until_it_en
             note("first ends")
 
     def alone() -> None:
-        with gate.alone(lambda: note("alone recorded")):
+        with gate.alone(lambda: note("alone recorded"), lambda: note("alone over")):
             note("alone runs")
             time.sleep(0.05)
             note("alone ends")
@@ -48,4 +48,5 @@ def test_an_alone_run_waits_for_running_calls_and_keeps_new_ones_out_until_it_en
     for thread in threads:
         thread.join(5)
     # Then the alone run started after the first call ended, and the later call after the alone run
-    assert log == ["first starts", "first ends", "alone recorded", "alone runs", "alone ends", "later runs"]
+    assert log == ["first starts", "first ends", "alone recorded", "alone runs", "alone ends", "alone over",
+                   "later runs"]

@@ -1,5 +1,5 @@
 """The actors: one per queue, all running :meth:`Executor.run_pending` on the current command
-(alone in the process when an earlier attempt died in a shared one, see :mod:`workers.isolation`).
+(alone in the process once earlier attempts died in shared ones, see :mod:`workers.isolation`).
 
 There is one actor per queue so Dramatiq's in-memory priority puts a prefetched urgent
 command ahead of prefetched bulk ones; the queues themselves keep bulk work from ever being
@@ -31,13 +31,14 @@ def declare_actors(broker: dramatiq.Broker, executor: Executor, store: CommandSt
     def execute(command_id: str) -> None:
         execution = current_execution()
         assert execution.command.id == command_id
-        turn = (gate.alone(lambda: store.mark_alone(command_id, execution.attempt)) if execution.alone
+        turn = (gate.alone(lambda: store.mark_alone(command_id, execution.attempt),
+                           lambda: store.unmark_alone(command_id)) if execution.alone
                 else gate.shared())
         try:
             with turn:
                 execution.result, execution.pending = executor.run_pending(
                     execution.command, entry=execution.entry, start=execution.start, attempt=execution.attempt,
-                    after_loss=execution.alone)
+                    after_loss=execution.after_loss)
         except MailopsError as exc:
             # Expected failures are the Lifecycle middleware's to classify; letting them
             # propagate would make Dramatiq log each one as a crash with a traceback.

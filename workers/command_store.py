@@ -21,7 +21,7 @@ from dramatiq.common import dq_name
 
 from schemas.commands import Command
 from schemas.events import Event
-from workers.constants import INGEST_GROUP, WAITING_GRACE_MS, WAITING_REASONS
+from workers.constants import INGEST_GROUP, SUSPECT_AFTER_SHARED_LOSSES, WAITING_GRACE_MS, WAITING_REASONS
 from workers.errors import CommandError
 from workers.lua import ScriptCall, loaded, lua_script, registered, run_ahead, run_together
 from workers.messages import encoded, redis_message_id, stored_form
@@ -44,8 +44,10 @@ class Attempt:
 
     state: str
     number: int
-    #: Run alone in the process: an earlier attempt died in a process it shared (see begin.lua).
+    #: Run alone in the process: earlier attempts died in processes they shared (see begin.lua).
     alone: bool = False
+    #: The previous attempt died with its worker (it may have reached the panel unrecorded).
+    lost: bool = False
 
     @property
     def should_run(self) -> bool:
@@ -153,7 +155,8 @@ class CommandStore:
         return ScriptCall(
             self._begin,
             [self.keys.command(command_id), self.keys.command_history(command_id)],
-            [now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s],
+            [now_ms(), worker_id, generation, self.settings.history_max, self.settings.idempotency_ttl_s,
+             SUSPECT_AFTER_SHARED_LOSSES],
         )
 
     def stored_command(self, command_id: str) -> Command:
@@ -168,13 +171,23 @@ class CommandStore:
     def attempt_from(reply: Any) -> Attempt:
         """The :class:`Attempt` a reply of ``begin.lua`` stands for."""
         state, number, *rest = reply
+        lost = len(rest) > 0 and int(rest[0]) == 1
         alone = len(rest) > 1 and int(rest[1]) == 1
-        return Attempt(as_text(state), int(number), alone)
+        return Attempt(as_text(state), int(number), alone, lost)
 
     def mark_alone(self, command_id: str, attempt: int) -> None:
         """Record that ``attempt`` now runs alone in its process, so a crash during it counts
         against the command (``begin.lua`` reads it when the next attempt starts)."""
         self.client.hset(self.keys.command(command_id), "iso", attempt)
+
+    def unmark_alone(self, command_id: str) -> None:
+        """The alone run's panel calls are over: a crash from here on (while its result is being
+        written) is not the command's doing and is not counted. Best effort: if Redis refuses,
+        a crash before the result is written counts, as it did before the alone run ended."""
+        try:
+            self.client.hdel(self.keys.command(command_id), "iso")
+        except redis.RedisError as exc:
+            logger.warning("command %s: could not clear its alone mark (%s)", command_id, type(exc).__name__)
 
     def schedule_retry(
         self, event: Event, *, generation: int, reply_to: str | None, message: Message[Any], delay_ms: int,

@@ -41,6 +41,9 @@ DEFAULT_IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 DEFAULT_EVENTS_MAXLEN = 1_000_000
 #: Milliseconds without a heartbeat after which a worker process is considered dead.
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000
+#: Deaths of a shared process a command must be caught in before it runs alone (workers/isolation.py):
+#: one is what every unclean stop (a deploy's kill, the OOM killer) does to all its running commands.
+SUSPECT_AFTER_SHARED_LOSSES = 2
 #: Consecutive transient connection failures that open a backend's circuit breaker.
 DEFAULT_BREAKER_FAILURES = 5
 #: Milliseconds an open breaker waits before letting one probe call through.

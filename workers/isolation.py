@@ -2,11 +2,17 @@
 
 When a worker process dies, every command it was running loses its attempt, but only one of
 them (at most) killed it. ``begin.lua`` therefore does not count an attempt lost in a shared
-process; it marks the command to run *alone* from then on. An alone run waits until the
-process's other panel calls have ended and keeps new ones waiting until it is done, so a crash
-during it is attributed to it and counted: a command that kills its worker every time is still
-dead-lettered after its attempt cap (one crash more than the cap), while the commands that merely
-shared a process with it lose nothing.
+process. Most such deaths are not any command's doing (a deploy's kill, the OOM killer, a lost
+host): a command caught in one runs again as before. A command caught in
+:data:`~workers.constants.SUSPECT_AFTER_SHARED_LOSSES` of them runs *alone* from then on. An
+alone run waits until the process's other panel calls have ended and keeps new ones waiting until
+its own are over, so a crash during it is attributed to it and counted: a command that kills its
+worker every time is still dead-lettered after its attempt cap (two shared deaths, then one alone
+per attempt), while the commands that merely shared a process with it lose nothing.
+
+Attribution from inside cannot tell a command's own crash from an outside kill that lands while
+it runs alone; an innocent command is dead-lettered only if such kills land on as many of its
+alone runs as its attempt cap allows (8-10 by default).
 """
 
 from __future__ import annotations
@@ -39,9 +45,10 @@ class ProcessGate:
                 self._changed.notify_all()
 
     @contextmanager
-    def alone(self, started: Callable[[], None]) -> Iterator[None]:
-        """Run with no other call in the process; ``started`` is called once that holds (and
-        before the call), to record it."""
+    def alone(self, started: Callable[[], None], ended: Callable[[], None]) -> Iterator[None]:
+        """Run with no other call in the process; ``started`` is called once that holds (before
+        the call) and ``ended`` when the call is over (before other calls may start), so a crash
+        is attributed to the run only while it really was alone in the process."""
         with self._changed:
             self._alone_waiting += 1
             try:
@@ -51,7 +58,10 @@ class ProcessGate:
             self._alone_running = True
         try:
             started()
-            yield
+            try:
+                yield
+            finally:
+                ended()
         finally:
             with self._changed:
                 self._alone_running = False

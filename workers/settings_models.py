@@ -85,6 +85,9 @@ class BackendConfig(BaseModel):
     #: The SPF record ``onspf`` installs on a cPanel backend (``EmailAuth::install_spf_records``
     #: requires one); README "Configuration" says what it means and how to change it.
     spf_record: str = Field(default=constants.DEFAULT_SPF_RECORD, pattern=r"^v=spf1( [\x21-\x7e]+)*$", max_length=450)
+    #: ``onspf`` on cPanel reads the domain's record before installing, to skip an install that is
+    #: already so and name a record it replaces: one read more per change (README "SPF policy").
+    spf_read_first: bool = False
 
     def __repr__(self) -> str:
         return f"BackendConfig(name={self.name!r}, kind={self.kind!r}, url={self.url!r})"

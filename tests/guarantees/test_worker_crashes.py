@@ -19,6 +19,7 @@ from tests.guarantees.processes import (
     worker_env,
 )
 from workers.command_store import CommandStore
+from workers.constants import SUSPECT_AFTER_SHARED_LOSSES
 from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -39,8 +40,9 @@ def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
     # Given 3,000 accounts on a WHM sandbox, two worker processes, and an attempt cap of only 2
-    # (under "every crash counts", a command caught in two kills would be dead-lettered); read-back
-    # off: this test is about redelivery (test_forwarder_crashes.py kills with read-back on)
+    # (under "every crash counts", a command caught in two kills would be dead-lettered; a command
+    # caught in two runs alone, and an alone run is counted); read-back off: this test is about
+    # redelivery (test_forwarder_crashes.py kills with read-back on)
     n, kills_wanted = 3000, 10
     app = whm_with_accounts(n)
     with SandboxServer(app, faults=Faults(latency_s=0.1)) as whm:
@@ -62,13 +64,14 @@ def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each
     terminal = [e for e in events if e.terminal]
     per_id = Counter(e.id for e in terminal)
     assert set(per_id) == ids and set(per_id.values()) == {1}
-    assert Counter(e.status for e in terminal) == {"succeeded": n}
+    store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
+    unlucky = {e.id: store.history(e.id) for e in terminal if e.status != "succeeded"}
+    assert Counter(e.status for e in terminal) == {"succeeded": n}, unlucky
     # And the panel's ledger shows each account suspended exactly once
     changes = app.ledger.changes()
     assert Counter(c.target for c in changes) == Counter({f"u{i}": 1 for i in range(n)})
     assert all(c.new == "suspended" for c in changes)
     # And the kills did hit running commands, which lost no attempt and ran again within the bound
-    store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
     redelivery: list[float] = []
     for command_id in ids:
         history = store.history(command_id)
@@ -80,8 +83,8 @@ def test_kill_9_every_1_5_s_ten_times_over_3000_commands_loses_none_applies_each
     assert redelivery, "no kill landed on a running command; the test proved nothing"
     print(f"\ncrash redelivery: {len(redelivery)} commands, max {max(redelivery):.2f}s after kill -9 "
           f"(heartbeat timeout {HEARTBEAT_TIMEOUT_MS} ms)")
-    # (a bound, not a speed target: the reap requeues at once, but a command lost in a shared process
-    # runs alone next, behind the commands its new worker already holds; measured 23-42 s at most)
+    # (a bound, not a speed target: the reap requeues at once, at the head of the queue; measured
+    # 2.7 s at most on a quiet machine, 23-42 s when every lost command ran alone and the machine was loaded)
     assert max(redelivery) < HEARTBEAT_TIMEOUT_MS / 1000 + 60
 
 
@@ -114,18 +117,19 @@ def test_a_command_that_kills_its_worker_every_time_is_dead_lettered_after_its_a
             events = wait_all_terminal(redis_client, {"poison-1", "fine-1"}, timeout=60)
         finally:
             proc.stop()
-    # Then it ended dead_lettered after its attempt cap: the first crash (in a process it could have
-    # shared) was not counted, every crash while it ran alone was
+    # Then it ended dead_lettered after its attempt cap: the first crashes (in a process it could have
+    # shared, until it is a suspect) were not counted, every crash while it ran alone was
     final = {e.id: e for e in events if e.terminal}
     assert final["poison-1"].status == "dead_lettered"
     assert final["poison-1"].error is not None and final["poison-1"].error.kind == "attempts_exhausted"
-    assert len(deaths) == MAX_ATTEMPTS + 1
+    assert len(deaths) == SUSPECT_AFTER_SHARED_LOSSES + MAX_ATTEMPTS
     assert final["fine-1"].status == "succeeded"
     # And its history shows every lost attempt, and it is in the dead-letter index
     store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
     history = store.history("poison-1")
-    assert [h["result"] for h in history] == ["worker_lost"] * (MAX_ATTEMPTS + 1)
-    assert [(h["attempt"], h["counted"]) for h in history] == [(1, False), *((i, True) for i in range(1, MAX_ATTEMPTS + 1))]
+    assert [h["result"] for h in history] == ["worker_lost"] * (SUSPECT_AFTER_SHARED_LOSSES + MAX_ATTEMPTS)
+    assert [(h["attempt"], h["counted"]) for h in history] == [
+        *((1, False) for _ in range(SUSPECT_AFTER_SHARED_LOSSES)), *((i, True) for i in range(1, MAX_ATTEMPTS + 1))]
     assert redis_client.zscore("mailops:dlq", "poison-1") is not None
     # With an empty queue, the time from a death to the next attempt's start is the recovery time
     gaps = [nxt["start"] / 1000 - died for died, nxt in zip(deaths, history[1:], strict=False)]

@@ -4,9 +4,10 @@ Authentication is ``Authorization: cpanel USER:TOKEN``: the token belongs to one
 so only that account's mailboxes and domains can be changed. Answers are flat UAPI results.
 
 ``onspf`` installs the backend's ``spf_record`` (``EmailAuth::install_spf_records`` requires a
-record). It reads the domain's current record first (``EmailAuth::validate_current_spfs``): the
-same record is ``already`` so (no install), a different one is replaced and named in the event
-(``details.replaced``), so a record the domain had is never replaced silently.
+record); the read-back shows the record in place after it. With ``spf_read_first`` it reads the
+domain's current record first (``EmailAuth::validate_current_spfs``): the same record is
+``already`` so (no install), a different one is replaced and named in the event
+(``details.replaced``).
 """
 
 from __future__ import annotations
@@ -138,9 +139,13 @@ class CpanelBackend:
         return self.call(module, function, call.params(args))
 
     def install_spf(self, params: dict[str, str]) -> PanelResult:
-        """Install the configured SPF record unless the domain has it already; name what it replaces."""
+        """Install the configured SPF record (with ``spf_read_first``: unless the domain has it
+        already, naming what it replaces)."""
         record = self.config.spf_record
         details: dict[str, Any] = {"record": record}
+        if not self.config.spf_read_first:
+            result = self.call(*_split(SPF_INSTALL), {**params, "record": record})
+            return PanelResult(already=result.already, message=f"SPF record {record!r} installed", details=details)
         try:
             read = {k: v for k, v in params.items() if k == "domain"}
             current = current_spf(self.call(*_split(SPF_READ), read).data)

@@ -32,8 +32,10 @@ class Execution:
     start: Start | None = None
     #: The turn's commit, sent with the terminal event (set by the actor with :attr:`result`).
     pending: Pending | None = None
-    #: Run with no other command in this process (an earlier attempt died in a shared process).
+    #: Run with no other command in this process (earlier attempts died in shared processes).
     alone: bool = False
+    #: An earlier attempt died with its worker: read before re-sending a non-idempotent call.
+    after_loss: bool = False
 
 
 #: Per worker thread: ``execution`` (the running command) and ``outcome`` (the last one's end).

@@ -147,7 +147,8 @@ class Lifecycle(Middleware):
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
         thread_state.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
-                                     entry=entry, start=start, alone=attempt.alone)
+                                     entry=entry, start=start, alone=attempt.alone,
+                                     after_loss=attempt.lost or attempt.alone)
 
     def _end_inside(self, step: str, message: MessageProxy, exc: BaseException, command: Command | None,
                     attempt: int | None, start: Start | None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -116,6 +117,16 @@ class Faults:
     seed: int | None = None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away mid-answer (a killed worker, a call past its deadline) is what the
+    sandbox is there to see, not an error: no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class SandboxServer:
     """Serve one :class:`PanelApp` on 127.0.0.1; start, stop and restart on the same port."""
 
@@ -145,7 +156,7 @@ class SandboxServer:
 
     def start(self) -> SandboxServer:
         handler = _handler_for(self)
-        httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        httpd = _QuietServer((self.host, self.port), handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -1,16 +1,19 @@
 -- Start one attempt of a command: count it (a crash it caused counts too) and mark it running.
 -- KEYS: 1 command record, 2 attempt history list
--- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s)
+-- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s),
+--       6 deaths of a shared process after which the command runs alone
 -- Returns {state, attempts, previous attempt lost (0|1: its history entry was written), alone (0|1)}:
 -- state "run"; "stale" when a newer copy of the
 -- message was scheduled; the terminal status if the command already ended; "missing".
 -- A record still "running" here means the previous attempt's worker died: that attempt is
 -- written to the history as `worker_lost` before the new one starts. Crashes are attributed:
 -- an attempt that shared its process with others when it died is not counted (any of them may
--- have killed it), and the command runs alone in its process from then on (`alone`); an attempt
--- that ran alone (the record's `iso` is its number, see CommandStore.mark_alone) is counted, so a
--- command that kills its worker every time still reaches its attempt cap.
-local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "worker", "started", "iso", "alone")
+-- have killed it); once a command was caught in ARGV[6] such deaths it runs alone in its process
+-- (`alone`), and an attempt that died while it ran alone (the record's `iso` is its number, see
+-- CommandStore.mark_alone) is counted, so a command that kills its worker every time still
+-- reaches its attempt cap.
+local rec = redis.call("HMGET", KEYS[1], "status", "gen", "outcome", "attempts", "worker", "started", "iso", "alone",
+                          "shared_lost")
 if not rec[1] then
   return {"missing", 0}
 end
@@ -28,16 +31,21 @@ if rec[1] == "running" then
   lost = 1
   local number = tonumber(rec[4])
   counted = (rec[7] and tonumber(rec[7]) == number) or false
+  local message = "the worker died while this attempt ran alone in it"
+  if not counted then
+    local shared = tonumber(rec[9] or "0") + 1
+    redis.call("HSET", KEYS[1], "shared_lost", shared)
+    if shared >= tonumber(ARGV[6]) and alone == 0 then
+      alone = 1
+      redis.call("HSET", KEYS[1], "alone", 1)
+    end
+    message = "the worker died while this attempt shared it with other commands: not counted"
+      .. (alone == 1 and ", next run alone" or "")
+  end
   local entry = {attempt = number, start = tonumber(rec[6] or "0"), ["end"] = tonumber(ARGV[1]),
                  worker = rec[5] or "", result = "worker_lost", counted = counted,
-                 error = {kind = "worker_lost", message = counted
-                   and "the worker died while this attempt ran alone in it"
-                   or "the worker died while this attempt shared it with other commands: not counted, next run alone"}}
+                 error = {kind = "worker_lost", message = message}}
   add_history(KEYS[2], cjson.encode(entry), ARGV[4], ARGV[5])
-  if not counted then
-    alone = 1
-    redis.call("HSET", KEYS[1], "alone", 1)
-  end
 end
 local attempts
 if counted then

@@ -18,7 +18,7 @@ if tonumber(rec[2] or "1") + 1 ~= tonumber(ARGV[7]) then
 end
 redis.call("HSET", KEYS[1], "status", "queued", "attempts", 0, "gen", ARGV[7], "updated", ARGV[1])
 -- (a fresh attempt budget: crash attribution starts over too, see begin.lua)
-redis.call("HDEL", KEYS[1], "outcome", "worker", "started", "iso", "alone")
+redis.call("HDEL", KEYS[1], "outcome", "worker", "started", "iso", "alone", "shared_lost")
 redis.call("HINCRBY", KEYS[1], "replays", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[8])
 redis.call("ZREM", KEYS[2], ARGV[9])
