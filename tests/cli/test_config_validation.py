@@ -177,10 +177,18 @@ def test_a_worker_calling_a_backend_over_plain_http_logs_a_warning_naming_it(
     # When the worker starts, it says so at WARNING, naming the backend
     assert proc.stderr is not None
     lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "threads on" in line:
-            break
-    proc.terminate()
-    proc.communicate(timeout=60)
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "threads on" in line:
+                break
+        proc.terminate()
+        _out, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a worker behind to take later tests' commands
+            proc.kill()
+            _out, rest = proc.communicate()
+            lines.append(rest)
+            raise AssertionError(f"the worker did not stop within 60 s of SIGTERM: {''.join(lines)[-4000:]}")
+    assert proc.returncode == 0, rest
     assert any("WARNING" in line and "backend whm1" in line and "http://" in line for line in lines), lines

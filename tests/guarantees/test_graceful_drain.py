@@ -28,10 +28,10 @@ pytestmark = pytest.mark.slow
 def test_sigterm_during_a_run_exits_0_and_loses_or_repeats_no_command(
     redis_client: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    # Given two worker processes on a slow panel (1.5 s a call): one drains fully, one must hand back
-    n = 150
+    # Given two worker processes on a slow panel (1 s a call): one drains fully, one must hand back
+    n = 120
     app = whm_with_accounts(n)
-    with SandboxServer(app, faults=Faults(latency_s=1.5)) as whm:
+    with SandboxServer(app, faults=Faults(latency_s=1.0)) as whm:
         env = worker_env(tmp_path, redis_server.url, whm, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
         patient = WorkerProcess(env, tmp_path / "patient.log", extra=("--drain-timeout", "20")).start()
         hasty = WorkerProcess(env, tmp_path / "hasty.log", extra=("--drain-timeout", "0.05")).start()

@@ -16,11 +16,8 @@ much of the difference is the HTTP client and how much the rest.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +28,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from workers.backends.connections import ConnectionPool
+from workers.stop_signal import stop_on_signals, wait_for_stop
 
 #: Name of the baseline actor (and of its queue).
 ACTOR_NAME = "bench_call"
@@ -119,17 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     broker = build_broker(client, args.namespace)
     declare_actor(broker, client=client, sandbox_url=args.sandbox, token=args.token, events=args.events,
                   threads=args.threads, http_client=args.client)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     worker = dramatiq.Worker(broker, worker_threads=args.threads, queues={QUEUE_NAME}, worker_timeout=100)
     worker.start()
     print(f"baseline worker: {args.threads} threads on {QUEUE_NAME}, {args.client} client", file=sys.stderr, flush=True)
-    stop.wait()
+    wait_for_stop(stop)
     worker.stop(timeout=2000)
     broker.close()
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import signal
 import sys
 import threading
-from types import FrameType
 
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
+from workers.stop_signal import stop_on_signals, wait_for_stop
 
 
 def bench_users(count: int) -> list[str]:
@@ -41,13 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     # The accounts live as long as the process: keep them out of the garbage collector's full
     # passes (one over 50,000 accounts paused every answer for ~44 ms, measured mid-run).
     gc.freeze()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     def watch_stdin() -> None:
         sys.stdin.read()
@@ -55,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     print(json.dumps({"urls": [s.url for s in servers]}), flush=True)
-    stop.wait()
+    wait_for_stop(stop)
     for server in servers:
         server.stop()
 

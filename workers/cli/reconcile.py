@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-
 import click
 import orjson
 import redis
@@ -17,6 +14,7 @@ from workers.reconcile import Finding, check, converging_command
 from workers.reconcile_service import DriftGauges, run_rounds, seconds_of
 from workers.redis_client import connect
 from workers.settings import Settings
+from workers.stop_signal import stop_on_signals
 
 
 def serve_rounds(settings: Settings, period: float, *, only: str | None, acting: Acting | None,
@@ -27,9 +25,7 @@ def serve_rounds(settings: Settings, period: float, *, only: str | None, acting:
     gauges = DriftGauges()
     if metrics_port is not None:
         gauges.serve(metrics_port)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
 
     def fix(findings: list[Finding]) -> None:
         assert acting is not None

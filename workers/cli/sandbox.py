@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from types import FrameType
-
 import click
 
 from workers.sandbox import SandboxServer
 from workers.sandbox.brainycp import BrainycpSandbox
 from workers.sandbox.cpanel import CpanelSandbox
 from workers.sandbox.whm import WhmSandbox
+from workers.stop_signal import stop_on_signals, wait_for_stop
 
 CONTROL_HELP = """\
 Serve stateful WHM, cPanel UAPI and BrainyCP simulators until Ctrl-C.
@@ -88,13 +85,6 @@ def sandbox(host: str, whm_port: int, cpanel_port: int, brainycp_port: int, whm_
     click.echo(f"BrainyCP  {servers['brainycp'].url}/api/api.php  form fields Login=admin pass={brainycp_password}")
     click.echo("control:  GET /__sandbox__/ledger, GET /__sandbox__/stats, POST /__sandbox__/faults (see --help)",
                nl=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    wait_for_stop(stop_on_signals())
     for server in servers.values():
         server.stop()

@@ -6,7 +6,6 @@ import logging
 import multiprocessing
 import signal
 import sys
-import threading
 from types import FrameType
 
 import click
@@ -20,6 +19,7 @@ from workers.errors import ConfigError
 from workers.observability import start_observability
 from workers.runtime import Runtime
 from workers.settings import Settings
+from workers.stop_signal import stop_on_signals, wait_for_stop
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +32,10 @@ def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeo
           metrics_port: int | None = None, json_logs: bool = False,
           switch_interval_ms: float = SWITCH_INTERVAL_MS) -> int:
     """Run one worker process in the foreground until SIGTERM/SIGINT; return its exit code."""
-    stop = threading.Event()
+    stop = stop_on_signals()
     # How long a thread may keep the GIL while others wait: the worker's threads mostly wait on
     # sockets, and each wake-up queues behind whichever thread holds the interpreter.
     sys.setswitchinterval(switch_interval_ms / 1000)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         metrics = start_observability(settings, metrics_port=metrics_port, json_logs=json_logs)
         warn_insecure_backends(settings)
@@ -54,7 +48,7 @@ def serve(settings: Settings, threads: int, queues: tuple[str, ...], drain_timeo
         return RET_CONFIG
     click.echo(f"mailops worker {runtime.worker_id}: {threads} threads on {', '.join(queues)} "
                f"(GIL switch interval {sys.getswitchinterval() * 1000:g} ms)", err=True)
-    stop.wait()
+    wait_for_stop(stop)
     click.echo(f"mailops worker {runtime.worker_id}: draining (up to {drain_timeout_s:g}s)", err=True)
     runtime.stop(drain_timeout_ms=int(drain_timeout_s * 1000))
     return RET_OK
