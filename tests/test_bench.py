@@ -36,6 +36,7 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
         "memory": ("bytes_per_command", "bytes_per_command_by_key", "bytes_per_command_uuid_ids"),
         "fairness": ("fast_alone_s", "fast_behind_slow_s", "slowdown", "slow_share_of_cap", "slow_max_in_flight"),
         "fleet": ("backends", "alone", "migrating", "fast_throughput_kept", "slow_max_in_flight", "slow_cap_violations"),
+        "trickle": ("alone", "beside", "p99_ratio", "slow_longest_call_s", "slow_max_in_flight", "slow_cap_violations"),
     }.items():
         for name in names:
             assert name in figures[run], f"{run}.{name} missing"
@@ -43,6 +44,8 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
     assert figures["latency"]["missing"] == 0 and figures["urgent_under_bulk"]["missing"] == 0
     assert figures["fleet"]["migrating"]["urgent"]["missing"] == 0 and figures["fleet"]["migrating"]["migrated_by_then"] > 0
     assert figures["latency"]["warmup"]["count"] > 0 and figures["latency"]["warmup"]["missing"] == 0
+    assert figures["trickle"]["alone"]["missing"] == 0 == figures["trickle"]["beside"]["missing"]
+    assert figures["trickle"]["slow_calls"] > 0, "no call reached the trickling panel; the phase proved nothing"
     assert all(pool and all(rss > 0 for rss in pool) for pool in figures["peak_rss_bytes"].values())
     assert [row["name"] for row in figures["targets"]] == [t.name for t in TARGETS]
     assert all(math.isfinite(row["value"]) for row in figures["targets"])

@@ -101,6 +101,7 @@ def browser() -> Iterator[object]:
 def log_in(driver: object, base: str, user: str) -> None:
     """Log in through the login form, as a person would."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     d: Any = driver
     d.delete_all_cookies()
@@ -108,7 +109,9 @@ def log_in(driver: object, base: str, user: str) -> None:
     d.find_element(By.ID, "login-user").send_keys(user)
     d.find_element(By.ID, "login-password").send_keys(PASSWORDS[user])
     d.find_element(By.ID, "login-submit").click()
-    assert d.find_element(By.ID, "user").text.startswith(user)
+    # (the click returns before the next page is there: wait for it)
+    signed_in = WebDriverWait(d, 10).until(lambda page: page.find_element(By.ID, "user"))
+    assert signed_in.text.startswith(user)
 
 
 def screenshot(driver: object, name: str) -> None:

@@ -103,7 +103,7 @@ def test_an_operator_logs_in_and_sees_a_stopped_backends_breaker_open_on_the_ove
     assert len(drift) == 1 and drift[0].startswith("whm1 shop outgoing drift suspended active")
     # And its health checks say whm2 is down
     one(browser, "#check").click()
-    assert "FAILED" in one(browser, "#backends").text
+    wait_for(lambda: "FAILED" in text_of(browser, "#backends"), 10, "the health check showing whm2 FAILED")
     screenshot(browser, "backends")
 
 

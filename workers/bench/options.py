@@ -40,6 +40,10 @@ class BenchOptions:
     fleet_backends: int = 50
     fleet_per_backend: int = 20
     fleet_migration: int = 1500
+    #: The trickle run (workers.bench.trickle): commands for the trickling panel queued first, and
+    #: seconds of commands paced to the healthy backend in each of its two runs.
+    trickle_commands: int = 20
+    trickle_duration_s: float = 10.0
     #: Run the read-back phase (off in ``--quick``, which the test suite runs; ``--readback-only``
     #: runs it alone).
     readback: bool = True
@@ -50,6 +54,6 @@ class BenchOptions:
                                       bulk=2000, urgent=15,
                                       utilisation_commands=240, scaling_commands=240, memory_commands=500,
                                       fairness_commands=100, fleet_backends=10, fleet_per_backend=10, fleet_migration=200,
-                                      ceiling_s=2.0, readback=False)
+                                      trickle_commands=6, trickle_duration_s=3.0, ceiling_s=2.0, readback=False)
         values.update(overrides)
         return cls(**values)

@@ -55,6 +55,11 @@ TARGETS = (
     Target("fleet: urgent p99 during the migration", "<= 100 ms", lambda f: f["fleet"]["migrating"]["urgent"]["p99_ms"],
            lambda v: v <= 100, " ms"),
     Target("  migrating backend over its cap", "0", lambda f: int(f["fleet"]["slow_cap_violations"]), lambda v: v == 0),
+    Target("healthy p99 beside a trickling panel", "<= 2.0x alone", lambda f: f["trickle"]["p99_ratio"],
+           lambda v: v <= 2.0, "x"),
+    Target("  trickling panel's longest call", "<= 5.5 s", lambda f: f["trickle"]["slow_longest_call_s"],
+           lambda v: v <= 5.5, " s"),
+    Target("  trickling backend over its cap", "0", lambda f: int(f["trickle"]["slow_cap_violations"]), lambda v: v == 0),
 )
 
 
@@ -132,6 +137,14 @@ def render(figures: dict[str, Any]) -> str:
                      f"{fair['fast_backend']}; 1 process x 8 threads): fast batch alone {fair['fast_alone_s']} s, "
                      f"queued behind the slow one {fair['fast_behind_slow_s']} s ({fair['slowdown']}x); slow "
                      f"backend at {fair['slow_share_of_cap']:.1%} of its cap, max in flight {fair['slow_max_in_flight']}")
+    if "trickle" in figures:
+        tr = figures["trickle"]
+        lines.append(f"trickle (healthy backend {tr['healthy_latency_s'] * 1000:g} ms, paced {tr['rate_cps']:g}/s; "
+                     f"{tr['slow_commands']} commands for a panel answering a byte a second, cap {tr['slow_cap']}, "
+                     f"deadline {tr['slow_deadline_s']:g} s): healthy p50/p99 alone {tr['alone']['p50_ms']} / "
+                     f"{tr['alone']['p99_ms']} ms, beside it {tr['beside']['p50_ms']} / {tr['beside']['p99_ms']} ms "
+                     f"({tr['p99_ratio']}x); {tr['slow_calls']} trickling calls, longest {tr['slow_longest_call_s']} s, "
+                     f"max in flight {tr['slow_max_in_flight']}")
     if "readback" in figures:
         lines.append(render_readback(figures["readback"]))
     lines.append(f"memory: {mem['bytes_per_command']} B per queued command over {mem['commands']} "

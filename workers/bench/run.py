@@ -14,6 +14,7 @@ from workers.bench.fleet import fleet
 from workers.bench.harness import SandboxProcess
 from workers.bench.options import BenchOptions
 from workers.bench.scenarios import USERS, Bench
+from workers.bench.trickle import trickle
 from workers.embedded_redis import EmbeddedRedis
 
 
@@ -60,6 +61,8 @@ def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
         figures["fairness"] = bench.fairness()
         progress("fleet: 50 backends, one migrating slowly, the others' batch and urgent commands")
         figures["fleet"] = fleet(bench)
+        progress("trickle: a healthy backend's latency alone, then beside a panel answering a byte a second")
+        figures["trickle"] = trickle(bench)
         progress("scaling: 1 and 2 worker processes, backend-bound")
         figures["scaling"] = bench.scaling()
         if options.readback:

@@ -166,17 +166,17 @@ class Bench:
         watcher = EventWatcher(self.client, phase.events_stream).start()
         warmup = int(rate * o.latency_warmup_s)
         try:
-            sent = self._paced(phase, "lat", warmup + int(rate * (duration_s or o.latency_duration_s)), rate)
+            sent = self.paced(phase, "lat", warmup + int(rate * (duration_s or o.latency_duration_s)), rate)
             watcher.wait_terminal(len(sent), PHASE_TIMEOUT_S)
         finally:
             self._finish(name, pool, watcher)
         # In sending order: the warm-up's commands first.
         order = list(sent.items())
         return {"load_fraction": o.load_fraction, "max_rate_cps": round(max_rate, 1), "rate_cps": round(rate, 1),
-                **self._latencies(dict(order[warmup:]), watcher),
-                "warmup": {"seconds": o.latency_warmup_s, **self._latencies(dict(order[:warmup]), watcher)}}
+                **self.latencies(dict(order[warmup:]), watcher),
+                "warmup": {"seconds": o.latency_warmup_s, **self.latencies(dict(order[:warmup]), watcher)}}
 
-    def _paced(self, phase: Phase, tag: str, count: int, rate: float, *, priority: str | None = "default",
+    def paced(self, phase: Phase, tag: str, count: int, rate: float, *, priority: str | None = "default",
                ) -> dict[str, tuple[float, int]]:
         """XADD ``count`` commands at ``rate`` per second; id -> (perf_counter at XADD, entry ms)."""
         users = bench_users(USERS)
@@ -194,7 +194,7 @@ class Bench:
         return sent
 
     @staticmethod
-    def _latencies(sent: dict[str, tuple[float, int]], watcher: EventWatcher) -> dict[str, Any]:
+    def latencies(sent: dict[str, tuple[float, int]], watcher: EventWatcher) -> dict[str, Any]:
         seen = [watcher.terminal[k].seen - t for k, (t, _ms) in sent.items() if k in watcher.terminal]
         on_redis_clock = [(watcher.terminal[k].entry_ms - ms) / 1000 for k, (_t, ms) in sent.items()
                           if k in watcher.terminal]
@@ -235,7 +235,7 @@ class Bench:
                 raise TimeoutError(f"urgent: {watcher.accepted} of {o.bulk} bulk commands accepted in time")
             ingest_s = time.monotonic() - started
             waiting_before = o.bulk - len(watcher.terminal)
-            sent = self._paced(phase, "urgent", o.urgent, 10.0, priority="urgent")
+            sent = self.paced(phase, "urgent", o.urgent, 10.0, priority="urgent")
             deadline = time.monotonic() + 30
             while not set(sent) <= set(watcher.terminal) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -243,7 +243,7 @@ class Bench:
         finally:
             self._finish("urgent", pool, watcher)
         return {"bulk": o.bulk, "bulk_ingest_s": round(ingest_s, 2), "bulk_waiting_at_start": waiting_before,
-                "bulk_waiting_at_end": waiting_after, **self._latencies(sent, watcher)}
+                "bulk_waiting_at_end": waiting_after, **self.latencies(sent, watcher)}
 
     def utilisation(self) -> dict[str, Any]:
         o = self.options
