@@ -1,8 +1,10 @@
-"""Drift check: the panels' actual suspension state against the holds, and converging it, on every
-readable aspect and across the fleet; what cannot be read is reported unknown, never as a match."""
+"""Drift check: the panels' actual state against the holds and the last commands, and converging it,
+on every readable aspect and across the fleet; what cannot be read is reported unknown, never as a match."""
 
 from __future__ import annotations
 
+import base64
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -97,6 +99,15 @@ def abuse_signed(body: dict[str, object]) -> dict[str, object]:
     return {**body, "producer": "abuse", "signature": sign(body | {"producer": "abuse"}, KEYS["KEY_ABUSE"].encode())}
 
 
+def shop_on_cpanel(*mailboxes: str) -> CpanelSandbox:
+    """A cPanel sandbox with the account ``shop`` (``shop.example``) and these mailboxes."""
+    app = CpanelSandbox()
+    app.add_account("shop", "shop.example")
+    for address in mailboxes:
+        app.state.add_mailbox(address)
+    return app
+
+
 def mailbox_suspension(cid: str, name: str, email: str, at: datetime, backend: str = "cp1") -> dict[str, object]:
     return {"id": cid, "command": name, "backend": backend, "args": {"email": email}, "producer": "abuse",
             "reason": "abuse", "issued_at": at.isoformat().replace("+00:00", "Z")}
@@ -107,9 +118,7 @@ def test_drift_made_by_hand_on_each_readable_mailbox_aspect_is_found_fixed_by_ap
     tmp_path: Path,
 ) -> None:
     # Given a cPanel mailbox whose outgoing mail, incoming mail and login abuse suspended
-    app = CpanelSandbox()
-    app.add_account("shop", "shop.example")
-    app.state.add_mailbox("info@shop.example")
+    app = shop_on_cpanel("info@shop.example")
     with SandboxServer(app) as cp1:
         settings, env = signed_world(settings_for({"cp1": ("cpanel", cp1)}), tmp_path, {"TOKEN_CP1": app.token})
         runtime_for(settings)
@@ -228,3 +237,65 @@ def test_every_takes_a_period_in_seconds_minutes_hours_or_days() -> None:
     assert [seconds_of(p) for p in ("90s", "30m", "1h", "1d", "5")] == [90, 1800, 3600, 86400, 5]
     with pytest.raises(ValueError, match="not a period"):
         seconds_of("hourly")
+
+
+def signed_command(cid: str, name: str, args: dict[str, object], at: datetime) -> dict[str, object]:
+    return abuse_signed({"id": cid, "command": name, "backend": "cp1", "args": args,
+                         "issued_at": at.isoformat().replace("+00:00", "Z")})
+
+
+def test_drift_made_by_hand_on_each_readable_desired_state_aspect_is_found_fixed_by_apply_and_then_none(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    tmp_path: Path,
+) -> None:
+    # Given a cPanel account where mailops created a mailbox, deleted another, added a forwarder,
+    # published SPF and DKIM and held a mailbox's outgoing mail
+    app = shop_on_cpanel("info@shop.example", "old@shop.example")
+    with SandboxServer(app) as cp1:
+        sealing = base64.b64encode(os.urandom(64)).decode()
+        settings, env = signed_world(settings_for({"cp1": ("cpanel", cp1)}), tmp_path,
+                                     {"TOKEN_CP1": app.token, "MAILOPS_SEALING_KEY": sealing})
+        runtime_for(settings)
+        at = datetime.now(UTC) - timedelta(minutes=5)
+        commands = {
+            "d-addmail": ("addmail", {"email": "new@shop.example", "password": "Fresh-pass-42", "quota": 100}),
+            "d-delmail": ("delmail", {"email": "old@shop.example"}),
+            "d-addforward": ("addforward", {"email": "info@shop.example", "destination": "keep@elsewhere.example"}),
+            "d-onspf": ("onspf", {"domain": "shop.example"}),
+            "d-ondkim": ("ondkim", {"domain": "shop.example"}),
+            "d-hold": ("hold_outgoing", {"email": "info@shop.example"}),
+        }
+        for cid, (name, args) in commands.items():
+            add_command(redis_client, signed_command(cid, name, args, at))
+        ended = [e for e in wait_for_terminal(redis_client, set(commands)) if e.terminal]
+        assert {e.status for e in ended} == {"succeeded"}, [(e.id, e.error) for e in ended if e.status != "succeeded"]
+        before = CliRunner().invoke(reconcile_cli, [], env=env)
+        # And then someone undid each change on the panel by hand
+        state = app.state
+        with state.lock:
+            del state.mailboxes["new@shop.example"]
+            state.add_mailbox("old@shop.example")
+            state.forwarders.clear()
+            state.domains["shop.example"].spf = state.domains["shop.example"].dkim = False
+            state.mailboxes["info@shop.example"].hold = False
+        # When reconcile checks, applies (signed by the operator, signatures on), and checks again
+        report = CliRunner().invoke(reconcile_cli, [], env=env)
+        applied = CliRunner().invoke(reconcile_cli, ["--apply"], env=env)
+        after = CliRunner().invoke(reconcile_cli, [], env=env)
+    # Then all agreed at first, the check found each aspect adrift (exit 1), apply restored them, and none is left
+    assert before.exit_code == RET_OK and "6 checked, 0 differ, 0 unknown" in before.output, before.output
+    assert report.exit_code == RET_FAILED, report.output
+    for target, aspect, name in (("new@shop.example", "mailbox", "addmail"), ("old@shop.example", "mailbox", "delmail"),
+                                 ("info@shop.example", "forwarder", "addforward"), ("shop.example", "spf", "onspf"),
+                                 ("shop.example", "dkim", "ondkim"), ("info@shop.example", "hold", "hold_outgoing")):
+        assert f"drift   {target} {aspect} on cp1: last applied {name}, panel shows otherwise" in report.output
+    assert applied.exit_code == RET_OK, applied.output
+    assert "new@shop.example" in state.mailboxes and "old@shop.example" not in state.mailboxes
+    assert state.forwarders_of("info@shop.example") == ["keep@elsewhere.example"]
+    assert state.domains["shop.example"].spf and state.domains["shop.example"].dkim
+    assert state.mailboxes["info@shop.example"].hold
+    assert after.exit_code == RET_OK and "6 checked, 0 differ, 0 unknown" in after.output, after.output
+    # And the re-created mailbox's new password rests nowhere in plain text: not in Redis, not in the output
+    recreated = next(line for line in applied.output.splitlines() if line.startswith("issued addmail"))
+    dump = b"".join(redis_client.dump(k) or b"" for k in redis_client.scan_iter(count=1000))
+    assert b"Fresh-pass-42" not in dump and "password" not in recreated

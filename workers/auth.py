@@ -34,7 +34,8 @@ Hold reasons are authorised: a configured producer or operator may place and lif
 own name and of the reasons listed in its ``reasons`` (``"*"`` = any); so ``billing`` cannot lift
 the ``abuse`` hold. Operators (``[operators.NAME]``) sign as producer ``operator.NAME`` with their
 own key; they may send any command when their ``actions`` include ``publish`` or ``bulk``, only
-suspends and unsuspends when they include ``holds.release`` or ``reconcile.apply``.
+suspends and unsuspends when they include ``holds.release``, and those plus the commands whose
+state reconcile restores (:data:`workers.reconcile.CONVERGING`) with ``reconcile.apply``.
 
 A replay inside the window carries an ``id`` the worker has seen and is answered by the
 idempotency check (``duplicate``/``in_flight``), never run twice.
@@ -59,6 +60,7 @@ from schemas.fields import SECRET_FIELDS, SYSTEM_ACCOUNTS, hostile_character, wa
 from workers.errors import CommandRejected
 from workers.holds import plan_for
 from workers.ingest import Entry, IngestGate
+from workers.reconcile import CONVERGING
 from workers.sealing import Sealer, SealingGate, decode_key
 from workers.settings import OperatorConfig, ProducerConfig, Settings
 from workers.signing import verify
@@ -84,7 +86,14 @@ def _allowed(value: str | None, allowed: tuple[str, ...]) -> bool:
 def as_producer(operator: OperatorConfig) -> ProducerConfig:
     """An operator seen from ingest: the producer ``operator.NAME`` with its key and what its actions send."""
     actions = set(operator.actions)
-    commands = (ANY,) if actions & {"publish", "bulk"} else HOLD_COMMANDS if actions & {"holds.release", "reconcile.apply"} else ()
+    commands: tuple[str, ...] = ()
+    if actions & {"publish", "bulk"}:
+        commands = (ANY,)
+    else:
+        if "holds.release" in actions or "reconcile.apply" in actions:
+            commands += HOLD_COMMANDS
+        if "reconcile.apply" in actions:
+            commands += tuple(sorted(CONVERGING))
     return ProducerConfig(name=operator.producer, key=operator.key, commands=commands, backends=operator.backends,
                           reasons=operator.reasons)
 

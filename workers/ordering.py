@@ -37,6 +37,7 @@ import orjson
 import redis
 
 from schemas.commands import Command
+from schemas.fields import SECRET_FIELDS
 from workers.backends.base import PanelResult
 from workers.constants import Keys
 from workers.errors import Repeat, Superseded, TargetBusy
@@ -209,15 +210,16 @@ class TargetGuard:
     def commit_call(self, turn: Turn, plan: HoldPlan | None, *, called: bool = True) -> ScriptCall:
         """The call that stores the stamp and the hold change and frees the lease (and, after a
         panel call, the state it set, for :class:`Repeat`)."""
-        op, reason, record, args = ("none", "", b"", b"")
-        if plan is not None:  # suspensions only: other commands' args may hold (sealed) secrets
+        op, reason, record = ("none", "", b"")
+        if plan is not None:
             op, reason = plan.op, plan.reason
             record = orjson.dumps(plan.record(turn.command))
-            args = orjson.dumps(turn.command.args)
+        # What reconcile needs to read the target again, never a secret (not even sealed)
+        args = orjson.dumps({k: v for k, v in turn.command.args.items() if k not in SECRET_FIELDS})
         applied = f"{desired_state(turn.command)}|{int(time.time() * 1000)}|{turn.command.id}" if called else ""
         return ScriptCall(self._commit, [turn.order_key, turn.holds_key, self.keys.holds_index],
                           [turn.token, turn.stamp.encode(), turn.register, op, reason, record,
-                           turn.command.backend or "", args, applied])
+                           turn.command.backend or "", args, applied, turn.command.command])
 
     def release_call(self, token: str, order_key: str) -> ScriptCall:
         """The call that frees a lease if ``token`` still holds it; nothing is committed."""

@@ -1,13 +1,18 @@
-"""Drift check: compare the panels' actual suspension state with the holds, and converge them.
+"""Drift check: compare the panels' actual state with what mailops applied, and converge them.
 
-The targets checked are those mailops has applied a suspend/unsuspend to (every such commit
-leaves an order record, :meth:`Keys.order`, keyed by backend, target and aspect, with the
-arguments). For each, the
-expected state is "suspended" when any hold remains and "active" otherwise; the actual state is
-read from the panel with the read call that verifies ``suspend_<aspect>`` on that backend kind and
-scope (:mod:`workers.backends.readback`: WHM ``accountsummary``, UAPI ``list_pops_with_disk``...).
-A state that cannot be read (no read call, the read failed, the target is gone) is ``unknown``,
-never counted as in agreement.
+The targets checked are every backend+target+aspect mailops has applied a command to (each commit
+leaves an order record, :meth:`Keys.order`, with the command's name and its arguments without
+secrets). What the panel should show:
+
+* a suspension aspect (``outgoing``, ``incoming``, ``login``): "suspended" when any hold remains,
+  "active" otherwise;
+* any other aspect (``mailbox``, ``forwarder``, ``spf``, ``dkim``, ``hold``...): what the last
+  command applied to it asked for (its desired state).
+
+The actual state is read with the call that verifies that command on that backend kind and scope
+(:mod:`workers.backends.readback`: WHM ``accountsummary``, UAPI ``list_pops_with_disk``,
+``list_forwarders``, ``validate_current_spfs``...). A state that cannot be read (no read call, the
+read failed, the target is gone) is ``unknown``, never counted as in agreement.
 
 Converging never writes holds or panels directly: it adds ordinary commands to the commands
 stream, so they pass the ordering gate like any other.
@@ -15,13 +20,18 @@ stream, so they pass the ordering gate like any other.
 * held but active on the panel -> ``suspend_<aspect>`` for the oldest holding reason, issued 1 ms
   after that hold's own command: it re-applies the hold and loses to any later release of it;
 * not held but suspended on the panel -> ``unsuspend_<aspect>`` with reason ``reconcile``, issued
-  now: it removes no hold and reaches the panel only if still no hold remains.
+  now: it removes no hold and reaches the panel only if still no hold remains;
+* another aspect adrift -> its last command again, issued 1 ms after it (so it loses to any later
+  command for that target). An ``addmail`` is sent with a new random password: the mailbox was
+  deleted with its old one, which mailops never keeps; the owner sets one with ``passwd``.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -35,11 +45,16 @@ from workers.backends.readback import Read, Unreadable, shows
 from workers.constants import BODY_FIELD, Keys
 from workers.errors import MailopsError
 from workers.holds import hold_aspects, holds_of, identity_of
+from workers.ordering import OrderStamp
 from workers.verification import check_of
 from workers.wire import as_text
 
 #: Producer (and, for releases, reason) of the commands a reconcile issues.
 RECONCILE_PRODUCER = "reconcile"
+#: What validating a stored ``addmail`` takes in place of the password mailops never keeps.
+PLACEHOLDER_PASSWORD = "not-kept-by-mailops-1A"
+#: Characters a command id may not hold (schemas.fields.CommandId).
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/-]")
 
 State = Literal["ok", "drift", "unknown"]
 
@@ -53,13 +68,18 @@ class Finding:
     backend: str
     args: dict[str, Any]
     holds: dict[str, dict[str, Any]]
-    #: True = suspended on the panel, False = active, None = could not be read.
+    #: Suspension aspects: True = suspended on the panel, False = active; other aspects: True = the
+    #: panel shows what ``last`` asked for, False = it does not; None = could not be read.
     panel: bool | None
     note: str = ""
+    #: Other aspects: the last command applied (its desired state); ``None`` for suspension aspects.
+    last: str | None = None
+    #: Other aspects: the stamp of that command (the converging one is issued just after it).
+    last_stamp: str | None = None
 
     @property
     def expected(self) -> bool:
-        return bool(self.holds)
+        return True if self.last is not None else bool(self.holds)
 
     @property
     def state(self) -> State:
@@ -68,40 +88,91 @@ class Finding:
         return "ok" if self.panel == self.expected else "drift"
 
     def as_dict(self) -> dict[str, Any]:
+        if self.last is not None:
+            expected, panel = f"as {self.last}", None if self.panel is None else ("as " + self.last if self.panel
+                                                                                  else f"not as {self.last}")
+        else:
+            expected = "suspended" if self.expected else "active"
+            panel = None if self.panel is None else ("suspended" if self.panel else "active")
         return {"target": self.target, "aspect": self.aspect, "backend": self.backend, "state": self.state,
-                "held_by": sorted(self.holds), "expected": "suspended" if self.expected else "active",
-                "panel": None if self.panel is None else ("suspended" if self.panel else "active"), "note": self.note}
+                "held_by": sorted(self.holds), "expected": expected, "panel": panel, "note": self.note,
+                **({"last": self.last} if self.last is not None else {})}
 
 
-def known_targets(client: redis.Redis, keys: Keys) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(target, aspect, backend, args) of every backend+target+aspect a suspension was applied to."""
-    aspects = set(hold_aspects())
+@dataclass(frozen=True, order=True)
+class Known:
+    """One backend+target+aspect mailops applied a command to, and the last command applied."""
+
+    target: str
+    aspect: str
+    backend: str
+    args: dict[str, Any]
+    #: Its name (records written before it was kept: ``""``) and its order stamp.
+    command: str
+    stamp: str
+
+
+def known_targets(client: redis.Redis, keys: Keys) -> list[Known]:
+    """Every backend+target+aspect a command was applied to (commands whose aspect nothing can
+    converge, such as ``passwd`` or ``terminate_sessions``, included: :func:`check` says why)."""
     found = []
     for key in client.scan_iter(match=f"{keys.order_family}:*", count=500):
         identity = identity_of(keys.order_family, as_text(key))
-        if identity is None or identity[2] not in aspects:
+        if identity is None:
             continue
         backend, target, aspect = identity
-        args = client.hget(key, "args")
+        args, command, stamp = client.hmget(key, "args", "command", "last")
         if args:
-            found.append((target, aspect, backend, orjson.loads(args)))
+            found.append(Known(target, aspect, backend, orjson.loads(args), as_text(command or b""),
+                               as_text(stamp or b"")))
     return sorted(found)
 
 
 def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, only: str | None = None) -> list[Finding]:
-    """Read every known target's panel state and compare it with its holds."""
+    """Read every known target's panel state and compare it with its holds or its last command."""
     findings = []
-    for target, aspect, backend_name, args in known_targets(client, keys):
-        if only is not None and backend_name != only:
+    suspensions = set(hold_aspects())
+    for known in known_targets(client, keys):
+        if only is not None and known.backend != only:
             continue
-        holds = holds_of(client, keys, backend_name, target, aspect)
-        backend = backends.get(backend_name)
+        if known.aspect not in suspensions and known.command not in CONVERGING:
+            continue  # nothing to compare (passwd cannot be read) or converge (sessions)
+        backend = backends.get(known.backend)
+        last = None if known.aspect in suspensions else known.command
+        holds = holds_of(client, keys, known.backend, known.target, known.aspect) if last is None else {}
         if backend is None:
-            panel, note = None, f"backend {backend_name} is not configured"
+            panel, note = None, f"backend {known.backend} is not configured"
+        elif last is None:
+            panel, note = panel_state(backend, known.aspect, known.args)
         else:
-            panel, note = panel_state(backend, aspect, args)
-        findings.append(Finding(target, aspect, backend_name, args, holds, panel, note))
+            panel, note = desired_state_on(backend, last, known.args)
+        findings.append(Finding(known.target, known.aspect, known.backend, known.args, holds, panel, note,
+                                last=last, last_stamp=known.stamp if last is not None else None))
     return findings
+
+
+#: Commands whose desired state reconcile compares and restores (the suspension pairs go by holds).
+CONVERGING = frozenset({"addmail", "delmail", "addforward", "delforward", "onspf", "offspf", "ondkim",
+                        "offdkim", "hold_outgoing", "release_outgoing", "set_forward_destination"})
+
+
+def desired_state_on(backend: Backend, name: str, args: dict[str, Any]) -> tuple[bool | None, str]:
+    """Whether ``backend`` shows what the command ``name`` with ``args`` asked for (``None``:
+    unknown), and a note saying why it is unknown."""
+    body = {"command": name, "backend": backend.name, "args": args, "producer": RECONCILE_PRODUCER}
+    if name == "addmail":
+        body["args"] = {**args, "password": PLACEHOLDER_PASSWORD}  # validation needs one; reads never see it
+    try:
+        read, typed = check_of(backend, validate_command(body))
+    except MailopsError as exc:
+        return None, f"{name} cannot be checked here: {exc}"
+    if not isinstance(read, Read):
+        return None, f"{backend.kind} cannot read what {name} sets here: {read.reason}"
+    try:
+        state = backend.read(read, typed)
+    except MailopsError as exc:
+        return None, f"panel read failed: {exc}"
+    return shows(state, read.want(typed, backend.config)), ""
 
 
 def panel_state(backend: Backend, aspect: str, args: dict[str, Any]) -> tuple[bool | None, str]:
@@ -126,20 +197,31 @@ def panel_state(backend: Backend, aspect: str, args: dict[str, Any]) -> tuple[bo
     return None, f"{suspended.function} shows {state}"
 
 
-def converging_command(finding: Finding, *, now: datetime | None = None) -> dict[str, Any] | None:
-    """The command body that brings the panel to what the holds say (``None`` if nothing to do)."""
+def converging_command(finding: Finding, *, now: datetime | None = None,
+                       seal: Callable[[str, str], str] | None = None) -> dict[str, Any] | None:
+    """The command body that brings the panel to what the holds or the last command say (``None``
+    if nothing to do). ``seal`` (the sealer's ``seal``) seals a new mailbox's password at once, so
+    it never rests in Redis in plain text."""
     if finding.state != "drift":
         return None
     stamp = int(time.time() * 1000)
     body: dict[str, Any] = {"backend": finding.backend, "args": finding.args, "producer": RECONCILE_PRODUCER}
-    if finding.expected:
+    if finding.last is not None:
+        last = OrderStamp.decode(finding.last_stamp) if finding.last_stamp else None
+        issued = (datetime.fromtimestamp(last.issued_ms / 1000, UTC) + timedelta(milliseconds=1)
+                  if last is not None else now or datetime.now(UTC))
+        body.update(command=finding.last)
+        if finding.last == "addmail":
+            password = secrets.token_urlsafe(24)
+            body["args"] = {**finding.args, "password": seal(password, "password") if seal else password}
+    elif finding.expected:
         reason, hold = min(finding.holds.items(), key=lambda item: str(item[1].get("issued_at")))
         issued = datetime.fromisoformat(str(hold["issued_at"])) + timedelta(milliseconds=1)
         body.update(command=f"suspend_{finding.aspect}", reason=reason)
     else:
         issued = now or datetime.now(UTC)
         body.update(command=f"unsuspend_{finding.aspect}", reason=RECONCILE_PRODUCER)
-    body["id"] = f"reconcile-{body['command']}-{finding.backend}-{finding.target}-{stamp}"
+    body["id"] = _ID_UNSAFE.sub("_", f"reconcile-{body['command']}-{finding.backend}-{finding.target}-{stamp}")[-200:]
     body["issued_at"] = issued.isoformat().replace("+00:00", "Z")
     return body
 

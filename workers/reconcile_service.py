@@ -68,7 +68,7 @@ def drift_event(finding: Finding) -> Event:
     row = finding.as_dict()
     return Event(status="drift_found", backend=finding.backend, target=finding.target, producer="reconcile",
                  details={"aspect": finding.aspect, "expected": row["expected"], "panel": row["panel"],
-                          "held_by": row["held_by"]})
+                          "held_by": row["held_by"], **({"last": row["last"]} if "last" in row else {})})
 
 
 def publish_drift(client: redis.Redis, settings: Settings, findings: list[Finding]) -> int:

@@ -1,11 +1,16 @@
-"""``mailops reconcile``: do the panels show what the holds say? With ``--apply``, converge them."""
+"""``mailops reconcile``: do the panels show what the holds and the last commands say? With
+``--apply``, converge them."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import click
 import orjson
 import redis
 
+from workers.auth import sealer_for
 from workers.backends.registry import build_backends
 from workers.cli.acting import Acting, as_operator, await_outcomes, issue, operator_option, wait_options
 from workers.cli.environment import load_settings
@@ -29,9 +34,9 @@ def serve_rounds(settings: Settings, period: float, *, only: str | None, acting:
 
     def fix(findings: list[Finding]) -> None:
         assert acting is not None
-        bodies = [body for finding in findings if (body := converging_command(finding)) is not None]
+        bodies = [body for finding in findings if (body := converging_command(finding, seal=seal_of(settings))) is not None]
         for body in issue(client, settings, acting, "reconcile.apply", bodies)[1]:
-            click.echo(f"issued {body['command']} {body['id']} (reason {body['reason']})")
+            say_issued(body)
 
     click.echo(f"mailops reconcile: a round every {period:g} s", err=True)
     try:
@@ -56,7 +61,7 @@ def serve_rounds(settings: Settings, period: float, *, only: str | None, acting:
 @wait_options
 def reconcile(only: str | None, do_apply: bool, as_json: bool, every: str | None, metrics_port: int | None,
               operator_name: str | None, wait: bool, timeout: float) -> None:
-    """Compare the panels' actual suspension state with the holds and report differences.
+    """Compare the panels' actual state with the holds and the last commands; report differences.
 
     With --apply, issue the converging commands signed by the operator (action
     ``reconcile.apply``; its ``reasons`` must cover the holds' reasons and ``reconcile``) and wait
@@ -83,7 +88,7 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, every: str | None
     backends = build_backends(settings.backends)
     try:
         findings = check(client, settings.keys, backends, only=only)
-        bodies = [body for finding in findings if (body := converging_command(finding)) is not None]
+        bodies = [body for finding in findings if (body := converging_command(finding, seal=seal_of(settings))) is not None]
         sender, issued = issue(client, settings, acting, "reconcile.apply", bodies) if acting else (None, [])
     except redis.RedisError as exc:
         click.echo(f"mailops reconcile: Redis unreachable: {type(exc).__name__}", err=True)
@@ -97,11 +102,14 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, every: str | None
             continue
         row = finding.as_dict()
         held = ", ".join(row["held_by"]) or "no hold"
-        click.echo(f"{row['state']:7} {finding.target} {finding.aspect} on {finding.backend}: holds say "
-                   f"{row['expected']} ({held}), panel says {row['panel'] or 'unknown'}"
+        said = (f"last applied {finding.last}, panel shows {'it' if finding.panel else 'otherwise'}"
+                if finding.last is not None and finding.panel is not None
+                else f"last applied {finding.last}, panel unknown" if finding.last is not None
+                else f"holds say {row['expected']} ({held}), panel says {row['panel'] or 'unknown'}")
+        click.echo(f"{row['state']:7} {finding.target} {finding.aspect} on {finding.backend}: {said}"
                    + (f" - {finding.note}" if finding.note else ""))
     for body in issued:
-        click.echo(f"issued {body['command']} {body['id']} (reason {body['reason']})")
+        say_issued(body)
     drift = sum(f.state == "drift" for f in findings)
     unknown = sum(f.state == "unknown" for f in findings)
     click.echo(f"{len(findings)} checked, {drift} differ, {unknown} unknown"
@@ -113,3 +121,14 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, every: str | None
         raise SystemExit(RET_UNKNOWN if code == RET_OK and unknown else code)
     finally:
         client.close()
+
+
+def seal_of(settings: Settings) -> Callable[[str, str], str] | None:
+    """The sealer's ``seal`` when a sealing key is configured (a re-created mailbox's password is
+    sealed before it is sent)."""
+    sealer = sealer_for(settings)
+    return sealer.seal if sealer is not None else None
+
+
+def say_issued(body: dict[str, Any]) -> None:
+    click.echo(f"issued {body['command']} {body['id']}" + (f" (reason {body['reason']})" if "reason" in body else ""))
