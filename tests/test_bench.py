@@ -27,7 +27,8 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
     figures = orjson.loads(out.read_bytes())
     for run, names in {
         "throughput": ("mailops_cps", "baseline_cps", "ratio", "pool_floor_cps", "ratio_vs_pool_floor",
-                       "redis_cpu_us_per_command", "redis_bound_cps", "rounds"),
+                       "redis_cpu_us_per_command", "redis_bound_cps", "rounds", "redis_calls_per_command",
+                       "script_calls_per_command"),
         "latency": ("max_rate_cps", "rate_cps", "p50_ms", "p95_ms", "p99_ms"),
         "urgent_under_bulk": ("bulk", "p50_ms", "p95_ms", "p99_ms"),
         "utilisation": ("allowed_cps", "achieved_cps", "share", "ceiling_cps", "share_of_ceiling", "max_in_flight",

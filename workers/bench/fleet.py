@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from workers.bench.commands import command_body
+from workers.bench.commands import command_body, xadd_many
 from workers.bench.harness import Phase, SandboxProcess, start_mailops, write_config
 from workers.bench.measure import EventWatcher, latency_summary_ms
 from workers.bench.sandbox_proc import bench_users
@@ -71,12 +71,12 @@ def _run(bench: Bench, sandbox: SandboxProcess, config: Any, name: str, *, migra
     fast_ids = [f"fast-{i}" for i in range(o.fleet_per_backend * (backends - 1))]
     try:
         if migration:
-            _queue(bench, phase, [command_body(f"mig-{i}", users[i % USERS], backend="whm1", priority="bulk")
+            xadd_many(bench.client, phase.commands_stream, [command_body(f"mig-{i}", users[i % USERS], backend="whm1", priority="bulk")
                                   for i in range(o.fleet_migration)])
             if not watcher.wait_accepted(o.fleet_migration, RUN_TIMEOUT_S):
                 raise TimeoutError(f"{name}: the migration was not admitted in time")
         admitted = watcher.accepted
-        _queue(bench, phase, [command_body(command_id, users[i % USERS], backend=_fast_backend(i, backends))
+        xadd_many(bench.client, phase.commands_stream, [command_body(command_id, users[i % USERS], backend=_fast_backend(i, backends))
                               for i, command_id in enumerate(fast_ids)])
         if not watcher.wait_accepted(admitted + len(fast_ids), RUN_TIMEOUT_S):
             raise TimeoutError(f"{name}: the fast batch was not admitted in time")
@@ -108,9 +108,3 @@ def _run(bench: Bench, sandbox: SandboxProcess, config: Any, name: str, *, migra
 def _fast_backend(i: int, backends: int) -> str:
     return f"whm{2 + i % (backends - 1)}"
 
-
-def _queue(bench: Bench, phase: Phase, bodies: list[bytes]) -> None:
-    pipe = bench.client.pipeline(transaction=False)
-    for body in bodies:
-        pipe.xadd(phase.commands_stream, {"body": body})
-    pipe.execute()

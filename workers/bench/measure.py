@@ -143,3 +143,11 @@ def redis_cpu_s(client: Any) -> float:
     """CPU seconds the Redis server has used so far (user + system)."""
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def redis_calls(client: Any) -> tuple[int, int]:
+    """Commands and script calls (``EVAL``/``EVALSHA``) the Redis server has run so far."""
+    stats = client.info("commandstats")
+    commands = sum(int(s.get("calls", 0)) for s in stats.values())
+    scripts = sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+    return commands, scripts

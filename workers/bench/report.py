@@ -114,7 +114,9 @@ def render(figures: dict[str, Any]) -> str:
                      f"{tp['pool_floor_cps']}/s, mailops/that {tp['ratio_vs_pool_floor']} "
                      f"(rounds {[r['ratio_vs_pool_floor'] for r in tp['rounds']]})")
     lines.append(f"redis: {tp['redis_cpu_us_per_command']} us of Redis CPU per command -> one Redis core carries "
-                 f"about {tp['redis_bound_cps']} commands/s for the whole fleet")
+                 f"about {tp['redis_bound_cps']} commands/s for the whole fleet; "
+                 f"{tp.get('redis_calls_per_command')} Redis commands per command, "
+                 f"{tp.get('script_calls_per_command')} of them script calls")
     lines.append(f"latency at {lat['load_fraction']:.0%} load ({lat['rate_cps']}/s of {lat.get('max_rate_cps')}/s "
                  f"measured just before, {lat['count']} commands): "
                  f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; "

@@ -26,7 +26,14 @@ from workers.bench.harness import (
     start_mailops,
     write_config,
 )
-from workers.bench.measure import EventWatcher, entry_ms, latency_summary_ms, redis_cpu_s, used_memory
+from workers.bench.measure import (
+    EventWatcher,
+    entry_ms,
+    latency_summary_ms,
+    redis_calls,
+    redis_cpu_s,
+    used_memory,
+)
 from workers.bench.options import BenchOptions
 from workers.bench.sandbox_proc import bench_users
 from workers.constants import Keys
@@ -52,8 +59,10 @@ class Bench:
         self._phases = itertools.count()
         self.prefixes: list[str] = []
         self.peak_rss: dict[str, list[int]] = {}
-        #: Redis CPU seconds of the last queued run (see :meth:`_queued_run`).
+        #: Redis CPU seconds, and Redis commands and script calls, of the last queued run (see
+        #: :meth:`_queued_run`; the bench's own event reads included).
         self.last_redis_cpu_s = 0.0
+        self.last_redis_calls = (0, 0)
         #: The slow backend's share of its cap in the last fairness run (see :meth:`_batch_seconds`).
         self.last_slow_share = 0.0
 
@@ -78,7 +87,7 @@ class Bench:
                     threads: int, verify: bool = False) -> tuple[float, dict[str, int]]:
         phase = self.phase(name)
         xadd_many(self.client, phase.commands_stream, bodies)
-        cpu_before = redis_cpu_s(self.client)
+        cpu_before, calls_before = redis_cpu_s(self.client), redis_calls(self.client)
         pool = start_mailops(self.redis_url, self.config(name, caps, verify=verify), phase, processes=processes,
                              threads=threads)
         watcher = EventWatcher(self.client, phase.events_stream).start()
@@ -87,6 +96,8 @@ class Bench:
                 raise TimeoutError(f"{name}: {len(watcher.terminal)} of {len(bodies)} terminal events in time")
             # Redis CPU of the whole run: ingest, workers and the bench's own event reader.
             self.last_redis_cpu_s = redis_cpu_s(self.client) - cpu_before
+            calls_after = redis_calls(self.client)
+            self.last_redis_calls = (calls_after[0] - calls_before[0], calls_after[1] - calls_before[1])
             return watcher.rate(), watcher.statuses()
         finally:
             self._finish(name, pool, watcher)
@@ -121,7 +132,9 @@ class Bench:
             rounds.append({"baseline_cps": round(base_rate, 1), "mailops_cps": round(rate, 1),
                            "ratio": round(rate / base_rate, 3), "pool_floor_cps": round(pool_rate, 1),
                            "ratio_vs_pool_floor": round(rate / pool_rate, 3),
-                           "redis_cpu_us_per_command": round(self.last_redis_cpu_s / o.commands * 1e6, 1)})
+                           "redis_cpu_us_per_command": round(self.last_redis_cpu_s / o.commands * 1e6, 1),
+                           "redis_calls_per_command": round(self.last_redis_calls[0] / o.commands, 2),
+                           "script_calls_per_command": round(self.last_redis_calls[1] / o.commands, 2)})
         median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
         redis_us = median["redis_cpu_us_per_command"]
         return {"commands": o.commands, "processes": o.processes, "threads": o.threads, **median,
