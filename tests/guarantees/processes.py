@@ -140,3 +140,19 @@ def kill_in_turns(client: Any, procs: list[WorkerProcess], spawn: Callable[[str]
         killed[procs[slot].pid] = procs[slot].kill9()
         procs[slot] = spawn(f"w{slot}-{round_}")
     return killed
+
+
+def run_killing_in_turns(client: Any, env: dict[str, str], logs: Path, bodies: list[dict[str, Any]], *,
+                         kills: int, module: str = "workers", timeout: float = 240) -> tuple[list[Any], dict[int, float]]:
+    """Two worker processes (``module``'s entry point) run ``bodies`` while one is SIGKILLed every
+    1.5 s, ``kills`` times (:func:`kill_in_turns`); returns every event once each body's command
+    has its terminal one, and pid -> wall time of each kill. The workers are stopped either way."""
+    spawn = lambda name: WorkerProcess(env, logs / f"{name}.log", module=module).start()  # noqa: E731
+    procs = [spawn(f"w{i}") for i in range(2)]
+    try:
+        add_many(client, bodies)
+        killed = kill_in_turns(client, procs, spawn, kills)
+        return wait_all_terminal(client, {str(body["id"]) for body in bodies}, timeout=timeout), killed
+    finally:
+        for proc in procs:
+            proc.stop()

@@ -11,10 +11,7 @@ import redis
 
 from tests.clock import iso
 from tests.guarantees.processes import (
-    WorkerProcess,
-    add_many,
-    kill_in_turns,
-    wait_all_terminal,
+    run_killing_in_turns,
     write_worker_config,
 )
 from tests.guarantees.test_worker_crashes import pid_of
@@ -47,17 +44,10 @@ def test_kill_9_ten_times_over_3000_addforwards_on_an_appending_panel_makes_no_d
             "kind": "cpanel", "url": cp1.url, "username": "shop", "token_env": "TOKEN_CP1", "read_timeout": 3.0,
             "max_concurrency": 32}}, require_signatures=False, heartbeat_timeout_ms=1500, ingest_claim_idle_ms=1500)
         env = {"MAILOPS_REDIS_URL": redis_server.url, "MAILOPS_CONFIG": str(config), "TOKEN_CP1": app.token}
-        spawn = lambda name: WorkerProcess(env, tmp_path / f"{name}.log").start()  # noqa: E731
-        procs = [spawn(f"w{i}") for i in range(2)]
-        try:
-            # When a migration adds 3,000 forwarders and a worker is killed with SIGKILL every 1.5 s, ten times
-            ids = {f"fwd-{i}" for i in range(n)}
-            add_many(redis_client, [add_forward(i) for i in range(n)])
-            kills = kill_in_turns(redis_client, procs, spawn, kills_wanted)
-            events = wait_all_terminal(redis_client, ids, timeout=240)
-        finally:
-            for proc in procs:
-                proc.stop()
+        # When a migration adds 3,000 forwarders and a worker is killed with SIGKILL every 1.5 s, ten times
+        ids = {f"fwd-{i}" for i in range(n)}
+        events, kills = run_killing_in_turns(redis_client, env, tmp_path, [add_forward(i) for i in range(n)],
+                                             kills=kills_wanted)
     # Then every command ended once, succeeded
     terminal = [e for e in events if e.terminal]
     assert Counter(e.id for e in terminal) == Counter({i: 1 for i in ids})

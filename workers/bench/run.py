@@ -36,9 +36,13 @@ def run_readback_bench(options: BenchOptions, progress: Any = print) -> dict[str
     """Only the read-back phase (``mailops bench --readback-only``)."""
     figures: dict[str, Any] = {"options": asdict(options)}
     with bench_environment(options) as bench:
-        progress("read-back: throughput and latency with it off, then on")
-        figures["readback"] = bench.readback()
+        figures["readback"] = _readback(bench, progress)
     return figures
+
+
+def _readback(bench: Bench, progress: Any) -> dict[str, Any]:
+    progress("read-back: throughput and latency with it off, then on")
+    return bench.readback()
 
 
 def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
@@ -66,7 +70,6 @@ def run_bench(options: BenchOptions, progress: Any = print) -> dict[str, Any]:
         progress("scaling: 1 and 2 worker processes, backend-bound")
         figures["scaling"] = bench.scaling()
         if options.readback:
-            progress("read-back: throughput and latency with it off, then on")
-            figures["readback"] = bench.readback()
+            figures["readback"] = _readback(bench, progress)
         figures["peak_rss_bytes"] = bench.peak_rss
     return figures
