@@ -54,10 +54,10 @@ class BrainycpBackend:
     reads = READS
     not_readable = NOT_READABLE
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, http: PanelHttp | None = None) -> None:
         self.name = config.name
         self.config = config
-        self._http = PanelHttp(config)
+        self._http = http or PanelHttp(config)
 
     def __repr__(self) -> str:
         return f"BrainycpBackend(name={self.name!r}, url={self.config.url!r})"

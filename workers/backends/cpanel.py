@@ -116,10 +116,10 @@ class CpanelBackend:
     reads = READS
     not_readable = NOT_READABLE
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, http: PanelHttp | None = None) -> None:
         self.name = config.name
         self.config = config
-        self._http = PanelHttp(config)
+        self._http = http or PanelHttp(config)
         self._headers = {
             "Authorization": f"cpanel {config.username}:{config.token.get_secret_value()}",
             "Accept": "application/json",

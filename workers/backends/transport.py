@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -58,16 +58,27 @@ def tls_context(config: BackendConfig) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=config.ca_bundle)
 
 
-class PanelHttp:
-    """A pooled keep-alive HTTP client for one backend."""
+#: One exchange with a panel: (method, path and query, headers, body) -> its whole answer. The
+#: transport seam: a backend's calls go through its pool's, or through one a test passes in
+#: (:func:`workers.sandbox.in_memory.exchange_with` answers from a sandbox panel, no socket).
+Exchange = Callable[[str, str, dict[str, str], bytes | None], Answer]
 
-    def __init__(self, config: BackendConfig) -> None:
+
+class PanelHttp:
+    """A pooled keep-alive HTTP client for one backend (or, given an ``exchange``, that instead)."""
+
+    def __init__(self, config: BackendConfig, exchange: Exchange | None = None) -> None:
         self.config = config
-        self._pool = ConnectionPool(
-            config.url, size=config.max_concurrency, connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout, ssl_context=tls_context(config), deadline=config.deadline,
-            max_answer_bytes=config.max_answer_bytes,
-        )
+        self._pool: ConnectionPool | None = None
+        if exchange is None:
+            pool = self._pool = ConnectionPool(
+                config.url, size=config.max_concurrency, connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout, ssl_context=tls_context(config), deadline=config.deadline,
+                max_answer_bytes=config.max_answer_bytes,
+            )
+            exchange = lambda method, target, headers, body: pool.request(  # noqa: E731
+                method, target, headers=headers, body=body)
+        self._exchange = exchange
 
     def request(
         self,
@@ -85,12 +96,13 @@ class PanelHttp:
             body = urlencode(data).encode()
             sent["Content-Type"] = FORM
         with translate_transport_errors(self.config.name):
-            response = self._pool.request(method, target, headers=sent, body=body)
+            response = self._exchange(method, target, sent, body)
         classify_status(self.config.name, response)
         return response
 
     def close(self) -> None:
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 def classify_status(backend: str, response: Answer) -> None:

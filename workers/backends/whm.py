@@ -184,10 +184,10 @@ class WhmBackend:
     reads = READS
     not_readable = NOT_READABLE
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, http: PanelHttp | None = None) -> None:
         self.name = config.name
         self.config = config
-        self._http = PanelHttp(config)
+        self._http = http or PanelHttp(config)
         #: The owner this thread just looked up, so the read-back of its change costs one read.
         self._recent = RecentOwner()
         self._headers = {
