@@ -204,6 +204,12 @@ class CommandSpec:
     #: Queue class used when neither the command nor the producer picks one.
     priority: Priority = "default"
     description: str = ""
+    #: Not idempotent on the panel (a second call adds a second line or fails): after an attempt
+    #: that may have reached the panel unrecorded, the panel is read before calling again.
+    reads_before_resend: bool = False
+    #: What it sets is the target's desired state until the next command for that aspect, and
+    #: ``mailops reconcile`` restores it when the panel drifts (suspensions go by holds instead).
+    restorable: bool = False
 
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -215,20 +221,20 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("unsuspend_incoming", SuspensionArgs, "incoming", "default", "Accept incoming mail again."),
         CommandSpec("suspend_login", SuspensionArgs, "login", "urgent", "Refuse mailbox logins (IMAP/POP/webmail)."),
         CommandSpec("unsuspend_login", SuspensionArgs, "login", "default", "Allow mailbox logins again."),
-        CommandSpec("hold_outgoing", SuspensionArgs, "hold", "urgent", "Queue outgoing mail without delivering it."),
-        CommandSpec("release_outgoing", SuspensionArgs, "hold", "default", "Deliver held outgoing mail again."),
+        CommandSpec("hold_outgoing", SuspensionArgs, "hold", "urgent", "Queue outgoing mail without delivering it.", restorable=True),
+        CommandSpec("release_outgoing", SuspensionArgs, "hold", "default", "Deliver held outgoing mail again.", restorable=True),
         CommandSpec("terminate_sessions", AccountArgs, "sessions", "urgent", "End the account's IMAP/POP sessions."),
         CommandSpec("set_forward_destination", ForwardDestinationArgs, "forward_destination", "default",
-                    "Forward an account's own mail (empty list: stop)."),
-        CommandSpec("addmail", NewMailboxArgs, "mailbox", "default", "Create a mailbox."),
-        CommandSpec("delmail", MailboxArgs, "mailbox", "default", "Delete a mailbox."),
-        CommandSpec("passwd", PasswordArgs, "password", "default", "Set a mailbox's password."),
-        CommandSpec("addforward", ForwarderArgs, "forwarder", "default", "Add a forwarder."),
-        CommandSpec("delforward", ForwarderArgs, "forwarder", "default", "Remove a forwarder."),
-        CommandSpec("onspf", DomainArgs, "spf", "default", "Publish the domain's SPF record."),
-        CommandSpec("offspf", DomainArgs, "spf", "default", "Stop publishing the domain's SPF record."),
-        CommandSpec("ondkim", DomainArgs, "dkim", "default", "Sign the domain's mail with DKIM."),
-        CommandSpec("offdkim", DomainArgs, "dkim", "default", "Stop DKIM signing for the domain."),
+                    "Forward an account's own mail (empty list: stop).", restorable=True),
+        CommandSpec("addmail", NewMailboxArgs, "mailbox", "default", "Create a mailbox.", reads_before_resend=True, restorable=True),
+        CommandSpec("delmail", MailboxArgs, "mailbox", "default", "Delete a mailbox.", restorable=True),
+        CommandSpec("passwd", PasswordArgs, "password", "default", "Set a mailbox's password.", reads_before_resend=True),
+        CommandSpec("addforward", ForwarderArgs, "forwarder", "default", "Add a forwarder.", reads_before_resend=True, restorable=True),
+        CommandSpec("delforward", ForwarderArgs, "forwarder", "default", "Remove a forwarder.", restorable=True),
+        CommandSpec("onspf", DomainArgs, "spf", "default", "Publish the domain's SPF record.", restorable=True),
+        CommandSpec("offspf", DomainArgs, "spf", "default", "Stop publishing the domain's SPF record.", restorable=True),
+        CommandSpec("ondkim", DomainArgs, "dkim", "default", "Sign the domain's mail with DKIM.", restorable=True),
+        CommandSpec("offdkim", DomainArgs, "dkim", "default", "Stop DKIM signing for the domain.", restorable=True),
         CommandSpec("modifyacct", ModifyAccountArgs, "account", "default", "Change account settings (WHM modifyacct)."),
     )
 }

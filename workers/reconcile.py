@@ -39,7 +39,7 @@ from typing import Any, Literal
 import orjson
 import redis
 
-from schemas.commands import Command, validate_command
+from schemas.commands import COMMANDS, Command, validate_command
 from workers.backends.base import Backend
 from workers.backends.readback import Read, Unreadable, shows
 from workers.constants import BODY_FIELD, Keys
@@ -151,9 +151,9 @@ def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, o
     return findings
 
 
-#: Commands whose desired state reconcile compares and restores (the suspension pairs go by holds).
-CONVERGING = frozenset({"addmail", "delmail", "addforward", "delforward", "onspf", "offspf", "ondkim",
-                        "offdkim", "hold_outgoing", "release_outgoing", "set_forward_destination"})
+#: Commands whose desired state reconcile compares and restores (``CommandSpec.restorable``; the
+#: suspension pairs go by holds).
+CONVERGING = frozenset(name for name, spec in COMMANDS.items() if spec.restorable)
 
 
 def desired_state_on(backend: Backend, name: str, args: dict[str, Any]) -> tuple[bool | None, str]:

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from schemas.commands import Command
+from schemas.commands import COMMANDS, Command
 from workers.backends.base import Backend, PanelResult
 from workers.backends.readback import Check, Read, Unreadable, check_for, shows
 from workers.errors import NotApplied, PanelError
 
-#: Commands whose call, made again after it was applied, fails or changes something again.
-READ_BEFORE_RESEND = frozenset({"addmail", "addforward", "passwd"})
+#: Commands whose call, made again after it was applied, fails or changes something again
+#: (``CommandSpec.reads_before_resend``).
+READ_BEFORE_RESEND = frozenset(name for name, spec in COMMANDS.items() if spec.reads_before_resend)
 #: First pause between reads in the grace window (then doubled each time).
 FIRST_PAUSE_S = 0.05
 
