@@ -204,6 +204,9 @@ class CommandSpec:
     #: Queue class used when neither the command nor the producer picks one.
     priority: Priority = "default"
     description: str = ""
+    #: A suspension adds its reason's hold on the target+aspect, its release removes it; the panel
+    #: is suspended while any hold remains (``workers/holds.py``).
+    hold: Literal["add", "remove"] | None = None
     #: Not idempotent on the panel (a second call adds a second line or fails): after an attempt
     #: that may have reached the panel unrecorded, the panel is read before calling again.
     reads_before_resend: bool = False
@@ -215,12 +218,12 @@ class CommandSpec:
 COMMANDS: dict[str, CommandSpec] = {
     spec.name: spec
     for spec in (
-        CommandSpec("suspend_outgoing", SuspensionArgs, "outgoing", "urgent", "Stop outgoing mail."),
-        CommandSpec("unsuspend_outgoing", SuspensionArgs, "outgoing", "default", "Allow outgoing mail again."),
-        CommandSpec("suspend_incoming", SuspensionArgs, "incoming", "urgent", "Refuse incoming mail."),
-        CommandSpec("unsuspend_incoming", SuspensionArgs, "incoming", "default", "Accept incoming mail again."),
-        CommandSpec("suspend_login", SuspensionArgs, "login", "urgent", "Refuse mailbox logins (IMAP/POP/webmail)."),
-        CommandSpec("unsuspend_login", SuspensionArgs, "login", "default", "Allow mailbox logins again."),
+        CommandSpec("suspend_outgoing", SuspensionArgs, "outgoing", "urgent", "Stop outgoing mail.", hold="add"),
+        CommandSpec("unsuspend_outgoing", SuspensionArgs, "outgoing", "default", "Allow outgoing mail again.", hold="remove"),
+        CommandSpec("suspend_incoming", SuspensionArgs, "incoming", "urgent", "Refuse incoming mail.", hold="add"),
+        CommandSpec("unsuspend_incoming", SuspensionArgs, "incoming", "default", "Accept incoming mail again.", hold="remove"),
+        CommandSpec("suspend_login", SuspensionArgs, "login", "urgent", "Refuse mailbox logins (IMAP/POP/webmail).", hold="add"),
+        CommandSpec("unsuspend_login", SuspensionArgs, "login", "default", "Allow mailbox logins again.", hold="remove"),
         CommandSpec("hold_outgoing", SuspensionArgs, "hold", "urgent", "Queue outgoing mail without delivering it.", restorable=True),
         CommandSpec("release_outgoing", SuspensionArgs, "hold", "default", "Deliver held outgoing mail again.", restorable=True),
         CommandSpec("terminate_sessions", AccountArgs, "sessions", "urgent", "End the account's IMAP/POP sessions."),

@@ -76,7 +76,7 @@ ANY = "*"
 
 
 #: Commands that place or lift a hold (what ``holds.release`` and ``reconcile.apply`` issue).
-HOLD_COMMANDS = tuple(sorted(name for name in COMMANDS if name.startswith(("suspend_", "unsuspend_"))))
+HOLD_COMMANDS = tuple(sorted(name for name, spec in COMMANDS.items() if spec.hold))
 
 
 def _allowed(value: str | None, allowed: tuple[str, ...]) -> bool:

@@ -84,19 +84,19 @@ class HoldPlan:
 
 
 def plan_for(command: Command) -> HoldPlan | None:
-    """The hold change of a suspend/unsuspend command; ``None`` for every other command."""
-    name, aspect = command.command, command.spec.aspect
-    reason = command.reason or command.producer
-    if name.startswith("suspend_"):
-        return HoldPlan("add", reason, aspect)
-    if name.startswith("unsuspend_"):
-        return HoldPlan("remove", reason, aspect)
-    return None
+    """The hold change of a suspend/unsuspend command (``CommandSpec.hold``); ``None`` for every other command."""
+    spec = command.spec
+    return HoldPlan(spec.hold, command.reason or command.producer, spec.aspect) if spec.hold else None
 
 
 def hold_aspects() -> list[str]:
     """Aspects that have a suspend/unsuspend pair (the ones holds exist for)."""
-    return sorted({spec.aspect for name, spec in COMMANDS.items() if name.startswith("suspend_")})
+    return sorted({spec.aspect for spec in COMMANDS.values() if spec.hold == "add"})
+
+
+def hold_command(aspect: str, op: Literal["add", "remove"]) -> str:
+    """The command that adds (suspends) or removes (releases) a hold on ``aspect``."""
+    return next(name for name, spec in COMMANDS.items() if spec.aspect == aspect and spec.hold == op)
 
 
 def holds_of(client: redis.Redis, keys: Keys, backend: str, target: str, aspect: str) -> dict[str, dict[str, Any]]:
@@ -147,7 +147,7 @@ def force_release(client: redis.Redis, keys: Keys, commands_stream: str, *, back
     now = datetime.now(UTC)
     body: dict[str, Any] = {
         "id": f"release-{aspect}-{reason}-{int(time.time() * 1000)}",
-        "command": f"unsuspend_{aspect}",
+        "command": hold_command(aspect, "remove"),
         "backend": backend,
         "args": hold["args"],
         "producer": operator,

@@ -44,7 +44,7 @@ from workers.backends.base import Backend
 from workers.backends.readback import Read, Unreadable, shows
 from workers.constants import BODY_FIELD, Keys
 from workers.errors import MailopsError
-from workers.holds import hold_aspects, holds_of, identity_of
+from workers.holds import hold_aspects, hold_command, holds_of, identity_of
 from workers.ordering import OrderStamp
 from workers.verification import check_of
 from workers.wire import as_text
@@ -181,8 +181,8 @@ def panel_state(backend: Backend, aspect: str, args: dict[str, Any]) -> tuple[bo
     def command(name: str) -> Command:
         return validate_command({"command": name, "backend": backend.name, "args": args, "producer": RECONCILE_PRODUCER})
 
-    suspended, typed = check_of(backend, command(f"suspend_{aspect}"))
-    active, _ = check_of(backend, command(f"unsuspend_{aspect}"))
+    suspended, typed = check_of(backend, command(hold_command(aspect, "add")))
+    active, _ = check_of(backend, command(hold_command(aspect, "remove")))
     if not isinstance(suspended, Read) or not isinstance(active, Read):
         reason = suspended.reason if isinstance(suspended, Unreadable) else "no read call"
         return None, f"{backend.kind} cannot read {aspect} suspension here: {reason}"
@@ -217,10 +217,10 @@ def converging_command(finding: Finding, *, now: datetime | None = None,
     elif finding.expected:
         reason, hold = min(finding.holds.items(), key=lambda item: str(item[1].get("issued_at")))
         issued = datetime.fromisoformat(str(hold["issued_at"])) + timedelta(milliseconds=1)
-        body.update(command=f"suspend_{finding.aspect}", reason=reason)
+        body.update(command=hold_command(finding.aspect, "add"), reason=reason)
     else:
         issued = now or datetime.now(UTC)
-        body.update(command=f"unsuspend_{finding.aspect}", reason=RECONCILE_PRODUCER)
+        body.update(command=hold_command(finding.aspect, "remove"), reason=RECONCILE_PRODUCER)
     body["id"] = _ID_UNSAFE.sub("_", f"reconcile-{body['command']}-{finding.backend}-{finding.target}-{stamp}")[-200:]
     body["issued_at"] = issued.isoformat().replace("+00:00", "Z")
     return body
