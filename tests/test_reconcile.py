@@ -239,8 +239,8 @@ def test_every_takes_a_period_in_seconds_minutes_hours_or_days() -> None:
         seconds_of("hourly")
 
 
-def signed_command(cid: str, name: str, args: dict[str, object], at: datetime) -> dict[str, object]:
-    return abuse_signed({"id": cid, "command": name, "backend": "cp1", "args": args,
+def signed_command(cid: str, name: str, args: dict[str, object], at: datetime, backend: str = "cp1") -> dict[str, object]:
+    return abuse_signed({"id": cid, "command": name, "backend": backend, "args": args,
                          "issued_at": at.isoformat().replace("+00:00", "Z")})
 
 
@@ -299,3 +299,37 @@ def test_drift_made_by_hand_on_each_readable_desired_state_aspect_is_found_fixed
     recreated = next(line for line in applied.output.splitlines() if line.startswith("issued addmail"))
     dump = b"".join(redis_client.dump(k) or b"" for k in redis_client.scan_iter(count=1000))
     assert b"Fresh-pass-42" not in dump and "password" not in recreated
+
+
+def test_drift_on_a_whm_accounts_forward_destination_and_outgoing_hold_is_found_and_fixed(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
+    tmp_path: Path,
+) -> None:
+    # Given a WHM account whose mail mailops forwards elsewhere and whose outgoing mail it holds
+    app = WhmSandbox(token=WHM_TOKEN)
+    app.add_account("shop")
+    account = app.state.accounts["shop"]
+    with SandboxServer(app) as whm1:
+        settings, env = signed_world(settings_for({"whm1": ("whm", whm1)}), tmp_path, {"TOKEN_WHM1": WHM_TOKEN})
+        runtime_for(settings)
+        at = datetime.now(UTC) - timedelta(minutes=5)
+        commands = {"w-forward": ("set_forward_destination", {"user": "shop", "forward_to": ["ops@elsewhere.example"]}),
+                    "w-hold": ("hold_outgoing", {"user": "shop"})}
+        for cid, (name, args) in commands.items():
+            add_command(redis_client, signed_command(cid, name, args, at, backend="whm1"))
+        ended = [e for e in wait_for_terminal(redis_client, set(commands)) if e.terminal]
+        assert {e.status for e in ended} == {"succeeded"}, [(e.id, e.error) for e in ended]
+        # And someone cleared both on the panel by hand
+        with app.state.lock:
+            account.forward_to, account.hold = "", False
+        # When reconcile checks, applies as the operator, and checks again
+        report = CliRunner().invoke(reconcile_cli, [], env=env)
+        applied = CliRunner().invoke(reconcile_cli, ["--apply"], env=env)
+        after = CliRunner().invoke(reconcile_cli, [], env=env)
+    # Then both were found adrift on whm1 (exit 1), restored, and none is left
+    assert report.exit_code == RET_FAILED, report.output
+    assert "drift   shop forward_destination on whm1: last applied set_forward_destination" in report.output
+    assert "drift   shop hold on whm1: last applied hold_outgoing" in report.output
+    assert applied.exit_code == RET_OK, applied.output
+    assert (account.forward_to, account.hold) == ("ops@elsewhere.example", True)
+    assert after.exit_code == RET_OK and "2 checked, 0 differ, 0 unknown" in after.output, after.output
