@@ -241,6 +241,8 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("modifyacct", ModifyAccountArgs, "account", "default", "Change account settings (WHM modifyacct)."),
     )
 }
+#: The commands whose state ``mailops reconcile`` restores (``CommandSpec.restorable``).
+RESTORABLE: frozenset[str] = frozenset(name for name, spec in COMMANDS.items() if spec.restorable)
 
 
 class Command(BaseModel):

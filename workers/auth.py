@@ -35,7 +35,7 @@ own name and of the reasons listed in its ``reasons`` (``"*"`` = any); so ``bill
 the ``abuse`` hold. Operators (``[operators.NAME]``) sign as producer ``operator.NAME`` with their
 own key; they may send any command when their ``actions`` include ``publish`` or ``bulk``, only
 suspends and unsuspends when they include ``holds.release``, and those plus the commands whose
-state reconcile restores (:data:`workers.reconcile.CONVERGING`) with ``reconcile.apply``.
+state reconcile restores (``CommandSpec.restorable``) with ``reconcile.apply``.
 
 A replay inside the window carries an ``id`` the worker has seen and is answered by the
 idempotency check (``duplicate``/``in_flight``), never run twice.
@@ -55,12 +55,11 @@ from typing import Any
 
 import redis
 
-from schemas.commands import COMMANDS, Command
+from schemas.commands import COMMANDS, RESTORABLE, Command
 from schemas.fields import SECRET_FIELDS, SYSTEM_ACCOUNTS, hostile_character, walk_strings
 from workers.errors import CommandRejected
 from workers.holds import plan_for
 from workers.ingest import Entry, IngestGate
-from workers.reconcile import CONVERGING
 from workers.sealing import Sealer, SealingGate, decode_key
 from workers.settings import OperatorConfig, ProducerConfig, Settings
 from workers.signing import verify
@@ -93,7 +92,7 @@ def as_producer(operator: OperatorConfig) -> ProducerConfig:
         if "holds.release" in actions or "reconcile.apply" in actions:
             commands += HOLD_COMMANDS
         if "reconcile.apply" in actions:
-            commands += tuple(sorted(CONVERGING))
+            commands += tuple(sorted(RESTORABLE))
     return ProducerConfig(name=operator.producer, key=operator.key, commands=commands, backends=operator.backends,
                           reasons=operator.reasons)
 

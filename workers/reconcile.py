@@ -39,7 +39,7 @@ from typing import Any, Literal
 import orjson
 import redis
 
-from schemas.commands import COMMANDS, Command, validate_command
+from schemas.commands import RESTORABLE, Command, validate_command
 from workers.backends.base import Backend
 from workers.backends.readback import Read, Unreadable, shows
 from workers.constants import BODY_FIELD, Keys
@@ -89,14 +89,27 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         if self.last is not None:
-            expected, panel = f"as {self.last}", None if self.panel is None else ("as " + self.last if self.panel
-                                                                                  else f"not as {self.last}")
+            expected, shown, other = f"as {self.last}", f"as {self.last}", f"not as {self.last}"
         else:
             expected = "suspended" if self.expected else "active"
-            panel = None if self.panel is None else ("suspended" if self.panel else "active")
+            shown, other = "suspended", "active"
+        panel = None if self.panel is None else (shown if self.panel else other)
         return {"target": self.target, "aspect": self.aspect, "backend": self.backend, "state": self.state,
                 "held_by": sorted(self.holds), "expected": expected, "panel": panel, "note": self.note,
                 **({"last": self.last} if self.last is not None else {})}
+
+
+    def summary(self) -> str:
+        """One line for a person: what mailops expects, what the panel showed, and why unknown."""
+        if self.last is not None:
+            panel = "unknown" if self.panel is None else ("shows it" if self.panel else "shows otherwise")
+            said = f"last applied {self.last}, panel {panel}"
+        else:
+            row = self.as_dict()
+            said = (f"holds say {row['expected']} ({', '.join(row['held_by']) or 'no hold'}), "
+                    f"panel says {row['panel'] or 'unknown'}")
+        return (f"{self.state:7} {self.target} {self.aspect} on {self.backend}: {said}"
+                + (f" - {self.note}" if self.note else ""))
 
 
 @dataclass(frozen=True, order=True)
@@ -135,7 +148,7 @@ def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, o
     for known in known_targets(client, keys):
         if only is not None and known.backend != only:
             continue
-        if known.aspect not in suspensions and known.command not in CONVERGING:
+        if known.aspect not in suspensions and known.command not in RESTORABLE:
             continue  # nothing to compare (passwd cannot be read) or converge (sessions)
         backend = backends.get(known.backend)
         last = None if known.aspect in suspensions else known.command
@@ -149,11 +162,6 @@ def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, o
         findings.append(Finding(known.target, known.aspect, known.backend, known.args, holds, panel, note,
                                 last=last, last_stamp=known.stamp if last is not None else None))
     return findings
-
-
-#: Commands whose desired state reconcile compares and restores (``CommandSpec.restorable``; the
-#: suspension pairs go by holds).
-CONVERGING = frozenset(name for name, spec in COMMANDS.items() if spec.restorable)
 
 
 def desired_state_on(backend: Backend, name: str, args: dict[str, Any]) -> tuple[bool | None, str]:

@@ -20,14 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from schemas.commands import COMMANDS, Command
+from schemas.commands import Command
 from workers.backends.base import Backend, PanelResult
 from workers.backends.readback import Check, Read, Unreadable, check_for, shows
 from workers.errors import NotApplied, PanelError
 
-#: Commands whose call, made again after it was applied, fails or changes something again
-#: (``CommandSpec.reads_before_resend``).
-READ_BEFORE_RESEND = frozenset(name for name, spec in COMMANDS.items() if spec.reads_before_resend)
 #: First pause between reads in the grace window (then doubled each time).
 FIRST_PAUSE_S = 0.05
 
@@ -45,9 +42,10 @@ class Verifier:
     clock: Callable[[], float] = time.monotonic
 
     def before_resend(self, backend: Backend, command: Command) -> PanelResult | None:
-        """On a retry of a :data:`READ_BEFORE_RESEND` command, the result when the panel already
+        """On a retry of a command that is not idempotent (``CommandSpec.reads_before_resend``: the
+        call, made again after it was applied, fails or changes something again), the result when the panel already
         shows its change (no call needed); ``None``: call the panel."""
-        if command.command not in READ_BEFORE_RESEND or not backend.config.verify:
+        if not command.spec.reads_before_resend or not backend.config.verify:
             return None
         check, args = check_of(backend, command)
         if isinstance(check, Unreadable):

@@ -1,7 +1,7 @@
 """Every request every backend kind can make matches the panel's published API.
 
 Each cell of the vocabulary (command × kind × scope) runs through the real backend code against a
-recording loopback HTTP server; every request it sends (the call itself and the reads it needs,
+recording in-memory panel (the transport seam: no socket); every request it sends (the call itself and the reads it needs,
 ``getdomainowner``, ``validate_current_spfs``, and the read-back of its effect,
 :mod:`workers.backends.readback`) is checked for path, HTTP method, parameter names,
 required parameters and auth scheme against ``published_api.json`` (facts copied from the
@@ -10,8 +10,6 @@ panels' documentation, with their sources).
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,10 @@ import pytest
 from pydantic import SecretStr
 
 from schemas.commands import validate_command
-from tests.conftest import loopback_http
 from workers.backends import cpanel, readback, whm
-from workers.backends.registry import build_backends, read_tables, tables
+from workers.backends.connections import Answer
+from workers.backends.registry import KINDS, read_tables, tables
+from workers.backends.transport import Exchange, PanelHttp
 from workers.backends.vocabulary import Call, scope_of
 from workers.sandbox.server import Request  # query and form parameters together
 from workers.settings import BackendConfig
@@ -76,43 +75,30 @@ ANSWERS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[tuple[str, list[Request]]]:
-    """A loopback panel that records every request and answers each with a canned success."""
+def recorder() -> Iterator[tuple[Exchange, list[Request]]]:
+    """An in-memory panel (the transport seam, no socket) that records every request and answers
+    each with a canned success."""
     seen: list[Request] = []
-    lock = threading.Lock()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("content-length") or 0)
-            form = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True) if length else []
-            params = dict(parse_qsl(parts.query, keep_blank_values=True) + form)
-            with lock:
-                seen.append(Request(self.command, parts.path, params, {k.lower(): v for k, v in self.headers.items()}))
-            answer = next(body for prefix, body in ANSWERS if parts.path.startswith(prefix))
-            payload = orjson.dumps(answer)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def exchange(method: str, target: str, headers: dict[str, str], body: bytes | None) -> Answer:
+        parts = urlsplit(target)
+        form = parse_qsl(body.decode(), keep_blank_values=True) if body else []
+        params = dict(parse_qsl(parts.query, keep_blank_values=True) + form)
+        seen.append(Request(method, parts.path, params, {k.lower(): v for k, v in headers.items()}))
+        answer = next(body for prefix, body in ANSWERS if parts.path.startswith(prefix))
+        return Answer(200, {"content-type": "application/json"}, orjson.dumps(answer))
 
-        do_GET = do_POST = _record
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    with loopback_http(Handler) as url:
-        yield url, seen
+    yield exchange, seen
 
 
-def requests_of(recorder: tuple[str, list[Request]], kind: str, command: str, scope: str, *,
+def requests_of(recorder: tuple[Exchange, list[Request]], kind: str, command: str, scope: str, *,
                 read: bool = False) -> list[Request]:
     """Run one cell through the real backend of ``kind`` (``read``: its read-back); the requests it sent."""
-    url, seen = recorder
+    exchange, seen = recorder
     username, token = LOGIN[kind]
-    config = BackendConfig(name="b1", kind=kind, url=url, username=username, token=SecretStr(token))  # type: ignore[arg-type]
-    backend = build_backends({"b1": config})["b1"]
+    config = BackendConfig(name="b1", kind=kind, url="https://b1.example.net:2087", username=username,  # type: ignore[arg-type]
+                           token=SecretStr(token))
+    backend = KINDS[kind](config, http=PanelHttp(config, exchange))  # type: ignore[call-arg]
     body = {"command": command, "backend": "b1", "args": ARGS[(command, scope)], "producer": "spec-test"}
     parsed = validate_command(body)
     assert scope_of(parsed.typed_args()) == scope
@@ -223,7 +209,7 @@ def test_the_arguments_cover_every_cell_of_the_vocabulary() -> None:
 
 @pytest.mark.parametrize(("kind", "command", "scope"), CELLS, ids=[f"{k}-{c}-{s}" for k, c, s in CELLS])
 def test_every_request_of_every_cell_matches_the_published_api(
-    recorder: tuple[str, list[Request]], kind: str, command: str, scope: str,
+    recorder: tuple[Exchange, list[Request]], kind: str, command: str, scope: str,
 ) -> None:
     # When the real backend runs the cell against a recording panel
     requests = requests_of(recorder, kind, command, scope)
@@ -234,7 +220,7 @@ def test_every_request_of_every_cell_matches_the_published_api(
 
 @pytest.mark.parametrize(("kind", "command", "scope"), READ_CELLS, ids=[f"{k}-{c}-{s}" for k, c, s in READ_CELLS])
 def test_every_read_back_request_matches_the_published_api(
-    recorder: tuple[str, list[Request]], kind: str, command: str, scope: str,
+    recorder: tuple[Exchange, list[Request]], kind: str, command: str, scope: str,
 ) -> None:
     # When the real backend reads a cell's effect back from a recording panel
     requests = requests_of(recorder, kind, command, scope, read=True)
@@ -243,7 +229,7 @@ def test_every_read_back_request_matches_the_published_api(
     assert [(r.path, problems_of(kind, r)) for r in requests if problems_of(kind, r)] == []
 
 
-def test_every_mailbox_read_back_asks_for_the_outgoing_restrictions(recorder: tuple[str, list[Request]]) -> None:
+def test_every_mailbox_read_back_asks_for_the_outgoing_restrictions(recorder: tuple[Exchange, list[Request]]) -> None:
     # list_pops_with_disk returns the outgoing suspension and hold fields only with get_restrictions=1
     for kind in ("cpanel", "whm"):
         requests = requests_of(recorder, kind, "suspend_outgoing", "mailbox", read=True)
@@ -257,7 +243,7 @@ def test_every_mailbox_read_back_asks_for_the_outgoing_restrictions(recorder: tu
     (whm, "addmail", "mailbox", "email"),
 ])
 def test_the_checker_fails_a_call_table_that_drops_a_required_parameter(
-    recorder: tuple[str, list[Request]], monkeypatch: pytest.MonkeyPatch, module: Any, command: str, scope: str,
+    recorder: tuple[Exchange, list[Request]], monkeypatch: pytest.MonkeyPatch, module: Any, command: str, scope: str,
     dropped: str,
 ) -> None:
     # Given a copy of a backend's call table where one call leaves out a required parameter

@@ -154,13 +154,17 @@ class WorkerPool:
             child.stop()
 
 
-def write_config(path: Path, backends: Mapping[str, tuple[str, int]], *, verify: bool = True) -> Path:
+def write_config(path: Path, backends: Mapping[str, tuple[str, int]], *, verify: bool = True,
+                 extra: Mapping[str, Mapping[str, float]] | None = None) -> Path:
     """The backends and producers file (TOML), like ``tests/conftest.py`` writes it; name -> (url,
-    max_concurrency); ``verify``: read each change back (the default)."""
+    max_concurrency); ``verify``: read each change back (the default); ``extra``: name -> more
+    numeric keys of that backend (they replace the defaults: ``read_timeout`` 10 s)."""
     lines = []
     for name, (url, cap) in backends.items():
+        keys = {"read_timeout": 10.0, **(extra or {}).get(name, {})}
         lines += [f"[backends.{name}]", 'kind = "whm"', f'url = "{url}"', "allow_insecure_http = true", 'token_env = "MAILOPS_BENCH_TOKEN"',
-                  "read_timeout = 10.0", f"max_concurrency = {cap}", f"verify = {str(verify).lower()}", ""]
+                  *(f"{key} = {value}" for key, value in keys.items()),
+                  f"max_concurrency = {cap}", f"verify = {str(verify).lower()}", ""]
     lines += [f"[producers.{BENCH_PRODUCER}]", 'key_env = "MAILOPS_BENCH_PRODUCER_KEY"', 'commands = ["*"]',
               'backends = ["*"]', ""]
     path.write_text("\n".join(lines))

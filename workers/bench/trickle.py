@@ -48,13 +48,8 @@ def trickle(bench: Bench) -> dict[str, Any]:
 
 
 def _config(path: Path, healthy_url: str, slow_url: str) -> Path:
-    write_config(path, {"whm1": (healthy_url, HEALTHY_CAP)}, verify=False)
-    slow = ["[backends.slow]", 'kind = "whm"', f'url = "{slow_url}"', "allow_insecure_http = true",
-            'token_env = "MAILOPS_BENCH_TOKEN"', f"read_timeout = {SLOW_READ_TIMEOUT_S}",
-            f"call_deadline = {SLOW_DEADLINE_S}", f"max_concurrency = {SLOW_CAP}", "verify = false", ""]
-    with path.open("a", encoding="utf-8") as file:
-        file.write("\n" + "\n".join(slow))
-    return path
+    return write_config(path, {"whm1": (healthy_url, HEALTHY_CAP), "slow": (slow_url, SLOW_CAP)}, verify=False,
+                        extra={"slow": {"read_timeout": SLOW_READ_TIMEOUT_S, "call_deadline": SLOW_DEADLINE_S}})
 
 
 def _run(bench: Bench, config: Path, name: str, *, slow: int) -> dict[str, Any]:

@@ -32,9 +32,11 @@ def serve_rounds(settings: Settings, period: float, *, only: str | None, acting:
         gauges.serve(metrics_port)
     stop = stop_on_signals()
 
+    seal = seal_of(settings)
+
     def fix(findings: list[Finding]) -> None:
         assert acting is not None
-        bodies = [body for finding in findings if (body := converging_command(finding, seal=seal_of(settings))) is not None]
+        bodies = [body for finding in findings if (body := converging_command(finding, seal=seal)) is not None]
         for body in issue(client, settings, acting, "reconcile.apply", bodies)[1]:
             say_issued(body)
 
@@ -88,7 +90,8 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, every: str | None
     backends = build_backends(settings.backends)
     try:
         findings = check(client, settings.keys, backends, only=only)
-        bodies = [body for finding in findings if (body := converging_command(finding, seal=seal_of(settings))) is not None]
+        seal = seal_of(settings)
+        bodies = [body for finding in findings if (body := converging_command(finding, seal=seal)) is not None]
         sender, issued = issue(client, settings, acting, "reconcile.apply", bodies) if acting else (None, [])
     except redis.RedisError as exc:
         click.echo(f"mailops reconcile: Redis unreachable: {type(exc).__name__}", err=True)
@@ -100,14 +103,7 @@ def reconcile(only: str | None, do_apply: bool, as_json: bool, every: str | None
         if as_json:
             click.echo(orjson.dumps(finding.as_dict()).decode())
             continue
-        row = finding.as_dict()
-        held = ", ".join(row["held_by"]) or "no hold"
-        said = (f"last applied {finding.last}, panel shows {'it' if finding.panel else 'otherwise'}"
-                if finding.last is not None and finding.panel is not None
-                else f"last applied {finding.last}, panel unknown" if finding.last is not None
-                else f"holds say {row['expected']} ({held}), panel says {row['panel'] or 'unknown'}")
-        click.echo(f"{row['state']:7} {finding.target} {finding.aspect} on {finding.backend}: {said}"
-                   + (f" - {finding.note}" if finding.note else ""))
+        click.echo(finding.summary())
     for body in issued:
         say_issued(body)
     drift = sum(f.state == "drift" for f in findings)
