@@ -9,13 +9,18 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
 
+from schemas.fields import SEALED_PREFIX
 from tests.conftest import WHM_TOKEN, add_command, read_events, wait_for_terminal, wait_until
+from workers import reconcile as reconcile_module
 from workers.backends.registry import build_backends
+from workers.cli import reconcile as reconcile_cli_module
+from workers.cli.acting import issue
 from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_UNKNOWN
 from workers.cli.reconcile import reconcile as reconcile_cli
 from workers.holds import holds_of
@@ -24,6 +29,7 @@ from workers.reconcile_service import DriftGauges, run_rounds, seconds_of
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.cpanel import CpanelSandbox
+from workers.sandbox.state import fingerprint
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
 from workers.signing import sign
@@ -246,8 +252,18 @@ def signed_command(cid: str, name: str, args: dict[str, object], at: datetime, b
 
 def test_drift_made_by_hand_on_each_readable_desired_state_aspect_is_found_fixed_by_apply_and_then_none(
     redis_client: redis.Redis, settings_for: Callable[..., Settings], runtime_for: Callable[..., Runtime],
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # (the re-created mailbox's random password made known to the test, and what the CLI sends recorded)
+    monkeypatch.setattr(reconcile_module.secrets, "token_urlsafe", lambda n: "Known-new-pass-77")
+    sent: list[dict[str, object]] = []
+
+    def recording_issue(*args: Any, **kwargs: Any) -> Any:
+        producer, bodies = issue(*args, **kwargs)
+        sent.extend(bodies)
+        return producer, bodies
+
+    monkeypatch.setattr(reconcile_cli_module, "issue", recording_issue)
     # Given a cPanel account where mailops created a mailbox, deleted another, added a forwarder,
     # published SPF and DKIM and held a mailbox's outgoing mail
     app = shop_on_cpanel("info@shop.example", "old@shop.example")
@@ -296,9 +312,13 @@ def test_drift_made_by_hand_on_each_readable_desired_state_aspect_is_found_fixed
     assert state.mailboxes["info@shop.example"].hold
     assert after.exit_code == RET_OK and "6 checked, 0 differ, 0 unknown" in after.output, after.output
     # And the re-created mailbox's new password rests nowhere in plain text: not in Redis, not in the output
-    recreated = next(line for line in applied.output.splitlines() if line.startswith("issued addmail"))
+    # (the new password was sealed before it was sent, the panel has it, and it is printed nowhere)
+    (readded,) = [body for body in sent if body["command"] == "addmail"]
+    assert str(readded["args"]["password"]).startswith(SEALED_PREFIX)  # type: ignore[index]
+    assert state.mailboxes["new@shop.example"].password == fingerprint("Known-new-pass-77")
+    assert "Known-new-pass-77" not in applied.output + report.output + after.output
     dump = b"".join(redis_client.dump(k) or b"" for k in redis_client.scan_iter(count=1000))
-    assert b"Fresh-pass-42" not in dump and "password" not in recreated
+    assert b"Known-new-pass-77" not in dump and b"Fresh-pass-42" not in dump
 
 
 def test_drift_on_a_whm_accounts_forward_destination_and_outgoing_hold_is_found_and_fixed(
