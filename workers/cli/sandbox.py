@@ -1,13 +1,14 @@
-"""``mailops sandbox``: serve the three sandbox panels for people testing their own producers."""
+"""``mailops sandbox``: serve every sandbox panel kind for people testing their own producers."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 
 from workers.sandbox import SandboxServer
-from workers.sandbox.brainycp import BrainycpSandbox
-from workers.sandbox.cpanel import CpanelSandbox
-from workers.sandbox.whm import WhmSandbox
+from workers.sandbox.kinds import SANDBOXES
 from workers.stop_signal import stop_on_signals, wait_for_stop
 
 CONTROL_HELP = """\
@@ -38,39 +39,37 @@ Example:
 """
 
 
-def _servers(host: str, ports: tuple[int, int, int], accounts: tuple[str, ...], whm_token: str, cpanel_token: str,
-             brainycp_password: str) -> dict[str, SandboxServer]:
-    whm = WhmSandbox(token=whm_token)
-    cpanel = CpanelSandbox()
-    brainy = BrainycpSandbox(password=brainycp_password)
-    for user in accounts:
-        whm.add_account(user)
-        cpanel.add_account(user, token=cpanel_token)
-        brainy.add_account(user)
-    return {"whm": SandboxServer(whm, host=host, port=ports[0]),
-            "cpanel": SandboxServer(cpanel, host=host, port=ports[1]),
-            "brainycp": SandboxServer(brainy, host=host, port=ports[2])}
+def _param(option: str) -> str:
+    """The keyword click passes an option's value under (``whm-port`` -> ``whm_port``)."""
+    return option.replace("-", "_")
+
+
+def _kind_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Every kind's ``--<kind>-port``, then every kind's credential option, in :data:`SANDBOXES` order."""
+    options = [click.option(f"--{box.port_option}", default=box.port, show_default=True,
+                            type=click.IntRange(0, 65535), help=box.port_help) for box in SANDBOXES]
+    options += [click.option(f"--{box.credential}", default=box.credential_default, show_default=True,
+                             help=box.credential_help) for box in SANDBOXES]
+    for option in reversed(options):  # decorators apply bottom-up
+        command = option(command)
+    return command
+
+
+def _servers(host: str, accounts: tuple[str, ...], ports: Mapping[str, int],
+             credentials: Mapping[str, str]) -> dict[str, SandboxServer]:
+    return {box.kind: SandboxServer(box.build(credentials[box.kind], accounts), host=host,
+                                    port=ports[box.kind]) for box in SANDBOXES}
 
 
 @click.command(help=CONTROL_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--whm-port", default=2087, show_default=True, type=click.IntRange(0, 65535),
-              help="Port of the WHM sandbox (0 = any free port).")
-@click.option("--cpanel-port", default=2083, show_default=True, type=click.IntRange(0, 65535),
-              help="Port of the cPanel UAPI sandbox (0 = any free port).")
-@click.option("--brainycp-port", default=8002, show_default=True, type=click.IntRange(0, 65535),
-              help="Port of the BrainyCP sandbox (0 = any free port).")
-@click.option("--whm-token", default="sandbox-whm-token", show_default=True, help="API token of WHM user root.")
-@click.option("--cpanel-token", default="sandbox-cpanel-token", show_default=True,
-              help="API token of every cPanel account.")
-@click.option("--brainycp-password", default="sandbox-brainy-pass", show_default=True,
-              help="Password of the BrainyCP administrator 'admin'.")
+@_kind_options
 @click.option("--account", "accounts", multiple=True, default=("example",), show_default=True,
               help="Account to create on every panel (repeatable).")
-def sandbox(host: str, whm_port: int, cpanel_port: int, brainycp_port: int, whm_token: str, cpanel_token: str,
-            brainycp_password: str, accounts: tuple[str, ...]) -> None:
-    servers = _servers(host, (whm_port, cpanel_port, brainycp_port), accounts, whm_token, cpanel_token,
-                       brainycp_password)
+def sandbox(host: str, accounts: tuple[str, ...], **options: Any) -> None:
+    ports: dict[str, int] = {box.kind: options[_param(box.port_option)] for box in SANDBOXES}
+    credentials: dict[str, str] = {box.kind: options[_param(box.credential)] for box in SANDBOXES}
+    servers = _servers(host, accounts, ports, credentials)
     try:
         for server in servers.values():
             server.start()
@@ -80,9 +79,8 @@ def sandbox(host: str, whm_port: int, cpanel_port: int, brainycp_port: int, whm_
         raise click.ClickException(f"cannot listen: {exc} (pass --*-port 0 for any free port)") from None
     first = accounts[0] if accounts else "USER"
     click.echo(f"accounts: {', '.join(accounts) or '(none)'} (domain ACCOUNT.example on every panel)")
-    click.echo(f"WHM       {servers['whm'].url}  Authorization: whm root:{whm_token}")
-    click.echo(f"cPanel    {servers['cpanel'].url}  Authorization: cpanel {first}:{cpanel_token}")
-    click.echo(f"BrainyCP  {servers['brainycp'].url}/api/api.php  form fields Login=admin pass={brainycp_password}")
+    for box in SANDBOXES:
+        click.echo(box.banner(servers[box.kind].url, credentials[box.kind], first))
     click.echo("control:  GET /__sandbox__/ledger, GET /__sandbox__/stats, POST /__sandbox__/faults (see --help)",
                nl=True)
     wait_for_stop(stop_on_signals())
