@@ -27,12 +27,15 @@ from schemas.fields import (
     Quota,
     StreamName,
 )
+from workers.attempt.retry_policy import DEFAULT_POLICY, URGENT_POLICY, RetryPolicy
 from workers.errors import CommandRejected
 
 #: Largest accepted stream entry body, in bytes.
 MAX_BODY_BYTES = 16 * 1024
 
 Priority = Literal["urgent", "default", "bulk"]
+#: The kind of target a command's arguments name; a backend's call table has one call per scope.
+Scope = Literal["account", "mailbox", "domain"]
 
 
 class FieldRuleError(ValueError):
@@ -53,6 +56,10 @@ class CommandArgs(BaseModel):
         """What the command changes: a mailbox address or a cPanel account name."""
         raise NotImplementedError
 
+    def scope(self) -> Scope:
+        """Which kind of target that is: it picks the call in each backend's call table."""
+        raise NotImplementedError
+
 
 class SuspensionArgs(CommandArgs):
     """Arguments of a suspend/unsuspend command: one cPanel account or one mailbox."""
@@ -71,6 +78,9 @@ class SuspensionArgs(CommandArgs):
     def target(self) -> str:
         return (self.email or "").lower() or self.user or ""
 
+    def scope(self) -> Scope:
+        return "mailbox" if self.email else "account"
+
 
 def _domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
@@ -83,6 +93,9 @@ class AccountArgs(CommandArgs):
 
     def target(self) -> str:
         return self.user
+
+    def scope(self) -> Scope:
+        return "account"
 
 
 class ForwardDestinationArgs(AccountArgs):
@@ -100,6 +113,9 @@ class MailboxArgs(CommandArgs):
 
     def target(self) -> str:
         return self.email.lower()
+
+    def scope(self) -> Scope:
+        return "mailbox"
 
     @property
     def local_part(self) -> str:
@@ -136,6 +152,9 @@ class DomainArgs(CommandArgs):
 
     def target(self) -> str:
         return self.domain.lower()
+
+    def scope(self) -> Scope:
+        return "domain"
 
 
 #: A WHM ``modifyacct`` limit: 0..999999 or ``unlimited`` (sent as a string, as the panel expects).
@@ -205,7 +224,7 @@ class CommandSpec:
     priority: Priority = "default"
     description: str = ""
     #: A suspension adds its reason's hold on the target+aspect, its release removes it; the panel
-    #: is suspended while any hold remains (``workers/holds.py``).
+    #: is suspended while any hold remains (``workers/attempt/holds.py``).
     hold: Literal["add", "remove"] | None = None
     #: Not idempotent on the panel (a second call adds a second line or fails): after an attempt
     #: that may have reached the panel unrecorded, the panel is read before calling again.
@@ -213,12 +232,15 @@ class CommandSpec:
     #: What it sets is the target's desired state until the next command for that aspect, and
     #: ``mailops reconcile`` restores it when the panel drifts (suspensions go by holds instead).
     restorable: bool = False
+    #: How often and how long it is retried.
+    retry: RetryPolicy = DEFAULT_POLICY
 
 
 COMMANDS: dict[str, CommandSpec] = {
     spec.name: spec
     for spec in (
-        CommandSpec("suspend_outgoing", SuspensionArgs, "outgoing", "urgent", "Stop outgoing mail.", hold="add"),
+        CommandSpec("suspend_outgoing", SuspensionArgs, "outgoing", "urgent", "Stop outgoing mail.", hold="add",
+                    retry=URGENT_POLICY),
         CommandSpec("unsuspend_outgoing", SuspensionArgs, "outgoing", "default", "Allow outgoing mail again.", hold="remove"),
         CommandSpec("suspend_incoming", SuspensionArgs, "incoming", "urgent", "Refuse incoming mail.", hold="add"),
         CommandSpec("unsuspend_incoming", SuspensionArgs, "incoming", "default", "Accept incoming mail again.", hold="remove"),

@@ -174,7 +174,7 @@ StreamName = Annotated[
 
 #: Longest plaintext password, in characters.
 PASSWORD_MAX_CHARS = 1024
-#: Prefix of a sealed value (:mod:`workers.sealing`).
+#: Prefix of a sealed value (:mod:`workers.ingest.sealing`).
 SEALED_PREFIX = "sealed:v1:"
 #: Longest sealed form of a password: the prefix, then unpadded base64url of the UTF-8 plaintext
 #: (at most 4 bytes a character) and AES-SIV's 16-byte tag.

@@ -1,6 +1,8 @@
-"""Write the JSON Schema files non-Python producers validate against: ``python -m schemas.generate``.
+"""Write the generated artefacts: ``python -m schemas.generate``.
 
-``tests/schemas/test_generate.py`` fails when the committed files differ from what this writes.
+The JSON Schema files non-Python producers validate against, and the README's "Commands × backends"
+table (rendered from the backends' call tables). ``tests/schemas/test_generate.py`` fails when a
+committed one differs from what this writes, so a new command or kind is one run of this away from done.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from typing import Any
 
 from schemas.commands import COMMANDS, Command
 from schemas.events import Event
+from workers.backends.registry import render_table
 
 DIRECTORY = Path(__file__).parent / "jsonschema"
+README = Path(__file__).parents[1] / "README.md"
+#: The README section whose table is generated.
+TABLE_SECTION = "## Commands × backends"
 
 
 def command_schema() -> dict[str, Any]:
@@ -53,11 +59,23 @@ def rendered() -> dict[str, str]:
     }
 
 
+def readme_with_table(readme: str) -> str:
+    """``readme`` with the table of its "Commands × backends" section replaced by the rendered one."""
+    head, section = readme.split(TABLE_SECTION, 1)
+    lines = section.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("| command |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return head + TABLE_SECTION + "\n".join([*lines[:start], render_table().rstrip("\n"), *lines[end:]])
+
+
 def main() -> None:
     DIRECTORY.mkdir(exist_ok=True)
     for name, content in rendered().items():
         (DIRECTORY / name).write_text(content, encoding="utf-8")
         print(f"wrote {DIRECTORY / name}")
+    if README.is_file():  # a source checkout
+        README.write_text(readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"wrote the table of {README}")
 
 
 if __name__ == "__main__":

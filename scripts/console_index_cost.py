@@ -19,9 +19,9 @@ import redis
 from pydantic import SecretStr
 
 from schemas.commands import validate_command
-from workers.command_store import CommandStore
-from workers.embedded_redis import EmbeddedRedis
-from workers.messages import message_for
+from workers.store.command_store import CommandStore
+from workers.store.embedded_redis import EmbeddedRedis
+from workers.queue.messages import message_for
 from workers.settings import BackendConfig, Settings
 
 sys.path.insert(0, str(Path(__file__).parent))

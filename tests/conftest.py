@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.server
 import os
 import ssl
@@ -16,13 +17,15 @@ import orjson
 import pytest
 import redis
 
+from schemas.commands import COMMANDS
 from schemas.events import Event
-from workers.embedded_redis import REDIS_SERVER_ENV, EmbeddedRedis, redis_server_binary
-from workers.limits import BackendLimits
+from workers.attempt.limits import BackendLimits
+from workers.attempt.retry_policy import RetryPolicy
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
+from workers.store.embedded_redis import REDIS_SERVER_ENV, EmbeddedRedis, redis_server_binary
 
 WHM_TOKEN = "sandbox-whm-token"
 
@@ -60,17 +63,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 #: faketime), so none of them depends on the day. Where one test of a module stamps ``issued_at`` the way its
 #: slow neighbours do (the same helper), only that one is named: the clock pass proves the helper, not the load.
 CLOCK_SENSITIVE = frozenset({
-    "tests/middleware/test_lifecycle.py", "tests/test_ordering.py", "tests/test_holds.py",
-    "tests/test_dead_letters.py", "tests/test_retry_policy.py", "tests/security/test_signatures.py",
-    "tests/security/test_signing_examples.py", "tests/security/test_secrets.py", "tests/test_command_store.py",
-    "tests/test_reconcile.py", "tests/test_end_to_end.py", "tests/test_ingest.py", "tests/test_producer.py",
-    "tests/test_http_ingress.py", "tests/test_limits.py",
+    "tests/queue/middleware/test_lifecycle.py", "tests/attempt/test_ordering.py", "tests/attempt/test_holds.py",
+    "tests/store/test_dead_letters.py", "tests/attempt/test_retry_policy.py", "tests/security/test_signatures.py",
+    "tests/security/test_signing_examples.py", "tests/security/test_secrets.py", "tests/store/test_command_store.py",
+    "tests/tools/test_reconcile.py", "tests/test_end_to_end.py", "tests/ingest/test_reader.py", "tests/tools/test_producer.py",
+    "tests/tools/test_http_ingress.py", "tests/attempt/test_limits.py",
     "tests/guarantees/test_worker_crashes.py::test_a_command_that_kills_its_worker_every_time_is_dead_lettered_after_its_attempt_cap",
     "tests/cli/test_publish.py", "tests/cli/test_bulk.py::test_a_dry_run_reports_every_bad_line_and_sends_nothing",
     "tests/cli/test_bulk.py::test_a_dry_run_of_a_good_file_names_the_batch",
     "tests/cli/test_bulk.py::test_batch_status_counts_outcomes_and_lists_the_failures",
     "tests/test_clock.py", "tests/test_fleet.py",
-    "tests/test_constants.py", "tests/test_verification.py", "tests/console/test_secrets.py",
+    "tests/test_constants.py", "tests/attempt/test_verification.py", "tests/console/test_secrets.py",
 })
 
 
@@ -236,3 +239,8 @@ def wait_for_terminal(
             have = len(terminal)
             raise AssertionError(f"timed out waiting for terminal events: have {have}; last: {events[-3:]}")
         time.sleep(0.02)
+
+
+def retry_for(monkeypatch: pytest.MonkeyPatch, command: str, policy: RetryPolicy) -> None:
+    """Give ``command``'s spec another retry policy for one test (in this process: the runtime's worker threads)."""
+    monkeypatch.setitem(COMMANDS, command, dataclasses.replace(COMMANDS[command], retry=policy))

@@ -3,33 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, get_args
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
-from pydantic import ValidationError
 
-from schemas.commands import COMMANDS, AccountArgs, Command, CommandSpec, validate_command
+from schemas.commands import COMMANDS, AccountArgs, Command, CommandSpec, Scope, validate_command
+from schemas.generate import README, command_schema, readme_with_table
 from tests.clock import ISSUED
 from tests.conftest import add_command, wait_for_terminal
 from workers.backends import registry
 from workers.backends import whm as whm_panel
 from workers.backends.base import PanelResult
 from workers.backends.registry import build_backend, render_table, tables
-from workers.backends.vocabulary import Call, Scope, resolve_call
-from workers.errors import UnsupportedCommand
+from workers.backends.vocabulary import Call, resolve_call
+from workers.errors import ConfigError, UnsupportedCommand
 from workers.sandbox import SandboxServer
-from workers.settings import BackendConfig, BackendKind, Settings
+from workers.settings import BackendConfig, Settings
 
 TOY_COMMAND = "toy_end_sessions"
 
 
 @pytest.fixture
 def toy_command(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # Steps 1-2: arguments (an existing model) and a spec in COMMANDS, with its aspect and priority
+    # Step 1: the declaration: arguments (an existing model, so its scope) and a spec in COMMANDS
     monkeypatch.setitem(COMMANDS, TOY_COMMAND, CommandSpec(TOY_COMMAND, AccountArgs, "sessions", "default",
                                                            "End the account's sessions (toy)."))
-    # Step 4: one call on WHM only, in whm.CALLS (the panel function the sandbox already serves: step 5)
+    # Step 2: one call on WHM only, in whm.CALLS (the panel function the sandbox already serves: step 3)
     monkeypatch.setitem(whm_panel.CALLS, TOY_COMMAND, {
         "account": Call("", "terminate_cpuser_mailbox_sessions", lambda a: {"username": a.user})})
     yield TOY_COMMAND
@@ -47,8 +48,10 @@ def test_a_command_added_as_documented_runs_end_to_end_and_is_unsupported_where_
     events = wait_for_terminal(redis_client, {"toy-1"})
     assert [e.status for e in events if e.id == "toy-1"] == ["accepted", "succeeded"]
     assert [(c.target, c.field) for c in whm.app.ledger.changes()] == [("example", "sessions_terminated")]
-    # And the README table has its row (step 8), with no call on the kinds that have none
-    assert f"| `{toy_command}` | `terminate_cpuser_mailbox_sessions` | — | — |" in render_table()
+    # And the generated artefacts have it when regenerated (step 4): its README row, with no call on
+    # the kinds that have none, and its branch of the command JSON Schema
+    assert f"| `{toy_command}` | `terminate_cpuser_mailbox_sessions` | — | — |" in readme_with_table(README.read_text())
+    assert toy_command in command_schema()["properties"]["command"]["enum"]
     # And on a kind without a call it is unsupported before any panel call
     command = validate_command({"command": toy_command, "args": {"user": "shop"}, "producer": "billing"})
     with pytest.raises(UnsupportedCommand):
@@ -56,9 +59,10 @@ def test_a_command_added_as_documented_runs_end_to_end_and_is_unsupported_where_
 
 
 class ToyPanel:
-    """A toy panel kind (step 1): its calls land in a list instead of a panel."""
+    """A toy panel kind (step 1 of a kind): its calls land in a list instead of a panel."""
 
     kind = "toy"
+    username_means: str | None = None
     calls: dict[str, dict[Scope, Call]] = {
         "terminate_sessions": {"account": Call("", "kick", lambda a: {"login": a.user})}}
     reads: dict[str, dict[Scope, object]] = {}
@@ -83,20 +87,27 @@ class ToyPanel:
         pass
 
 
-def test_a_panel_kind_added_as_documented_is_built_runs_its_calls_and_gets_a_readme_column(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a backends file naming the toy kind: refused until the kind is in BackendKind (step 4)
-    with pytest.raises(ValidationError, match="kind"):
-        BackendConfig(name="toy1", kind="toy", url="https://toy.example")
-    assert "toy" not in get_args(BackendKind)
-    # When its class is in registry.PANELS (step 3), and KINDS derives from them as at import
+def _config_naming_toy(tmp_path: Path) -> dict[str, str]:
+    path = tmp_path / "mailops.toml"
+    path.write_text('[backends.toy1]\nkind = "toy"\nurl = "https://toy.example"\ntoken_env = "TOY_TOKEN"\n')
+    return {"MAILOPS_CONFIG": str(path), "TOY_TOKEN": "toy-token"}
+
+
+def test_a_panel_kind_added_as_documented_is_accepted_built_runs_its_calls_and_gets_a_readme_column(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given a backends file naming the toy kind: refused before start while no class registers it
+    with pytest.raises(ConfigError, match="key 'kind': unknown panel kind 'toy'"):
+        Settings.from_env(_config_naming_toy(tmp_path))
+    # When its class is in registry.PANELS (step 2), and KINDS derives from them as at import
     monkeypatch.setattr(ToyPanel, "sent", [])
     panels = (*registry.PANELS, ToyPanel)
     monkeypatch.setattr(registry, "PANELS", panels)
     monkeypatch.setattr(registry, "KINDS", {panel.kind: panel for panel in panels})
-    backend = build_backend(BackendConfig.model_construct(name="toy1", kind="toy", url="https://toy.example"))
-    # Then the registry builds it, and it runs the commands its CALLS name and no other
+    # Then the same file is accepted and the registry builds the toy backend from it
+    settings = Settings.from_env(_config_naming_toy(tmp_path))
+    backend = build_backend(settings.backends["toy1"])
     assert isinstance(backend, ToyPanel)
+    # And it runs the commands its CALLS name and no other
     backend.execute(validate_command({"command": "terminate_sessions", "args": {"user": "shop"}, "producer": "billing"}))
     assert ToyPanel.sent == [("kick", {"login": "shop"})]
     with pytest.raises(UnsupportedCommand):

@@ -17,18 +17,18 @@ from pydantic import SecretStr
 from schemas.commands import validate_command
 from tests.clock import iso
 from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from workers.attempt.holds import holds_of
+from workers.attempt.ordering import OrderStamp, TargetGuard
 from workers.backends.registry import build_backends
 from workers.cli.holds import holds as holds_cli
 from workers.errors import TargetBusy
-from workers.holds import holds_of
-from workers.legacy_keys import upgrade
-from workers.ordering import OrderStamp, TargetGuard
-from workers.reconcile import check
-from workers.routing import RouteMap
+from workers.ingest.routing import RouteMap
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
+from workers.store.legacy_keys import upgrade
+from workers.tools.reconcile import check
 
 
 @pytest.fixture

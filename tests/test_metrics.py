@@ -11,11 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas.commands import validate_command
 from schemas.events import Event
 from tests.conftest import add_command, wait_for_terminal
-from workers.command_store import CommandStore
-from workers.messages import message_for
 from workers.metrics import Metrics
+from workers.queue.messages import message_for
 from workers.sandbox.server import _free_port
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
 
 
 def _cmd(id: str, user: str) -> dict[str, object]:

@@ -99,6 +99,6 @@ def test_a_json_log_line_written_while_a_command_runs_carries_its_command_id(
     # Then that warning is one JSON object naming the command it happened in
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
     (warning,) = [line for line in lines if line["message"].startswith("breaker of whm1 opened")]
-    assert (warning["level"], warning["logger"]) == ("WARNING", "workers.limits")
+    assert (warning["level"], warning["logger"]) == ("WARNING", "workers.attempt.limits")
     assert (warning["command_id"], warning["command"], warning["backend"], warning["attempt"]) == \
         ("log-1", "suspend_outgoing", "whm1", 1)

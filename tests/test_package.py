@@ -60,3 +60,11 @@ def test_no_module_of_the_workers_package_imports_itself_through_others() -> Non
                     stack.append((imported, (*trail, imported)))
     # Then none leads back to where it started
     assert cycles == []
+
+
+def test_the_tests_mirror_the_package_a_folder_for_each_of_its_packages() -> None:
+    # Given every package (folder of modules) of workers
+    packages = {p.parent.relative_to(PACKAGE) for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE}
+    tests = Path(__file__).parent
+    # Then each has its tests in the same place under tests/
+    assert sorted(str(p) for p in packages if not (tests / p / "__init__.py").is_file()) == []

@@ -41,7 +41,7 @@ DEFAULT_IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 DEFAULT_EVENTS_MAXLEN = 1_000_000
 #: Milliseconds without a heartbeat after which a worker process is considered dead.
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000
-#: Deaths of a shared process a command must be caught in before it runs alone (workers/isolation.py):
+#: Deaths of a shared process a command must be caught in before it runs alone (workers/attempt/isolation.py):
 #: one is what every unclean stop (a deploy's kill, the OOM killer) does to all its running commands.
 SUSPECT_AFTER_SHARED_LOSSES = 2
 #: Consecutive transient connection failures that open a backend's circuit breaker.
@@ -51,7 +51,7 @@ DEFAULT_BREAKER_COOLDOWN_MS = 2_000
 #: Seconds a command may wait for a down backend (open breaker) before it is dead-lettered.
 DEFAULT_OUTAGE_TOLERANCE_S = 3600
 #: Tokens a queue's doorbell keeps, and how long it keeps them (``MailopsBroker.ring`` and the
-#: scripts' ``ring``, ``workers/scripts/prelude.lua``).
+#: scripts' ``ring``, ``workers/store/scripts/prelude.lua``).
 DOORBELL_TOKENS = 16
 DOORBELL_TTL_MS = 60_000
 #: Attempts kept in a command's history (the oldest are dropped beyond this).
@@ -167,7 +167,7 @@ class Keys:
         return f"{self.prefix}:ordering"
 
     def legacy_holds(self, target: str, aspect: str) -> str:
-        """Holds hash as versions before backend-scoped identity wrote it (``workers.legacy_keys``
+        """Holds hash as versions before backend-scoped identity wrote it (``workers.store.legacy_keys``
         moves it; never written)."""
         return f"{self.prefix}:holds:{aspect}:{target}"
 

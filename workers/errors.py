@@ -20,7 +20,7 @@ Every error the package raises descends from :class:`MailopsError`; third-party 
 
 Control-flow signals are not errors and live with the middleware that raises them, except
 :class:`Defer` ("run this again later without counting an attempt"), which backends, limits and
-ordering gates all raise and :class:`~workers.middleware.lifecycle.Lifecycle` handles.
+ordering gates all raise and :class:`~workers.queue.middleware.lifecycle.Lifecycle` handles.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class PanelError(MailopsError):
 
 class NotApplied(PanelError):
     """The panel answered OK, but the state read back within the grace window is not what was
-    asked (:mod:`workers.verification`). Retried like a transient failure, without feeding the
+    asked (:mod:`workers.attempt.verification`). Retried like a transient failure, without feeding the
     breaker (the panel answered); ``read`` is the state seen, published in ``details.read``."""
 
     kind = "not_applied"

@@ -2,7 +2,7 @@
 
 Two kinds:
 
-* counted in the process by :class:`~workers.middleware.metrics.CommandMetrics`:
+* counted in the process by :class:`~workers.queue.middleware.metrics.CommandMetrics`:
   ``mailops_commands_total{command,backend,status}`` (one per processed attempt, labelled with
   the status the attempt left the command in: succeeded, failed, dead_lettered, retrying...) and
   the ``mailops_command_duration_seconds{command,backend}`` histogram;
@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from workers import constants
 from workers.settings import Settings
-from workers.wire import as_text
+from workers.store.wire import as_text
 
 #: Breaker states exported (one series each; the current one is 1).
 BREAKER_STATES = ("closed", "open", "half_open")
@@ -170,7 +170,7 @@ def _ingest_group(client: redis.Redis, stream: str) -> tuple[float, int]:
 
 
 #: Commands refused before admission, counted where the refusal is decided (ingest and the HTTP
-#: door, :func:`workers.ingest.answer_rejection`); registered in each process's registry.
+#: door, :func:`workers.ingest.reader.answer_rejection`); registered in each process's registry.
 REJECTIONS = Counter("mailops_commands_rejected", "Commands rejected before admission, by producer and the field and rule.",
                      ["producer", "field", "rule"], registry=None)
 

@@ -23,7 +23,7 @@ from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
 from workers import __version__
 from workers.errors import CommandError, PanelRefused
-from workers.middleware.execution import Execution, current_execution
+from workers.queue.middleware.execution import Execution, current_execution
 from workers.scrubbing import SecretFilter, before_send
 
 
@@ -110,7 +110,7 @@ def start_observability(settings: Any, *, metrics_port: int | None, json_logs: b
     Returns the :class:`~workers.metrics.Metrics` to give the Runtime (``None`` without a port).
     """
     from workers.metrics import Metrics
-    from workers.redis_client import connect
+    from workers.store.redis_client import connect
 
     if json_logs:
         configure_json_logs(logging.getLevelName(logging.getLogger().level))

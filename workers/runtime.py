@@ -14,24 +14,24 @@ import redis
 
 from schemas.commands import Command
 from workers import constants
-from workers.actors import declare_actors
-from workers.auth import sealer_for, security_gates
+from workers.attempt.executor import Executor
+from workers.attempt.limits import BackendLimits
+from workers.attempt.ordering import TargetGuard
 from workers.backends.registry import build_backends
-from workers.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
-from workers.command_store import CommandStore
-from workers.executor import Executor
-from workers.ingest import IngestGate, Ingestor
-from workers.legacy_keys import upgrade
-from workers.limits import BackendLimits
-from workers.lua import load_scripts
+from workers.ingest.auth import sealer_for, security_gates
+from workers.ingest.reader import IngestGate, Ingestor
+from workers.ingest.routing import RouteMap, RoutingGate
 from workers.metrics import Metrics
-from workers.middleware import Lifecycle, Liveness
-from workers.middleware.metrics import CommandMetrics
 from workers.observability import SentryContext
-from workers.ordering import TargetGuard
-from workers.redis_client import connect
-from workers.routing import RouteMap, RoutingGate
+from workers.queue.actors import declare_actors
+from workers.queue.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
+from workers.queue.middleware import Lifecycle, Liveness
+from workers.queue.middleware.metrics import CommandMetrics
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
+from workers.store.legacy_keys import upgrade
+from workers.store.lua import load_scripts
+from workers.store.redis_client import connect
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ Environment variables (all optional):
 ``MAILOPS_SENTRY_DSN``
     Report worker errors to this Sentry DSN (secrets scrubbed).
 ``MAILOPS_SEALING_KEY``
-    Base64 of the 64-byte key that seals passwords at rest (see :mod:`workers.sealing`); the
+    Base64 of the 64-byte key that seals passwords at rest (see :mod:`workers.ingest.sealing`); the
     file may name another variable (``sealing_key_env``) or a file (``sealing_key_file``).
 
 Backend credentials never live in the backends file: each backend names an environment
@@ -51,11 +51,11 @@ from pydantic import (
 )
 
 from workers import constants
+from workers.backends import registry
 from workers.errors import ConfigError
 from workers.settings_models import (
     OPERATOR_PREFIX,
     BackendConfig,
-    BackendKind,
     ConsoleConfig,
     ConsoleRole,
     ConsoleUser,
@@ -64,7 +64,7 @@ from workers.settings_models import (
     ProducerConfig,
 )
 
-__all__ = ["OPERATOR_PREFIX", "BackendConfig", "BackendKind", "ConfigFile", "ConsoleConfig", "ConsoleRole",
+__all__ = ["OPERATOR_PREFIX", "BackendConfig", "ConfigFile", "ConsoleConfig", "ConsoleRole",
            "ConsoleUser", "OperatorAction", "OperatorConfig", "ProducerConfig", "Settings"]
 
 M = TypeVar("M", bound=BaseModel)
@@ -212,6 +212,7 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
                               "use token_env or token_file")
         token = _read_secret(path, where, "token", table, env)
         backends[name] = _build(BackendConfig, path, where, dict(table, name=name, token=SecretStr(token)))
+        _check_kind(path, where, table, backends[name].kind)
     values["backends"] = backends
     values["producers"] = {name: _build(ProducerConfig, path, f"producers.{name}", _keyed(path, f"producers.{name}",
                                                                                          name, table, env))
@@ -235,6 +236,17 @@ def _load_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
                            env)
         values["sealing_key"] = SecretStr(_check_sealing_key(where, key))
     return values
+
+
+def _check_kind(path: Path, where: str, table: Mapping[str, Any], kind: str) -> None:
+    """The kind is one of the registry's panels, with the login its panel needs."""
+    panels = {panel.kind: panel for panel in registry.PANELS}
+    panel = panels.get(kind)
+    if panel is None:
+        raise ConfigError(f"{_at(path, where, 'kind')}: unknown panel kind {kind!r}{_did_you_mean(kind, panels)}")
+    if panel.username_means and "username" not in table:
+        raise ConfigError(f"{_at(path, where)}: username: required for a {kind} backend ({panel.username_means}); "
+                          "only a kind with a default login (whm: root) may leave it out")
 
 
 def _console(path: Path, table: Mapping[str, Any], env: Mapping[str, str]) -> ConsoleConfig:
@@ -332,7 +344,7 @@ def _check_allow_list(path: Path, table: str, key: str, entries: Collection[str]
 
 
 def _check_sealing_key(where: str, text: str) -> str:
-    from workers.sealing import decode_key
+    from workers.ingest.sealing import decode_key
 
     try:
         decode_key(text)

@@ -12,8 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 
 from workers import constants
 
-BackendKind = Literal["whm", "cpanel", "brainycp"]
-
 
 class BackendConfig(BaseModel):
     """One panel server the worker may call."""
@@ -21,11 +19,12 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    kind: BackendKind
+    #: A panel kind of ``workers.backends.registry.PANELS``; :mod:`workers.settings` refuses any other.
+    kind: str
     #: Base URL, e.g. ``https://whm1.example.net:2087``.
     url: str
-    #: Login sent with the token (WHM ``root``/reseller, cPanel user, BrainyCP panel login). Only
-    #: WHM has a sensible default (``root``); cPanel and BrainyCP backends must name it.
+    #: Login sent with the token (WHM ``root``/reseller, cPanel user, BrainyCP panel login). A kind
+    #: whose backend class names ``username_means`` must be given one in the file (only WHM has a default).
     username: str = "root"
     #: The token or password, resolved from ``token_env``/``token_file`` at load time.
     token: SecretStr = Field(default=SecretStr(""), exclude=True)
@@ -52,7 +51,7 @@ class BackendConfig(BaseModel):
     targets: tuple[str, ...] = ()
     #: Accept a plain ``http://`` URL (the token then crosses the network unencrypted).
     allow_insecure_http: bool = False
-    #: Read every change back from the panel before reporting it (:mod:`workers.verification`).
+    #: Read every change back from the panel before reporting it (:mod:`workers.attempt.verification`).
     verify: bool = True
     #: Seconds a read-back keeps re-reading a change the panel answered OK but does not show yet
     #: (cPanel queues some work behind its answer); never a second change call.
@@ -68,9 +67,6 @@ class BackendConfig(BaseModel):
 
     @model_validator(mode="after")
     def _field_rules(self, info: ValidationInfo) -> BackendConfig:
-        if self.kind != "whm" and "username" not in self.model_fields_set:
-            account = "the cPanel account name" if self.kind == "cpanel" else "the panel login"
-            raise ValueError(f"username: required for a {self.kind} backend ({account}); only whm defaults to root")
         # Backends built in code (tests, the demo's loopback sandboxes) skip this; the file does not.
         from_file = isinstance(info.context, dict) and info.context.get("from_file")
         if from_file and self.is_insecure and not self.allow_insecure_http:
@@ -99,7 +95,7 @@ class BackendConfig(BaseModel):
 
 
 class ProducerConfig(BaseModel):
-    """One producer allowed to send commands, and what it may do (see :mod:`workers.auth`)."""
+    """One producer allowed to send commands, and what it may do (see :mod:`workers.ingest.auth`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -1,16 +1,32 @@
-"""The registry of panel kinds (workers/backends/registry.py)."""
+"""The registry of panel kinds (workers/backends/registry.py): the one list of kinds."""
 
 from __future__ import annotations
 
-from typing import get_args
+from pathlib import Path
+
+import pytest
 
 from workers.backends.registry import KINDS, PANELS, tables
-from workers.settings import BackendKind
+from workers.errors import ConfigError
+from workers.settings import Settings
 
 
-def test_every_kind_the_config_may_name_has_a_backend_and_a_call_table_and_no_other() -> None:
-    # Given the kinds a backends file may name, and the registered backend classes
-    named = set(get_args(BackendKind))
-    # Then each has exactly one backend class, which the registry and the call tables derive from
-    assert sorted(panel.kind for panel in PANELS) == sorted(named)
-    assert set(KINDS) == named and set(tables()) == named
+def _settings_naming(tmp_path: Path, kind: str) -> Settings:
+    path = tmp_path / "mailops.toml"
+    path.write_text(f'[backends.panel1]\nkind = "{kind}"\nurl = "https://panel1.example.net"\nusername = "shop"\n'
+                    'token_env = "TOKEN"\n')
+    return Settings.from_env({"MAILOPS_CONFIG": str(path), "TOKEN": "t0ken"})
+
+
+def test_a_backends_file_may_name_every_registered_panel_kind_and_no_other(tmp_path: Path) -> None:
+    # Given the registered backend classes, the one list of kinds
+    kinds = [panel.kind for panel in PANELS]
+    # Then the registry and the call tables derive from them
+    assert set(KINDS) == set(kinds) and set(tables()) == set(kinds) and len(set(kinds)) == len(kinds)
+    # And a backends file may name each of them
+    for kind in kinds:
+        assert _settings_naming(tmp_path, kind).backends["panel1"].kind == kind
+    # And a kind no class registers is refused before start, the key named, the known kinds listed
+    with pytest.raises(ConfigError, match=r"table \[backends.panel1\], key 'kind': unknown panel kind 'plesk'; "
+                                          rf"known: {', '.join(sorted(kinds))}"):
+        _settings_naming(tmp_path, "plesk")

@@ -24,7 +24,7 @@ from workers.backends import cpanel, readback, whm
 from workers.backends.connections import Answer
 from workers.backends.registry import KINDS, read_tables, tables
 from workers.backends.transport import Exchange, PanelHttp
-from workers.backends.vocabulary import Call, scope_of
+from workers.backends.vocabulary import Call
 from workers.sandbox.server import Request  # query and form parameters together
 from workers.settings import BackendConfig
 
@@ -101,7 +101,7 @@ def requests_of(recorder: tuple[Exchange, list[Request]], kind: str, command: st
     backend = KINDS[kind](config, http=PanelHttp(config, exchange))  # type: ignore[call-arg]
     body = {"command": command, "backend": "b1", "args": ARGS[(command, scope)], "producer": "spec-test"}
     parsed = validate_command(body)
-    assert scope_of(parsed.typed_args()) == scope
+    assert parsed.typed_args().scope() == scope
     seen.clear()
     try:
         if read:

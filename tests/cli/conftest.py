@@ -10,8 +10,8 @@ from click.testing import CliRunner, Result
 
 from tests.conftest import write_config
 from workers.cli.main import cli
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import SandboxServer
+from workers.store.embedded_redis import EmbeddedRedis
 
 Invoke = Callable[..., Result]
 

@@ -11,10 +11,10 @@ import redis
 from tests.cli.conftest import Invoke, cli_env
 from tests.conftest import read_events
 from workers.cli.exit_codes import RET_FAILED, RET_OK
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis
 
 
 def test_a_dry_run_reports_every_bad_line_and_sends_nothing(redis_client: redis.Redis, tmp_path: Path,

@@ -21,8 +21,8 @@ from tests.conftest import wait_for_terminal
 from workers.cli.batch_ids import batch_id_for
 from workers.cli.bulk import coerce_cells
 from workers.cli.exit_codes import RET_FAILED, RET_INTERRUPTED, RET_OK
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import SandboxServer
+from workers.store.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 

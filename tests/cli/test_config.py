@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from tests.cli.conftest import Invoke
 from workers.cli.exit_codes import RET_CONFIG, RET_CONNECT, RET_OK
 from workers.cli.main import cli
-from workers.embedded_redis import EmbeddedRedis
+from workers.store.embedded_redis import EmbeddedRedis
 
 
 def test_config_check_of_a_good_configuration_shows_it_and_exits_zero(mailops: Invoke) -> None:

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from tests.conftest import WHM_TOKEN
 from workers.cli.exit_codes import RET_CONFIG, RET_OK
 from workers.cli.main import cli
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import SandboxServer
+from workers.store.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 SEALING_KEY = base64.b64encode(os.urandom(64)).decode()
@@ -93,6 +93,8 @@ MISTAKES = {
                              "table [backends.whm1], key 'url'"),
     "a plain http URL": (GOOD.replace('"https://whm1.example.net:2087"', '"http://whm1.example.net:2087"'),
                          "allow_insecure_http = true"),
+    "an unknown panel kind": (GOOD.replace('kind = "cpanel"', 'kind = "cpanle"'),
+                              "table [backends.cp1], key 'kind': unknown panel kind 'cpanle'; did you mean 'cpanel'?"),
     "a cPanel backend without username": (GOOD.replace('username = "shop"\n', ""),
                                           "table [backends.cp1]: username: required for a cpanel backend"),
     "a BrainyCP backend without username": (GOOD + '[backends.brainy1]\nkind = "brainycp"\n'

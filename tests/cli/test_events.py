@@ -16,10 +16,10 @@ import redis
 from tests.cli.conftest import Invoke, cli_env
 from tests.conftest import add_command, wait_for_terminal
 from workers.cli.exit_codes import RET_OK
-from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis
 
 MAILOPS = str(Path(sys.executable).with_name("mailops"))
 

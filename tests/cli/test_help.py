@@ -48,7 +48,7 @@ def test_the_help_of_every_command_ends_with_an_example_of_that_command(path: tu
     lines = [line.strip() for line in result.output.splitlines() if line.strip()]
     options = next(i for i, line in enumerate(lines) if line == "Options:")
     # Then its text ends with an example invocation of it (the actions' examples are run as shown
-    # by tests/cli/test_operator.py and tests/test_dead_letters.py)
+    # by tests/cli/test_operator.py and tests/store/test_dead_letters.py)
     assert {"Example:", "Examples:"} & set(lines[:options]), result.output
     assert lines[options - 1].startswith(f"mailops {' '.join(path)}".rstrip()) or (
         not path and lines[options - 1].startswith("mailops ")), result.output

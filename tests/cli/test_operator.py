@@ -14,14 +14,14 @@ import redis
 from click.testing import CliRunner, Result
 
 from tests.conftest import WHM_TOKEN
+from workers.attempt.holds import holds_of
 from workers.cli.exit_codes import RET_CONFIG, RET_FAILED, RET_OK
 from workers.cli.main import cli
-from workers.holds import holds_of
-from workers.producer import Producer
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
+from workers.tools.producer import Producer
 
 KEYS = {"ABUSE": "abuse-key-0123456789abcdef", "BILLING": "billing-key-0123456789abcdef",
         "MIGRATION": "migration-key-0123456789abcd", "ALICE": "alice-key-0123456789abcdef",

@@ -9,7 +9,7 @@ import redis
 
 from tests.cli.conftest import Invoke
 from workers.cli.exit_codes import RET_FAILED, RET_OK, RET_TIMEOUT, RET_USAGE
-from workers.signing import verify
+from workers.ingest.signing import verify
 
 
 def test_publish_with_wait_prints_the_success_and_exits_zero(redis_client: redis.Redis, whm, settings_for, runtime_for,

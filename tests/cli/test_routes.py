@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from tests.conftest import write_config
 from workers.cli.exit_codes import RET_CONFIG, RET_FAILED, RET_OK
 from workers.cli.main import cli
-from workers.embedded_redis import EmbeddedRedis
+from workers.store.embedded_redis import EmbeddedRedis
 
 ROUTES = "mailops:routes"
 

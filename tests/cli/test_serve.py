@@ -16,10 +16,10 @@ import pytest
 import redis
 
 from tests.cli.conftest import cli_env
-from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis
 
 MAILOPS = str(Path(sys.executable).with_name("mailops"))
 

@@ -13,8 +13,8 @@ import redis
 from tests.cli.conftest import cli_env
 from tests.conftest import add_command, wait_for_terminal
 from workers.cli.exit_codes import RET_OK
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import SandboxServer
+from workers.store.embedded_redis import EmbeddedRedis
 
 MAILOPS = str(Path(sys.executable).with_name("mailops"))
 

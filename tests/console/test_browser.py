@@ -17,9 +17,9 @@ import redis
 from click.testing import CliRunner
 
 from tests.clock import iso
-from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from tests.conftest import WHM_TOKEN, add_command, retry_for, wait_for_terminal
 from tests.console.conftest import log_in, screenshot, wait_for, with_console
-from workers import retry_policy
+from workers.attempt.retry_policy import RetryPolicy
 from workers.cli.main import cli
 from workers.runtime import Runtime
 from workers.sandbox import Faults, SandboxServer
@@ -161,8 +161,8 @@ def test_two_dead_letters_selected_by_filter_are_replayed_after_the_count_is_con
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a bulk batch whose three unsuspends were dead-lettered (two on whm1, one on whm2)
-    monkeypatch.setitem(retry_policy.POLICIES, "unsuspend_outgoing",
-                        retry_policy.RetryPolicy(max_attempts=1, min_backoff_ms=50, max_backoff_ms=100))
+    retry_for(monkeypatch, "unsuspend_outgoing",
+                        RetryPolicy(max_attempts=1, min_backoff_ms=50, max_backoff_ms=100))
     whm1, whm2 = fleet
     settings = with_console(settings_for({"whm1": ("whm", whm1), "whm2": ("whm", whm2)}))
     runtime_for(settings)

@@ -8,11 +8,11 @@ import httpx
 import redis
 
 from tests.console.conftest import PASSWORDS, with_console
-from workers.command_store import CommandStore
 from workers.console import queries
-from workers.dead_letters import DeadLetters
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
+from workers.store.dead_letters import DeadLetters
 
 
 def test_a_status_filtered_search_pages_through_every_match_once_newest_first(

@@ -11,11 +11,10 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.conftest import WHM_TOKEN, wait_for_terminal
+from tests.conftest import WHM_TOKEN, retry_for, wait_for_terminal
 from tests.console.conftest import OPERATOR_KEY, PASSWORDS, with_console
 from tests.security.conftest import KEYS, PRODUCERS, SEALING_KEY, signed
-from workers import retry_policy
-from workers.retry_policy import RetryPolicy
+from workers.attempt.retry_policy import RetryPolicy
 from workers.runtime import Runtime
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
@@ -30,7 +29,7 @@ def test_no_token_sealing_key_operator_key_or_mailbox_password_appears_in_any_pa
 ) -> None:
     # Given mailboxes added with passwords (one succeeds, one is dead-lettered), an abuse hold,
     # and a config full of secrets: panel tokens, producer and operator keys, the sealing key, password hashes
-    monkeypatch.setitem(retry_policy.POLICIES, "addmail", RetryPolicy(max_attempts=1, min_backoff_ms=20, max_backoff_ms=50))
+    retry_for(monkeypatch, "addmail", RetryPolicy(max_attempts=1, min_backoff_ms=20, max_backoff_ms=50))
     broken_app = WhmSandbox(token=WHM_TOKEN)
     broken_app.add_account("broken")
     migration = ProducerConfig(name="migration", key=SecretStr(KEYS["migration"].decode()),

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
 from workers.cli.health import heartbeats_key
 from workers.cli.main import cli
-from workers.embedded_redis import EmbeddedRedis, free_port
 from workers.runtime import Runtime
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis, free_port
 
 
 def check(env: dict[str, str]) -> tuple[int, str]:

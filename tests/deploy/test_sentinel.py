@@ -23,12 +23,12 @@ import redis
 
 from tests.clock import ISSUED
 from tests.conftest import add_command, read_events, write_config
-from workers.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
 from workers.errors import ConfigError
-from workers.redis_client import connect, parse_sentinel_url
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis, free_port, redis_server_binary
+from workers.store.redis_client import connect, parse_sentinel_url
 
 MASTER_NAME = "mailops-test"
 

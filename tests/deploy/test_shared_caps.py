@@ -23,9 +23,9 @@ from tests.guarantees.processes import (
     worker_env,
 )
 from workers.cli.health import heartbeats_key
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis
 
 CAP = 3
 THREADS = 6

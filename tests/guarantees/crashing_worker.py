@@ -7,10 +7,11 @@ the test stays short.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-from schemas.commands import Command
-from workers import retry_policy
+from schemas.commands import COMMANDS, Command
+from workers.attempt.retry_policy import RetryPolicy
 from workers.backends import registry
 from workers.backends.base import PanelResult
 from workers.backends.whm import WhmBackend
@@ -29,7 +30,7 @@ def install() -> None:
     """Patch this process only (never the test process that imports MAX_ATTEMPTS)."""
     registry.KINDS["whm"] = CrashingWhm
     cap = int(os.environ.get("CRASH_TEST_MAX_ATTEMPTS", MAX_ATTEMPTS))
-    retry_policy.POLICIES["suspend_outgoing"] = retry_policy.RetryPolicy(max_attempts=cap)
+    COMMANDS["suspend_outgoing"] = dataclasses.replace(COMMANDS["suspend_outgoing"], retry=RetryPolicy(max_attempts=cap))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import redis
 
 from tests.conftest import loopback_http, read_events
 from tests.guarantees.processes import WorkerProcess, add_many, suspend, worker_env
-from workers.embedded_redis import EmbeddedRedis
+from workers.store.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,11 @@ from tests.guarantees.processes import (
     write_worker_config,
 )
 from tests.guarantees.test_worker_crashes import pid_of
-from workers.command_store import CommandStore
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.cpanel import CpanelSandbox
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
+from workers.store.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ from tests.guarantees.processes import (
     wait_all_terminal,
     worker_env,
 )
-from workers.command_store import CommandStore
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
+from workers.store.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 

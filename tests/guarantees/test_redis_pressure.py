@@ -14,9 +14,9 @@ import redis
 
 from tests.conftest import whm_with_accounts
 from tests.guarantees.processes import suspend, wait_all_terminal
-from workers.embedded_redis import EmbeddedRedis
 from workers.runtime import Runtime
 from workers.sandbox import SandboxServer
+from workers.store.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 

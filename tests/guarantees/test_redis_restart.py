@@ -17,8 +17,8 @@ from tests.guarantees.processes import (
     wait_all_terminal,
     worker_env,
 )
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
+from workers.store.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 

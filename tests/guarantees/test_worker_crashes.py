@@ -18,12 +18,12 @@ from tests.guarantees.processes import (
     wait_all_terminal,
     worker_env,
 )
-from workers.command_store import CommandStore
 from workers.constants import SUSPECT_AFTER_SHARED_LOSSES
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
+from workers.store.embedded_redis import EmbeddedRedis
 
 HEARTBEAT_TIMEOUT_MS = 1500
 #: Worker entry point whose WHM backend kills its process on account `poison` (and takes a test attempt cap).

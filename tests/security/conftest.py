@@ -13,9 +13,9 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from workers.ingest.signing import sign
 from workers.sandbox import SandboxServer
 from workers.settings import ProducerConfig, Settings
-from workers.signing import sign
 
 KEYS = {
     "abuse-detector": b"test-key-abuse-detector-0123456789",

@@ -15,9 +15,9 @@ from tests.conftest import wait_for_terminal
 from tests.security.conftest import signed
 from tests.security.test_secrets import dump_redis
 from workers import scrubbing
-from workers.embedded_redis import EmbeddedRedis
 from workers.sandbox import Faults, SandboxServer
 from workers.sandbox.state import fingerprint
+from workers.store.embedded_redis import EmbeddedRedis
 
 PLAINTEXTS = [f"Echoed-Secret-{i}-q9Z!" for i in range(3)]
 

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import read_events
 from tests.security.conftest import signed
-from workers.auth import security_gates
-from workers.command_store import CommandStore
-from workers.ingest import Ingestor
+from workers.ingest.auth import security_gates
+from workers.ingest.reader import Ingestor
 from workers.sandbox import SandboxServer
+from workers.store.command_store import CommandStore
 
 texts = st.text(max_size=40) | st.sampled_from(["example", "root", "a&user=root", "x@example.example", "\r\n", "xn--pple-43d"])
 values = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | texts, lambda inner: st.lists(inner, max_size=3)

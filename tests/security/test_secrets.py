@@ -14,10 +14,10 @@ from pydantic import SecretStr
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from tests.conftest import wait_for_terminal
+from tests.conftest import retry_for, wait_for_terminal
 from tests.security.conftest import KEYS, signed
-from workers import retry_policy, scrubbing
-from workers.retry_policy import RetryPolicy
+from workers import scrubbing
+from workers.attempt.retry_policy import RetryPolicy
 from workers.sandbox import SandboxServer
 from workers.sandbox.server import Faults
 from workers.sandbox.state import fingerprint
@@ -78,8 +78,8 @@ def test_no_plaintext_password_rests_in_redis_logs_events_or_sentry_after_adds_c
     # Given a healthy sandbox and one that answers every call with HTTP 500
     broken_app = WhmSandbox(token="sandbox-whm-token")
     broken_app.add_account("broken")
-    monkeypatch.setitem(retry_policy.POLICIES, "addmail", RetryPolicy(max_attempts=2, min_backoff_ms=20, max_backoff_ms=50))
-    monkeypatch.setitem(retry_policy.POLICIES, "passwd", RetryPolicy(max_attempts=2, min_backoff_ms=20, max_backoff_ms=50))
+    retry_for(monkeypatch, "addmail", RetryPolicy(max_attempts=2, min_backoff_ms=20, max_backoff_ms=50))
+    retry_for(monkeypatch, "passwd", RetryPolicy(max_attempts=2, min_backoff_ms=20, max_backoff_ms=50))
     caplog.set_level(logging.DEBUG)
     caplog.handler.addFilter(scrubbing.SecretFilter())
     with SandboxServer(broken_app, faults=Faults(error_rate=1.0)) as broken:

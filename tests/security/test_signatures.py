@@ -13,12 +13,12 @@ from pydantic import SecretStr
 from tests.clock import iso
 from tests.conftest import wait_for_terminal
 from tests.security.conftest import signed
-from workers.auth import AuthGate
+from workers.attempt.holds import holds_of
 from workers.constants import Keys
-from workers.holds import holds_of
+from workers.ingest.auth import AuthGate
+from workers.ingest.signing import sign
 from workers.sandbox import SandboxServer
 from workers.settings import OperatorConfig
-from workers.signing import sign
 
 
 def suspend(id: str, user: str = "example") -> dict[str, object]:
@@ -70,7 +70,7 @@ def test_disabling_signatures_is_logged_as_a_warning_at_start_up(
     # Given settings with require_signatures explicitly off
     settings = settings_for({"whm1": ("whm", whm)}, require_signatures=False)
     # When the auth gate is built
-    with caplog.at_level(logging.WARNING, logger="workers.auth"):
+    with caplog.at_level(logging.WARNING, logger="workers.ingest.auth"):
         AuthGate(settings, redis_client)
     # Then a WARNING says so
     assert any(r.levelno == logging.WARNING and "SIGNATURES DISABLED" in r.getMessage() for r in caplog.records)

@@ -1,7 +1,7 @@
 """The PHP, Go and shell signing examples in docs/signing/ produce signatures the worker accepts.
 
 Each example reads a command on stdin and prints it signed; the signature is checked with
-:func:`workers.signing.verify`. An example is skipped only when its interpreter is missing here.
+:func:`workers.ingest.signing.verify`. An example is skipped only when its interpreter is missing here.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from schemas.commands import validate_command
 from tests.clock import ISSUED
 from tests.conftest import wait_for_terminal
 from tests.security.conftest import KEYS
+from workers.ingest.signing import canonical_form, verify
 from workers.sandbox import SandboxServer
 from workers.settings import Settings
-from workers.signing import canonical_form, verify
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "signing"
 #: (name, command line, extra environment, programs it needs)

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from schemas.commands import validate_command
 from tests.backends.test_request_spec import LOGIN, problems_of
-from tests.test_vocabulary import ACCOUNTS, CASES, CELLS, reset
+from tests.backends.test_vocabulary import ACCOUNTS, CASES, CELLS, reset
 from workers.backends.base import Backend
 from workers.backends.registry import KINDS
 from workers.backends.transport import PanelHttp

@@ -9,7 +9,7 @@ from schemas.commands import Command
 
 if TYPE_CHECKING:
     from workers.backends.readback import Read, ReadTable
-    from workers.settings import BackendConfig
+    from workers.settings_models import BackendConfig
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class Backend(Protocol):
     name: str
     #: The panel kind (``whm``, ``cpanel``, ``brainycp``).
     kind: str
+    #: What the configured ``username`` is on this kind; ``None`` when the kind has a default login.
+    username_means: str | None
     #: Its configuration (read-back on or off, the grace window, the SPF record...).
     config: BackendConfig
     #: How each command's effect is read back on this kind (:mod:`workers.backends.readback`).

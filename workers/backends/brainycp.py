@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.commands import Command
+from schemas.commands import Command, Scope
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import brainycp
 from workers.backends.readback import Read, ReadTable
 from workers.backends.transport import PanelHttp, json_body
-from workers.backends.vocabulary import Call, Scope, resolve_call
-from workers.settings import BackendConfig
+from workers.backends.vocabulary import Call, resolve_call
+from workers.settings_models import BackendConfig
 
 MODULE = "mailclient"
 
@@ -49,6 +49,8 @@ class BrainycpBackend:
     """A BrainyCP server reached with a panel login."""
 
     kind = "brainycp"
+    #: What ``username`` is; a backends file must give it.
+    username_means: str | None = "the panel login"
     #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
     calls = CALLS
     reads = READS

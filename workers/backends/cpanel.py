@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.commands import Command
+from schemas.commands import Command, Scope
 from workers.backends import readback
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import uapi
@@ -33,9 +33,9 @@ from workers.backends.readback import (
     want,
 )
 from workers.backends.transport import PanelHttp, json_body
-from workers.backends.vocabulary import Call, Scope, resolve_call
+from workers.backends.vocabulary import Call, resolve_call
 from workers.errors import PanelAuthRejected, PanelRefused
-from workers.settings import BackendConfig
+from workers.settings_models import BackendConfig
 
 #: The UAPI function ``onspf`` calls, and the one it reads the current record with.
 SPF_INSTALL = "EmailAuth::install_spf_records"
@@ -111,6 +111,8 @@ class CpanelBackend:
     """One cPanel account reached with its own API token."""
 
     kind = "cpanel"
+    #: What ``username`` is; a backends file must give it.
+    username_means: str | None = "the cPanel account name"
     #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
     calls = CALLS
     reads = READS

@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.commands import Command, CommandArgs
-from workers.backends.vocabulary import Scope, scope_of
-from workers.settings import BackendConfig
+from schemas.commands import Command, CommandArgs, Scope
+from workers.settings_models import BackendConfig
 
 #: UAPI's mailbox list; ``get_restrictions=1`` adds the outgoing suspension and hold fields.
 LIST_POPS = "Email::list_pops_with_disk"
@@ -59,7 +58,7 @@ ReadTable = Mapping[str, Mapping[Scope, Check]]
 def check_for(table: ReadTable, command: Command, otherwise: str) -> tuple[Check, CommandArgs]:
     """How ``command``'s effect is read back (``otherwise``: why a cell absent from ``table`` cannot be)."""
     args = command.typed_args()
-    return table.get(command.command, {}).get(scope_of(args)) or Unreadable(otherwise), args
+    return table.get(command.command, {}).get(args.scope()) or Unreadable(otherwise), args
 
 
 def shows(state: Mapping[str, Any], want: Mapping[str, Any]) -> bool:

@@ -13,11 +13,11 @@ from workers.backends.readback import ReadTable, Unreadable
 from workers.backends.vocabulary import CallTable, cell
 from workers.backends.whm import WhmBackend
 from workers.errors import ConfigError
-from workers.settings import BackendConfig
+from workers.settings_models import BackendConfig
 
-#: Every panel kind's backend class, in the README table's order. Their ``kind`` names are
-#: ``settings.BackendKind`` (what the config may say; a test checks the two agree); :data:`KINDS`
-#: and :func:`tables` derive from this.
+#: Every panel kind's backend class, in the README table's order: the one list of kinds. The
+#: backends file may name these (:mod:`workers.settings`), and :data:`KINDS`, :func:`tables` and
+#: the README table derive from it.
 PANELS: tuple[type[WhmBackend] | type[CpanelBackend] | type[BrainycpBackend], ...] = (
     WhmBackend, CpanelBackend, BrainycpBackend)
 #: Registered panel kinds; an unknown kind in the config is refused at start-up.

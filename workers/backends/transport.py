@@ -22,7 +22,7 @@ from workers.backends import connections
 from workers.backends.connections import Answer, ConnectFailed, ConnectionPool, PoolExhausted
 from workers.backends.envelopes import decode_json
 from workers.errors import AnswerTooLarge, PanelAuthRejected, PanelRefused, PanelTimeout, PanelUnavailable
-from workers.settings import BackendConfig
+from workers.settings_models import BackendConfig
 
 FORM = "application/x-www-form-urlencoded"
 

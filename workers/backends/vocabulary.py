@@ -11,19 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from schemas.commands import (
-    AccountArgs,
-    Command,
-    CommandArgs,
-    DomainArgs,
-    MailboxArgs,
-    SuspensionArgs,
-)
+from schemas.commands import Command, CommandArgs, Scope
 from workers.errors import UnsupportedCommand
-
-Scope = Literal["account", "mailbox", "domain"]
 
 
 @dataclass(frozen=True)
@@ -48,24 +39,11 @@ class Call:
 CallTable = Mapping[str, Mapping[Scope, Call]]
 
 
-def scope_of(args: CommandArgs) -> Scope:
-    """Which kind of target the command's arguments name."""
-    if isinstance(args, SuspensionArgs):
-        return "mailbox" if args.email else "account"
-    if isinstance(args, MailboxArgs):
-        return "mailbox"
-    if isinstance(args, DomainArgs):
-        return "domain"
-    if isinstance(args, AccountArgs):
-        return "account"
-    raise TypeError(f"no scope for {type(args).__name__}")
-
-
 def resolve_call(table: CallTable, command: Command, kind: str) -> tuple[Call, CommandArgs]:
     """The call ``command`` maps to on a backend of ``kind``, with its typed arguments; raises
     :class:`~workers.errors.UnsupportedCommand` (before any panel call) when there is none."""
     args = command.typed_args()
-    scope = scope_of(args)
+    scope = args.scope()
     call = table.get(command.command, {}).get(scope)
     if call is None:
         raise UnsupportedCommand(f"{command.command} on a {scope} target is not supported by backend kind {kind}")

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from schemas.commands import AccountArgs, Command, CommandArgs, SuspensionArgs
+from schemas.commands import AccountArgs, Command, CommandArgs, Scope, SuspensionArgs
 from workers.backends.base import PanelResult
 from workers.backends.envelopes import cpanel_api2, uapi_cpanel, whm_api1
 from workers.backends.readback import (
@@ -33,9 +33,9 @@ from workers.backends.readback import (
     want,
 )
 from workers.backends.transport import PanelHttp, json_body
-from workers.backends.vocabulary import Call, Scope, resolve_call, scope_of
+from workers.backends.vocabulary import Call, resolve_call
 from workers.errors import PanelRefused
-from workers.settings import BackendConfig
+from workers.settings_models import BackendConfig
 
 UAPI = "uapi_cpanel"
 API2 = "API 2"
@@ -179,6 +179,8 @@ class WhmBackend:
     """A WHM server reached with a root or reseller API token."""
 
     kind = "whm"
+    #: The login has a default (``root``), so a backends file may leave ``username`` out.
+    username_means: str | None = None
     #: What each command calls on this kind (see :mod:`workers.backends.vocabulary`).
     calls = CALLS
     reads = READS
@@ -203,7 +205,7 @@ class WhmBackend:
 
     def execute(self, command: Command) -> PanelResult:
         call, args = resolve_call(CALLS, command, self.kind)
-        scope = scope_of(args)
+        scope = args.scope()
         params = call.params(args)
         if call.via == "":
             if call.function == "modifyacct":

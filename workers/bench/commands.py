@@ -9,7 +9,7 @@ import orjson
 import redis
 
 from workers.bench.harness import BENCH_PRODUCER, BENCH_PRODUCER_KEY
-from workers.signing import sign
+from workers.ingest.signing import sign
 
 
 def command_body(command_id: str, user: str, *, backend: str = "whm1", priority: str | None = "default") -> bytes:

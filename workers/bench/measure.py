@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import redis
 
-from workers.wire import as_text
+from workers.store.wire import as_text
 
 
 def percentile(values: Sequence[float], q: float) -> float:

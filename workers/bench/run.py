@@ -15,7 +15,7 @@ from workers.bench.harness import SandboxProcess
 from workers.bench.options import BenchOptions
 from workers.bench.scenarios import USERS, Bench
 from workers.bench.trickle import trickle
-from workers.embedded_redis import EmbeddedRedis
+from workers.store.embedded_redis import EmbeddedRedis
 
 
 @contextlib.contextmanager

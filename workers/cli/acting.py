@@ -27,14 +27,14 @@ import orjson
 import redis
 
 from schemas.events import Event
-from workers.auth import AUDIT_MAXLEN
+from workers.attempt.holds import OPERATOR_PRODUCER
 from workers.cli.environment import OPERATOR_ENV
 from workers.cli.exit_codes import RET_CONFIG, RET_FAILED, RET_OK, RET_TIMEOUT
 from workers.constants import BODY_FIELD
-from workers.holds import OPERATOR_PRODUCER
-from workers.producer import Producer, WaitTimeout
+from workers.ingest.auth import AUDIT_MAXLEN
+from workers.ingest.signing import sign
 from workers.settings import OPERATOR_PREFIX, OperatorAction, Settings
-from workers.signing import sign
+from workers.tools.producer import Producer, WaitTimeout
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -66,7 +66,7 @@ from workers.cli.batch_ids import batch_id_for, command_id_for, encode_ranges
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_FAILED, RET_INTERRUPTED, RET_OK, RET_USAGE
 from workers.errors import CommandRejected
-from workers.producer import build_body
+from workers.tools.producer import build_body
 
 #: Envelope columns of a CSV file (and keys of a flat JSON line); every other one is an argument.
 ENVELOPE = tuple(name for name in Command.model_fields if name not in ("args", "id_generated"))

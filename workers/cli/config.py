@@ -15,8 +15,8 @@ from rich.table import Table
 
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONFIG, RET_CONNECT, RET_OK
-from workers.redis_client import connect
 from workers.settings import Settings
+from workers.store.redis_client import connect
 
 
 def connected_settings() -> tuple[Settings, redis.Redis]:

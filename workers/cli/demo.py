@@ -22,8 +22,8 @@ from schemas.events import Event
 from workers.cli.environment import settings_with_redis
 from workers.cli.event_format import STYLE, outcome_suffix, what
 from workers.cli.exit_codes import RET_FAILED, RET_OK
-from workers.demo import run_demo
 from workers.settings import Settings
+from workers.tools.demo import run_demo
 
 
 @contextmanager

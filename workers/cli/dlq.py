@@ -12,9 +12,9 @@ import redis
 from workers.cli.acting import as_operator, audit, await_outcomes, operator_option, wait_options, waiter
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK
-from workers.command_store import CommandStore
-from workers.dead_letters import DeadLetters
-from workers.redis_client import connect
+from workers.store.command_store import CommandStore
+from workers.store.dead_letters import DeadLetters
+from workers.store.redis_client import connect
 
 
 def _open() -> DeadLetters:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import click
 
 from workers.cli.exit_codes import RET_CONFIG
-from workers.embedded_redis import EmbeddedRedis
 from workers.errors import ConfigError
 from workers.settings import Settings
+from workers.store.embedded_redis import EmbeddedRedis
 
 #: The operator the CLI acts as when ``--operator`` is not given (see :mod:`workers.cli.acting`).
 OPERATOR_ENV = "MAILOPS_OPERATOR"

@@ -17,7 +17,7 @@ from workers import constants
 from workers.cli.config import connected_settings
 from workers.cli.event_format import STYLE, outcome_suffix, what
 from workers.cli.exit_codes import RET_OK
-from workers.wire import as_text
+from workers.store.wire import as_text
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ import redis
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONFIG, RET_CONNECT, RET_FAILED, RET_OK
 from workers.errors import ConfigError
-from workers.redis_client import connect
 from workers.settings import Settings
-from workers.wire import as_text
+from workers.store.redis_client import connect
+from workers.store.wire import as_text
 
 
 def heartbeats_key(settings: Settings) -> str:

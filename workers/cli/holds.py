@@ -9,6 +9,7 @@ import click
 import orjson
 import redis
 
+from workers.attempt.holds import all_holds, backends_holding, force_release
 from workers.cli.acting import (
     RELEASED,
     as_operator,
@@ -21,11 +22,10 @@ from workers.cli.acting import (
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_USAGE
 from workers.errors import CommandError
-from workers.holds import all_holds, backends_holding, force_release
-from workers.legacy_keys import upgrade
-from workers.redis_client import connect
-from workers.routing import RouteMap
+from workers.ingest.routing import RouteMap
 from workers.settings import Settings
+from workers.store.legacy_keys import upgrade
+from workers.store.redis_client import connect
 
 
 @click.group()

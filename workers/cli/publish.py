@@ -20,7 +20,7 @@ from workers.cli.acting import (
 )
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_OK, RET_USAGE
-from workers.producer import new_command_id
+from workers.tools.producer import new_command_id
 
 
 def parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:

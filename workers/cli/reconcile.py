@@ -10,16 +10,16 @@ import click
 import orjson
 import redis
 
-from workers.auth import sealer_for
 from workers.backends.registry import build_backends
 from workers.cli.acting import Acting, as_operator, await_outcomes, issue, operator_option, wait_options
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_CONNECT, RET_FAILED, RET_OK, RET_UNKNOWN
-from workers.reconcile import Finding, check, converging_command
-from workers.reconcile_service import DriftGauges, run_rounds, seconds_of
-from workers.redis_client import connect
+from workers.ingest.auth import sealer_for
 from workers.settings import Settings
 from workers.stop_signal import stop_on_signals
+from workers.store.redis_client import connect
+from workers.tools.reconcile import Finding, check, converging_command
+from workers.tools.reconcile_service import DriftGauges, run_rounds, seconds_of
 
 
 def serve_rounds(settings: Settings, period: float, *, only: str | None, acting: Acting | None,

@@ -7,8 +7,8 @@ import click
 from workers.cli.environment import settings_with_redis
 from workers.cli.exit_codes import RET_FAILED
 from workers.errors import UnknownBackend
-from workers.redis_client import connect
-from workers.routing import RouteMap
+from workers.ingest.routing import RouteMap
+from workers.store.redis_client import connect
 
 
 @click.group()

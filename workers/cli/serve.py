@@ -1,4 +1,4 @@
-"""``mailops serve``: the HTTP ingress for webhooks (see :mod:`workers.http_ingress`)."""
+"""``mailops serve``: the HTTP ingress for webhooks (see :mod:`workers.tools.http_ingress`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uvicorn
 
 from workers.cli.config import connected_settings
 from workers.cli.exit_codes import RET_OK
-from workers.http_ingress import create_app
+from workers.tools.http_ingress import create_app
 
 
 class _Server(uvicorn.Server):

@@ -12,11 +12,11 @@ from typing import Any
 
 import redis
 
+from workers.attempt.holds import OPERATOR_PRODUCER, force_release
 from workers.cli.acting import Acting, audit
-from workers.dead_letters import DeadLetters
 from workers.errors import CommandError
-from workers.holds import OPERATOR_PRODUCER, force_release
 from workers.settings import OperatorAction, Settings
+from workers.store.dead_letters import DeadLetters
 
 
 class Refused(Exception):

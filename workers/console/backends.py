@@ -16,7 +16,7 @@ from workers.cli.backends import check_backend
 from workers.console import queries
 from workers.console.web import Console, console_of, refuse, session_of
 from workers.errors import MailopsError
-from workers.reconcile import check as reconcile_check
+from workers.tools.reconcile import check as reconcile_check
 
 #: Drifted (or unreadable) targets kept from the last reconcile check.
 DRIFT_SHOWN = 200

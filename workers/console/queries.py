@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 import redis
 
+from workers.attempt.holds import hold_aspects, identity_of
 from workers.cli.status import snapshot
 from workers.constants import Keys
-from workers.dead_letters import DeadLetter, DeadLetters
-from workers.holds import hold_aspects, identity_of
 from workers.settings import Settings
-from workers.wire import as_text
+from workers.store.dead_letters import DeadLetter, DeadLetters
+from workers.store.wire import as_text
 
 #: Rows per page.
 PAGE = 50

@@ -16,11 +16,11 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from workers.cli.backends import CheckResult
-from workers.command_store import CommandStore
 from workers.console.auth import COOKIE, Session, Sessions
-from workers.dead_letters import DeadLetters
 from workers.scrubbing import REDACTED, scrub_value
 from workers.settings import Settings
+from workers.store.command_store import CommandStore
+from workers.store.dead_letters import DeadLetters
 
 HERE = Path(__file__).parent
 #: Headers on every response: no caching of pages that show live state, no framing, no inline script.

@@ -1,9 +1,0 @@
-"""Dramatiq middleware: the cross-cutting work every command gets (lifecycle, liveness)."""
-
-from __future__ import annotations
-
-from workers.middleware.execution import current_execution
-from workers.middleware.lifecycle import Lifecycle
-from workers.middleware.liveness import Liveness
-
-__all__ = ["Lifecycle", "Liveness", "current_execution"]
