@@ -39,7 +39,8 @@ from typing import Any, Literal
 import orjson
 import redis
 
-from schemas.commands import RESTORABLE, Command, validate_command
+from schemas.commands import COMMANDS, RESTORABLE, Command, validate_command
+from schemas.fields import SECRET_FIELDS
 from workers.attempt.holds import hold_aspects, hold_command, holds_of, identity_of
 from workers.attempt.ordering import OrderStamp
 from workers.attempt.verification import check_of
@@ -51,7 +52,7 @@ from workers.store.wire import as_text
 
 #: Producer (and, for releases, reason) of the commands a reconcile issues.
 RECONCILE_PRODUCER = "reconcile"
-#: What validating a stored ``addmail`` takes in place of the password mailops never keeps.
+#: What validating a stored command takes in place of a secret mailops never keeps (``addmail``'s password).
 PLACEHOLDER_PASSWORD = "not-kept-by-mailops-1A"
 #: Characters a command id may not hold (schemas.fields.CommandId).
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/-]")
@@ -164,12 +165,17 @@ def check(client: redis.Redis, keys: Keys, backends: Mapping[str, Backend], *, o
     return findings
 
 
+def secrets_not_kept(name: str, args: Mapping[str, Any]) -> list[str]:
+    """The secret fields command ``name`` takes that its commit did not keep (``SECRET_FIELDS``)."""
+    return [field for field in COMMANDS[name].args.model_fields if field in SECRET_FIELDS and field not in args]
+
+
 def desired_state_on(backend: Backend, name: str, args: dict[str, Any]) -> tuple[bool | None, str]:
     """Whether ``backend`` shows what the command ``name`` with ``args`` asked for (``None``:
     unknown), and a note saying why it is unknown."""
-    body = {"command": name, "backend": backend.name, "args": args, "producer": RECONCILE_PRODUCER}
-    if name == "addmail":
-        body["args"] = {**args, "password": PLACEHOLDER_PASSWORD}  # validation needs one; reads never see it
+    # Validation needs the secrets commits never keep; reads never see them.
+    filled = {**args, **dict.fromkeys(secrets_not_kept(name, args), PLACEHOLDER_PASSWORD)}
+    body = {"command": name, "backend": backend.name, "args": filled, "producer": RECONCILE_PRODUCER}
     try:
         read, typed = check_of(backend, validate_command(body))
     except MailopsError as exc:
@@ -219,9 +225,9 @@ def converging_command(finding: Finding, *, now: datetime | None = None,
         issued = (datetime.fromtimestamp(last.issued_ms / 1000, UTC) + timedelta(milliseconds=1)
                   if last is not None else now or datetime.now(UTC))
         body.update(command=finding.last)
-        if finding.last == "addmail":
-            password = secrets.token_urlsafe(24)
-            body["args"] = {**finding.args, "password": seal(password, "password") if seal else password}
+        # A secret the last command set is not kept: re-creating sets a new one (the old is lost anyway).
+        fresh = {field: secrets.token_urlsafe(24) for field in secrets_not_kept(finding.last, finding.args)}
+        body["args"] = {**finding.args, **{field: seal(value, field) if seal else value for field, value in fresh.items()}}
     elif finding.expected:
         reason, hold = min(finding.holds.items(), key=lambda item: str(item[1].get("issued_at")))
         issued = datetime.fromisoformat(str(hold["issued_at"])) + timedelta(milliseconds=1)
