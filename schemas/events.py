@@ -37,6 +37,15 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
     {"succeeded", "held", "failed", "dead_lettered", "duplicate", "in_flight", "conflict", "rejected", "superseded"}
 )
 
+#: The texts of errors the Lua scripts write into events and history entries, defined here once:
+#: ``workers.store.lua`` fills each into the scripts that name it (``%s``: ``string.format`` there,
+#: ``%`` here). Printable ASCII only, so each is the same string literal in both languages.
+SCRIPT_TEXTS: dict[str, str] = {
+    "CONFLICT_TEXT": "id %s was already used for a different command; not run",
+    "LOST_ALONE_TEXT": "the worker died while this attempt ran alone in it",
+    "LOST_SHARED_TEXT": "the worker died while this attempt shared it with other commands: not counted",
+    "NEXT_ALONE_TEXT": ", next run alone",
+}
 #: Longest error message kept (characters); a panel's failure text may be anything.
 ERROR_MESSAGE_MAX_CHARS = 1000
 #: Largest ``details`` kept, as JSON bytes; larger ones are replaced by ``{"truncated": <bytes>}``.

@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 import workers
+from schemas.events import SCRIPT_TEXTS
 from workers.attempt.limits import BackendLimits
 from workers.attempt.ordering import TargetGuard
 from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS
@@ -113,3 +114,16 @@ def test_replay_publishes_on_the_events_and_reply_to_streams_and_keeps_the_last_
     assert 0 < redis_client.ttl("history") <= 60
     assert redis_client.lrange("queue", 0, -1) == [b"m-1"] and redis_client.hget("queue.msgs", "m-1") == b"data"
     assert redis_client.llen("queue.bell") == 1 and not redis_client.zscore("dlq", "c-1")
+
+
+def test_the_texts_scripts_write_are_defined_once_in_python_and_filled_in_when_loaded() -> None:
+    # Given the script files as written and as loaded
+    written = {p.stem: p.read_text(encoding="utf-8") for p in SCRIPTS.glob("*.lua")}
+    loaded = {name: lua_script(name) for name in written if name not in {"prelude", "lifecycle", "stamps"}}
+    # Then no script writes an error message of its own: each names a text of schemas.events.SCRIPT_TEXTS
+    assert [name for name, source in written.items() if re.search(r'message\s*=\s*"', source)] == []
+    named = {match for source in written.values() for match in re.findall(r"\b[A-Z_]+_TEXT\b", source)}
+    assert named == set(SCRIPT_TEXTS)
+    # And once loaded, each text is there as a Lua string and no placeholder is left
+    assert all(f'"{SCRIPT_TEXTS[name]}"' in "".join(loaded.values()) for name in named)
+    assert [name for name, source in loaded.items() if re.search(r"\b[A-Z_]+_TEXT\b", source)] == []

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from schemas.events import SCRIPT_TEXTS
 from workers.constants import DOORBELL_TOKENS, DOORBELL_TTL_MS
 from workers.store.wire import Ahead, exchange, send_ahead
 
@@ -32,7 +33,7 @@ def lua_script(name: str) -> str:
     """The source of ``workers/store/scripts/<name>.lua``, after the shared helper functions it calls
     (and those they call), from :data:`HELPER_FILES`. Only those: every call of a script defines
     its functions anew, so a helper it never calls would cost each call."""
-    body = _read(name)
+    body = _figures(_read(name))
     needed = {helper for helper in helpers() if _calls(body, helper)}
     while True:
         more = {other for helper in needed for other in helpers() if other != helper
@@ -59,7 +60,15 @@ def prelude() -> str:
 
 
 def _figures(source: str) -> str:
-    return source.replace("DOORBELL_TOKENS", str(DOORBELL_TOKENS)).replace("DOORBELL_TTL_MS", str(DOORBELL_TTL_MS))
+    """``source`` with the figures and texts defined in Python filled in (each defined once)."""
+    source = source.replace("DOORBELL_TOKENS", str(DOORBELL_TOKENS)).replace("DOORBELL_TTL_MS", str(DOORBELL_TTL_MS))
+    return re.sub(r"\b[A-Z_]+_TEXT\b", lambda match: _lua_string(SCRIPT_TEXTS[match.group(0)]), source)
+
+
+def _lua_string(text: str) -> str:
+    if not all(" " <= char <= "~" for char in text):
+        raise ValueError(f"a script text must be printable ASCII: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _calls(source: str, helper: str) -> bool:

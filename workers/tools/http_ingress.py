@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.commands import Command, Priority, validate_command
-from schemas.events import ErrorInfo, Event
+from schemas.events import SCRIPT_TEXTS, ErrorInfo, Event
 from schemas.fields import CommandId, Name, StreamName
 from workers import __version__, constants
 from workers.errors import CommandError, CommandRejected
@@ -179,7 +179,7 @@ class Door:
             return None
         if fp is not None and fp.decode()[:FINGERPRINT_HEX] != fingerprint(command):
             return problem(409, "Idempotency-Key", "conflict",
-                           f"{command.id!r} was already used for a different command; it is not run", kind="conflict")
+                           SCRIPT_TEXTS["CONFLICT_TEXT"] % repr(command.id), kind="conflict")
         status = CommandStatus(id=command.id, status=state.decode(), attempts=int(attempts or 0),
                                outcome=orjson.loads(outcome) if outcome else None)
         return JSONResponse(status_code=200 if outcome else 202, content=status.model_dump())

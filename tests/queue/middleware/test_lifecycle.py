@@ -8,6 +8,7 @@ import time
 import dramatiq
 import redis
 
+from schemas.events import SCRIPT_TEXTS
 from tests.attempt.test_ordering import commit
 from tests.clock import ISSUED
 from tests.conftest import add_command, read_events, wait_for_terminal
@@ -78,6 +79,8 @@ def test_the_same_id_with_a_different_payload_is_a_conflict_and_never_runs(
     final = terminal_of(events, "cf-1")
     assert [e.status for e in final] == ["succeeded", "conflict"]
     assert final[1].error is not None and final[1].error.kind == "conflict"
+    # And its message is the text defined once in schemas/events.py, the id filled in by the script
+    assert final[1].error.message == SCRIPT_TEXTS["CONFLICT_TEXT"] % "cf-1"
     assert [c.target for c in whm.app.ledger.changes()] == ["example"]
 
 

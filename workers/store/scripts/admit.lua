@@ -52,7 +52,7 @@ if not rec[1] then
 elseif string.sub(rec[1], 1, #ARGV[1]) ~= ARGV[1] then  -- older records hold a longer fingerprint
   base["status"] = "conflict"
   base["terminal"] = true
-  base["error"] = {kind = "conflict", message = "id " .. base["id"] .. " was already used for a different command; not run"}
+  base["error"] = {kind = "conflict", message = string.format(CONFLICT_TEXT, base["id"])}
   announce(base)
   verdict = "conflict"
 elseif rec[3] then

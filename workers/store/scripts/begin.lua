@@ -31,7 +31,7 @@ if rec[1] == "running" then
   lost = 1
   local number = tonumber(rec[4])
   counted = (rec[7] and tonumber(rec[7]) == number) or false
-  local message = "the worker died while this attempt ran alone in it"
+  local message = LOST_ALONE_TEXT
   if not counted then
     local shared = tonumber(rec[9] or "0") + 1
     redis.call("HSET", KEYS[1], "shared_lost", shared)
@@ -39,8 +39,7 @@ if rec[1] == "running" then
       alone = 1
       redis.call("HSET", KEYS[1], "alone", 1)
     end
-    message = "the worker died while this attempt shared it with other commands: not counted"
-      .. (alone == 1 and ", next run alone" or "")
+    message = LOST_SHARED_TEXT .. (alone == 1 and NEXT_ALONE_TEXT or "")
   end
   local entry = {attempt = number, start = tonumber(rec[6] or "0"), ["end"] = tonumber(ARGV[1]),
                  worker = rec[5] or "", result = "worker_lost", counted = counted,
