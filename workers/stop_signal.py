@@ -34,3 +34,12 @@ def wait_for_stop(stop: threading.Event) -> None:
     """Wait in the main thread until ``stop`` is set, running signal handlers as they come."""
     while not stop.wait(WAKE_S):
         pass
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM stop the process as Ctrl-C does (``KeyboardInterrupt``), so its ``finally``
+    blocks stop the processes it started instead of leaving them running."""
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)

@@ -13,6 +13,7 @@ from workers.bench.report import machine, render, render_readback, verdicts
 from workers.bench.run import run_bench, run_readback_bench
 from workers.cli.environment import load_settings
 from workers.cli.exit_codes import RET_OK
+from workers.stop_signal import interrupt_on_sigterm
 
 
 @click.command()
@@ -42,6 +43,7 @@ def bench(redis_url: str | None, json_path: Path | None, quick: bool, commands: 
       mailops bench --quick
       mailops bench --quick --readback-only
     """
+    interrupt_on_sigterm()
     overrides: dict[str, object] = {"processes": processes, "threads": threads,
                                     "redis_url": redis_url or load_settings().redis_url}
     if commands is not None:
