@@ -15,7 +15,7 @@ import sentry_sdk
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal
+from tests.conftest import WHM_TOKEN, add_command, wait_for_terminal, wait_until
 from workers.observability import JsonFormatter, init_sentry
 from workers.sandbox.server import Faults
 
@@ -47,10 +47,15 @@ def test_a_panel_error_reaches_sentry_with_its_tags_and_no_secret(redis_client: 
     add_command(redis_client, {"id": "s-1", "command": "suspend_outgoing", "backend": "whm1",
                                "args": {"user": "ghost"}, "producer": "abuse"})
     wait_for_terminal(redis_client, {"s-1"})
-    sentry_sdk.flush(timeout=5)
-    # Then one event carries the command's tags and the panel's reason, and the token is nowhere
-    events = [item.payload.json for env in sentry.envelopes for item in env.items if item.type == "event"]
-    assert events, "no Sentry event"
+
+    def sentry_events() -> list[Any]:
+        sentry_sdk.flush(timeout=5)
+        return [item.payload.json for env in sentry.envelopes for item in env.items if item.type == "event"]
+
+    # Then (once the worker has told Sentry: right after it published the terminal event) one event
+    # carries the command's tags and the panel's reason, and the token is nowhere
+    wait_until(lambda: bool(sentry_events()), timeout=10)
+    events = sentry_events()
     event = events[0]
     assert event["tags"]["command_id"] == "s-1"
     assert (event["tags"]["command"], event["tags"]["backend"]) == ("suspend_outgoing", "whm1")

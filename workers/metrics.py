@@ -2,7 +2,7 @@
 
 Two kinds:
 
-* counted in the process by :class:`~workers.queue.middleware.metrics.CommandMetrics`:
+* counted in the process by :class:`Metrics` as Lifecycle tells it each attempt's end:
   ``mailops_commands_total{command,backend,status}`` (one per processed attempt, labelled with
   the status the attempt left the command in: succeeded, failed, dead_lettered, retrying...) and
   the ``mailops_command_duration_seconds{command,backend}`` histogram;
@@ -34,7 +34,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from schemas.commands import Command
 from workers import constants
+from workers.queue.middleware.execution import Execution
 from workers.settings import Settings
 from workers.store.wire import as_text
 
@@ -186,6 +188,17 @@ class Metrics:
                                  ["command", "backend"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(RedisCollector(client, settings))
         self.registry.register(REJECTIONS)
+
+    def attempt_started(self, execution: Execution) -> None:
+        pass
+
+    def attempt_ended(self, status: str, command: Command, execution: Execution | None) -> None:
+        """Count the attempt by the status it left the command in; time those that reached a result
+        (a ``waiting`` attempt made no panel call; one ended before it started has no time)."""
+        labels = (command.command, command.backend or "")
+        self.commands.labels(*labels, status).inc()
+        if execution is not None and status != "waiting":
+            self.latency.labels(*labels).observe(time.monotonic() - execution.started)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
         """Serve ``/metrics`` on ``port`` in a daemon thread; returns the HTTP server (``.shutdown()``)."""

@@ -14,13 +14,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import dramatiq
 import orjson
 import sentry_sdk
-from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware
 from sentry_sdk.integrations.dramatiq import DramatiqIntegration
 
+from schemas.commands import Command
 from workers import __version__
 from workers.errors import CommandError, PanelRefused
 from workers.queue.middleware.execution import Execution, current_execution
@@ -46,26 +44,18 @@ def _execution() -> Execution | None:
         return None
 
 
-class SentryContext(Middleware):
-    """Tags Sentry events with the running command; reports the panel errors Lifecycle swallows.
+class SentryContext:
+    """Tags Sentry events with the running command; reports the panel errors Lifecycle swallows
+    (an :class:`~workers.queue.middleware.execution.AttemptObserver`)."""
 
-    Placed after Lifecycle: its before-hook sees the execution Lifecycle set up, and its
-    after-hook runs before Lifecycle's clears it.
-    """
-
-    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        execution = _execution()
-        if execution is None:
-            return
+    def attempt_started(self, execution: Execution) -> None:
         scope = sentry_sdk.get_current_scope()
         scope.set_tag("command_id", execution.command.id)
         scope.set_tag("command", execution.command.command)
         scope.set_tag("backend", execution.command.backend or "")
         scope.set_tag("attempt", str(execution.attempt))
 
-    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None,
-                              exception: BaseException | None = None) -> None:
-        execution = _execution()
+    def attempt_ended(self, status: str, command: Command, execution: Execution | None) -> None:
         if execution is None or execution.error is None or isinstance(execution.error, CommandError):
             return
         level = "warning" if isinstance(execution.error, PanelRefused) else "error"

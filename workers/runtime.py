@@ -26,7 +26,6 @@ from workers.observability import SentryContext
 from workers.queue.actors import declare_actors
 from workers.queue.broker import IDLE_WAIT_MS, MailopsBroker, build_broker
 from workers.queue.middleware import Lifecycle, Liveness
-from workers.queue.middleware.metrics import CommandMetrics
 from workers.settings import Settings
 from workers.store.command_store import CommandStore
 from workers.store.legacy_keys import upgrade
@@ -67,9 +66,8 @@ class Runtime:
         self.liveness = Liveness(chores=[self.limits.release_parked])
         self.broker: MailopsBroker = build_broker(
             self.client, settings,
-            # CommandMetrics goes first: its after-hook runs last, once Lifecycle has decided.
-            [*([CommandMetrics(metrics)] if metrics else []),
-             Lifecycle(self.store, self.worker_id, starter=self.executor), SentryContext(), self.liveness],
+            [Lifecycle(self.store, self.worker_id, starter=self.executor,
+                       observers=[*([metrics] if metrics else []), SentryContext()]), self.liveness],
             broker_id=self.worker_id,
         )
         declare_actors(self.broker, self.executor, self.store)

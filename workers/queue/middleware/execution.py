@@ -1,10 +1,12 @@
 """The command a worker thread is running (:class:`Execution`), kept per thread by the Lifecycle
-middleware and read by the actor, the other middleware and Sentry's context."""
+middleware and read by the actor and the log formatter; what Lifecycle tells its observers
+(:class:`AttemptObserver`: metrics, Sentry) as an attempt starts and ends."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from schemas.commands import Command
 from workers.attempt.executor import Start
@@ -38,15 +40,20 @@ class Execution:
     after_loss: bool = False
 
 
-#: Per worker thread: ``execution`` (the running command) and ``outcome`` (the last one's end).
+#: Per worker thread: ``execution`` (the running command).
 thread_state = threading.local()
 
 
-def last_outcome() -> tuple[str, Command] | None:
-    """The status Lifecycle gave the message this thread just processed, and its command (for
-    middleware placed before Lifecycle, whose after-hooks run after Lifecycle's)."""
-    outcome: tuple[str, Command] | None = getattr(thread_state, "outcome", None)
-    return outcome
+class AttemptObserver(Protocol):
+    """Told by :class:`~workers.queue.middleware.lifecycle.Lifecycle` what each attempt does, on the
+    worker thread running it: no middleware reads another's state, and their order is free."""
+
+    def attempt_started(self, execution: Execution) -> None:
+        """The attempt was counted and is about to call the panel."""
+
+    def attempt_ended(self, status: str, command: Command, execution: Execution | None) -> None:
+        """Lifecycle decided the status the attempt leaves the command in (``execution`` is ``None``
+        when it ended before it started: attempts exhausted, or a failure inside the lifecycle)."""
 
 
 def current_execution() -> Execution:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -53,7 +54,7 @@ from workers.errors import (
 )
 from workers.queue.broker import ACKED_OPTION, MailopsBroker
 from workers.queue.messages import COMMAND_OPTION, GENERATION_OPTION, command_of, entry_of
-from workers.queue.middleware.execution import Execution, thread_state
+from workers.queue.middleware.execution import AttemptObserver, Execution, thread_state
 from workers.store.command_store import CommandStore, Parking, now_ms
 from workers.store.lua import note_wait, run_together, transient_refusal
 from workers.store.wire import own_connection
@@ -88,11 +89,14 @@ class Starter(Protocol):
 class Lifecycle(Middleware):
     """Counts attempts, decides retries and publishes every command's events."""
 
-    def __init__(self, store: CommandStore, worker_id: str, *, starter: Starter | None = None) -> None:
+    def __init__(self, store: CommandStore, worker_id: str, *, starter: Starter | None = None,
+                 observers: Sequence[AttemptObserver] = ()) -> None:
         self.store = store
         self.worker_id = worker_id
         #: Asks for what an attempt needs (its turn and backend slot) in the attempt count's round trip.
         self.starter = starter
+        #: Told as each attempt starts and ends (metrics, Sentry).
+        self.observers = tuple(observers)
 
     def after_worker_thread_boot(self, broker: dramatiq.Broker, thread: Any) -> None:
         """Open the thread's own Redis connection (:mod:`workers.store.wire`) as it starts, so the first
@@ -145,9 +149,11 @@ class Lifecycle(Middleware):
                               message=f"{attempt.number - 1} attempts ended without a result (worker crashes count)")
             self._finish(command, "dead_lettered", attempt.number - 1, error=error, details={"exhausted": "attempts"})
             raise SkipMessage()
-        thread_state.execution = Execution(command, attempt.number, time.monotonic(), now_ms(),
-                                     entry=entry, start=start, alone=attempt.alone,
-                                     after_loss=attempt.lost or attempt.alone)
+        execution = Execution(command, attempt.number, time.monotonic(), now_ms(), entry=entry, start=start,
+                              alone=attempt.alone, after_loss=attempt.lost or attempt.alone)
+        thread_state.execution = execution
+        for observer in self.observers:
+            observer.attempt_started(execution)
 
     def _end_inside(self, step: str, message: MessageProxy, exc: BaseException, command: Command | None,
                     attempt: int | None, start: Start | None) -> None:
@@ -174,7 +180,8 @@ class Lifecycle(Middleware):
             error=ErrorInfo(kind="internal", message=f"{_describe(exc)} ({step} the panel call)"),
             details={"step": step},
         )
-        thread_state.outcome = ("dead_lettered", command) if command is not None else None
+        if command is not None:
+            self._ended("dead_lettered", command)
         ack: tuple[str, str, str] | None = getattr(thread_state, "ack", None)
         try:
             _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to if command is not None else None,
@@ -203,7 +210,7 @@ class Lifecycle(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         execution: Execution | None = getattr(thread_state, "execution", None)
-        thread_state.execution = thread_state.outcome = None
+        thread_state.execution, thread_state.ending = None, execution
         try:
             if execution is not None:
                 self._conclude(broker, message, execution, exception)
@@ -214,7 +221,12 @@ class Lifecycle(Middleware):
             assert execution is not None
             self._end_inside("after", message, exc, execution.command, execution.attempt, execution.start)
         finally:
-            thread_state.ack = thread_state.message = None
+            thread_state.ack = thread_state.message = thread_state.ending = None
+
+    def _ended(self, status: str, command: Command) -> None:
+        execution: Execution | None = getattr(thread_state, "ending", None)
+        for observer in self.observers:
+            observer.attempt_ended(status, command, execution)
 
     def _conclude(
         self, broker: dramatiq.Broker, message: MessageProxy, execution: Execution, exception: BaseException | None
@@ -254,7 +266,7 @@ class Lifecycle(Middleware):
             next_attempt_at=datetime.now(UTC) + timedelta(milliseconds=delay), details=_read_of(exception),
         )
         entry = self._entry(execution, "retrying", error)
-        thread_state.outcome = ("retrying", command)
+        self._ended("retrying", command)
         _retry_redis(lambda: self.store.schedule_retry(
             event, generation=generation, reply_to=command.reply_to, message=copy, delay_ms=delay, attempt=entry))
 
@@ -283,7 +295,7 @@ class Lifecycle(Middleware):
             details={"reason": signal.reason, "waited_s": round(waited_s, 1)},
         )
         entry = self._entry(execution, "waiting", error)
-        thread_state.outcome = ("waiting", command)
+        self._ended("waiting", command)
         parked = None
         if signal.parked_on is not None:
             # In its backend's line by priority, then by arrival (its stream entry, else its first wait).
@@ -314,7 +326,6 @@ class Lifecycle(Middleware):
             terminal=True, attempt=attempt, already=already, verified=verified, error=error, batch=command.batch,
             details=details or {},
         )
-        thread_state.outcome = (status, command)
         ack: tuple[str, str, str] | None = getattr(thread_state, "ack", None)
         if pending is None:
             _retry_redis(lambda: self.store.finish(event, reply_to=command.reply_to, attempt=history, ack=ack,
@@ -331,6 +342,7 @@ class Lifecycle(Middleware):
         if ack is not None:
             # finish.lua acknowledged the message; Dramatiq's own ack becomes a no-op.
             thread_state.message.options[ACKED_OPTION] = True
+        self._ended(status, command)
 
 
 def _read_of(exception: BaseException) -> dict[str, Any]:
