@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import http.server
 import os
+import socket
 import ssl
 import threading
 import time
@@ -244,3 +245,17 @@ def wait_for_terminal(
 def retry_for(monkeypatch: pytest.MonkeyPatch, command: str, policy: RetryPolicy) -> None:
     """Give ``command``'s spec another retry policy for one test (in this process: the runtime's worker threads)."""
     monkeypatch.setitem(COMMANDS, command, dataclasses.replace(COMMANDS[command], retry=policy))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_open_no_socket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit layer (``pytest -m unit``): a test marked ``unit`` fails if it opens a connection, so
+    it needs no Redis and no HTTP server."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a unit test opened a connection (it needs no Redis and no HTTP)")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)

@@ -93,6 +93,7 @@ def _config_naming_toy(tmp_path: Path) -> dict[str, str]:
     return {"MAILOPS_CONFIG": str(path), "TOY_TOKEN": "toy-token"}
 
 
+@pytest.mark.unit
 def test_a_panel_kind_added_as_documented_is_accepted_built_runs_its_calls_and_gets_a_readme_column(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Given a backends file naming the toy kind: refused before start while no class registers it

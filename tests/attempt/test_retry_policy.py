@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from schemas.commands import COMMANDS
 from workers.attempt.retry_policy import DEFAULT_POLICY, RetryPolicy
+
+pytestmark = pytest.mark.unit
 
 
 def test_delays_grow_exponentially_within_their_jitter_range_and_stop_at_the_cap() -> None:

@@ -71,6 +71,7 @@ def outcome(call: Any) -> Any:
     return "already" if result.already else "done"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("parser", "body", "expected"), CASES)
 def test_each_recorded_answer_is_classified_as_the_docs_say(parser: str, body: Any, expected: Any) -> None:
     # Given a recorded panel answer; when it is classified; then the outcome matches the table
@@ -78,6 +79,7 @@ def test_each_recorded_answer_is_classified_as_the_docs_say(parser: str, body: A
     assert got is expected or got == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("operation", "body", "expected"), BRAINY)
 def test_each_brainycp_code_is_classified_per_operation(operation: str, body: Any, expected: Any) -> None:
     assert outcome(lambda: envelopes.brainycp("b1", operation, body)) in (expected,)
@@ -147,6 +149,7 @@ def test_brainycp_bad_login_is_an_auth_failure() -> None:
     assert len(app.ledger) == 0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("content", "error"), [
     (LOGIN_PAGE, PanelAuthRejected),
     (b"<html><body><form action='/login/' method='post'><input name='user'></form></body></html>", PanelAuthRejected),

@@ -10,6 +10,8 @@ from workers.backends.registry import KINDS, PANELS, tables
 from workers.errors import ConfigError
 from workers.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def _settings_naming(tmp_path: Path, kind: str) -> Settings:
     path = tmp_path / "mailops.toml"

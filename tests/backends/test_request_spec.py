@@ -28,6 +28,8 @@ from workers.backends.vocabulary import Call
 from workers.sandbox.server import Request  # query and form parameters together
 from workers.settings import BackendConfig
 
+pytestmark = pytest.mark.unit
+
 SPEC: dict[str, Any] = orjson.loads((Path(__file__).parent / "published_api.json").read_bytes())
 LOGIN = {"whm": ("root", "whm-token"), "cpanel": ("shop", "cpanel-token"), "brainycp": ("admin", "brainy-pass")}
 MAILBOX, DOMAIN, USER = "info@shop.example", "shop.example", "shop"

@@ -24,7 +24,7 @@ def test_a_modified_copy_of_dramatiq_dispatch_lua_is_reported_with_what_to_reche
         return file_fingerprint(changed.read_bytes()) if piece.where.endswith("dispatch.lua") else current(piece)
 
     [line] = drift(read)
-    assert "dispatch.lua changed" in line and "re-check broker.MailopsBroker._dispatch" in line
+    assert "dispatch.lua changed" in line and "re-check queue/broker.MailopsBroker._dispatch" in line
 
 
 def test_an_overridden_consumer_method_whose_signature_changed_is_reported() -> None:

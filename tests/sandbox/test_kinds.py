@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from click.testing import CliRunner
 
 from workers.backends.registry import KINDS
 from workers.cli.exit_codes import RET_OK
 from workers.cli.main import cli
 from workers.sandbox.kinds import SANDBOXES
+
+pytestmark = pytest.mark.unit
 
 
 def test_every_panel_kind_the_worker_knows_has_exactly_one_sandbox_and_no_sandbox_lacks_a_kind() -> None:

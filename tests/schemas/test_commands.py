@@ -7,6 +7,8 @@ import pytest
 from schemas.commands import parse_command
 from workers.errors import CommandRejected
 
+pytestmark = pytest.mark.unit
+
 VALID = b'{"id":"a-1","command":"suspend_outgoing","backend":"whm1","args":{"user":"example"},"producer":"abuse"}'
 
 

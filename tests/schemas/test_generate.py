@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas.generate import DIRECTORY, README, TABLE_SECTION, readme_with_table, rendered
 from workers.backends.registry import render_table
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_committed_json_schema_files_are_up_to_date() -> None:

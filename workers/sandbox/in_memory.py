@@ -4,7 +4,7 @@
 into an :data:`~workers.backends.transport.Exchange`: each request is parsed as the HTTP server would
 (query and form parameters together, header names in lower case) and answered by the same
 ``serve`` (faults, ledger and all). Unit tests run every backend's real request building and
-answer classification against it without Redis or HTTP (``tests/unit``).
+answer classification against it without Redis or HTTP (the tests marked ``unit``).
 """
 
 from __future__ import annotations

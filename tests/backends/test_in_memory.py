@@ -23,6 +23,8 @@ from workers.sandbox.server import Request
 from workers.sandbox.whm import WhmSandbox
 from workers.settings import BackendConfig
 
+pytestmark = pytest.mark.unit
+
 
 def panel(kind: str) -> tuple[Any, str, str]:
     """A fresh sandbox panel of ``kind`` with the vocabulary's account, and the login the
@@ -104,8 +106,8 @@ def test_a_wrong_token_is_an_auth_failure_on_every_kind() -> None:
         assert "wrong-token-value" not in str(raised.value)
 
 
-def test_the_unit_layer_refuses_any_connection() -> None:
-    # (the guard in tests/unit/conftest.py: a test here that reached for Redis or a panel would fail)
+def test_a_unit_test_is_refused_any_connection() -> None:
+    # (the guard of every test marked unit, tests/conftest.py: one that reached for Redis or a panel would fail)
     import socket
 
     with pytest.raises(AssertionError, match="opened a connection"), socket.socket() as sock:
