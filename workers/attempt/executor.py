@@ -1,10 +1,13 @@
 """The executor: finds a command's backend and runs the command there, in its target's turn and
-under the backend's limits.
+under the backend's limits. An attempt is three Redis round trips around the panel calls:
 
-The Redis steps around a panel call travel together: the target+aspect turn and the backend slot
-are asked for in the same round trip as the attempt count (:meth:`Executor.start_calls`, sent by
-:class:`~workers.queue.middleware.lifecycle.Lifecycle`), and the slot is given back in the round trip
-that commits the turn and publishes the terminal event (:meth:`Executor.run_pending`).
+1. begin (sent by :class:`~workers.queue.middleware.lifecycle.Lifecycle`): the attempt count
+   (``store/scripts/begin.lua``), the target+aspect turn (:mod:`workers.attempt.ordering`) and a
+   backend slot (:mod:`workers.attempt.limits`), asked for by :meth:`Executor.start_calls`;
+2. the panel: the change, then its read-back (:mod:`workers.attempt.verification`), in the slot;
+   the slot's give-back is written as soon as the panel answered, its reply read with step 3;
+3. end (Lifecycle again): the turn's commit with the hold plan (:mod:`workers.attempt.holds`) and
+   the terminal event, or the retry the command's spec allows (``CommandSpec.retry``).
 """
 
 from __future__ import annotations
