@@ -53,11 +53,13 @@ def test_kill_9_ten_times_over_3000_addforwards_on_an_appending_panel_makes_no_d
     assert Counter(e.id for e in terminal) == Counter({i: 1 for i in ids})
     assert Counter(e.status for e in terminal) == {"succeeded": n}
     # And the panel holds each forwarder exactly once: no duplicate line, whatever the kills cut
+    store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
     lines = Counter(key.partition("#")[0] for key in app.state.forwarders)
-    assert lines == Counter({f"f{i}@shop.example=>keep@elsewhere.example": 1 for i in range(n)})
+    # (on failure: each duplicated forwarder's attempt history, and the kills' pids and times)
+    twice = {line: store.history(f"fwd-{line.partition('@')[0][1:]}") for line, count in lines.items() if count > 1}
+    assert lines == Counter({f"f{i}@shop.example=>keep@elsewhere.example": 1 for i in range(n)}), (twice, kills)
     assert len(app.ledger.changes()) == n
     # And the kills did cut running commands, which ran again
-    store = CommandStore(redis_client, Settings(redis_url=redis_server.url))
     cut = [command_id for command_id in ids
            if any(h["result"] == "worker_lost" and pid_of(h["worker"]) in kills for h in store.history(command_id))]
     assert cut, "no kill landed on a running command; the test proved nothing"

@@ -124,3 +124,28 @@ def test_a_command_runs_alone_only_after_two_shared_deaths_and_only_a_death_insi
     assert [(h["attempt"], h["counted"]) for h in history] == [(1, False), (1, False), (1, False), (1, True)]
     assert history[0]["error"]["message"].endswith("not counted")
     assert history[1]["error"]["message"].endswith("next run alone")
+
+
+def test_a_command_lost_with_its_worker_still_reads_before_resending_after_it_waited(
+    redis_client: redis.Redis, settings_for: Callable[..., Settings], whm: SandboxServer,
+) -> None:
+    from workers.store.lua import run_together
+
+    settings = settings_for({"whm1": ("whm", whm)})
+    store = CommandStore(redis_client, settings)
+    redis_client.hset(settings.keys.command("c-2"), mapping={"status": "queued", "attempts": 0, "gen": 1})
+
+    def begin(generation: int) -> tuple[int, bool]:
+        attempt = CommandStore.attempt_from(run_together(redis_client, [store.begin_call("c-2", "w-1-x", generation)])[0])
+        assert attempt.should_run
+        return attempt.number, attempt.lost
+
+    # Given a command whose first attempt died with a worker it shared (not counted: it runs as 1 again)
+    assert begin(1) == (1, False)
+    assert begin(1) == (1, True)
+    # When that run waits instead (a full backend, an open breaker): schedule_retry(uncount=True)
+    # leaves the record waiting at the next generation and gives the attempt back
+    redis_client.hset(settings.keys.command("c-2"), mapping={"status": "waiting", "gen": 2})
+    redis_client.hincrby(settings.keys.command("c-2"), "attempts", -1)
+    # Then the run after the wait still knows an attempt may have reached the panel unrecorded
+    assert begin(2) == (1, True)

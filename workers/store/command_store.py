@@ -46,7 +46,8 @@ class Attempt:
     number: int
     #: Run alone in the process: earlier attempts died in processes they shared (see begin.lua).
     alone: bool = False
-    #: The previous attempt died with its worker (it may have reached the panel unrecorded).
+    #: An earlier attempt died with its worker uncounted (it may have reached the panel unrecorded),
+    #: just now or before a wait since: a non-idempotent call reads the panel before it is re-sent.
     lost: bool = False
 
     @property

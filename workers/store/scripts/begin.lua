@@ -2,7 +2,9 @@
 -- KEYS: 1 command record, 2 attempt history list
 -- ARGV: 1 now (ms), 2 worker id, 3 message generation, 4 history max, 5 record ttl (s),
 --       6 deaths of a shared process after which the command runs alone
--- Returns {state, attempts, previous attempt lost (0|1: its history entry was written), alone (0|1)}:
+-- Returns {state, attempts, lost (0|1), alone (0|1)}: lost when an earlier attempt died with its worker
+-- uncounted, now (its history entry is written here) or before a wait since (shared_lost), so it may
+-- have reached the panel unrecorded whatever came after:
 -- state "run"; "stale" when a newer copy of the
 -- message was scheduled; the terminal status if the command already ended; "missing".
 -- A record still "running" here means the previous attempt's worker died: that attempt is
@@ -53,4 +55,4 @@ else
   attempts = tonumber(rec[4])
 end
 redis.call("HSET", KEYS[1], "status", "running", "updated", ARGV[1], "started", ARGV[1], "worker", ARGV[2], "gen", gen)
-return {"run", attempts, lost, alone}
+return {"run", attempts, (lost == 1 or rec[9]) and 1 or 0, alone}
