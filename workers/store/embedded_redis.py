@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -76,7 +77,10 @@ class EmbeddedRedis:
             "--logfile", str(self._dir / "redis.log"),
             *self.extra_args,
         ]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        # Its own process group: a wrapper (scripts/test runs it under faketime, which forks it) and
+        # the server stop together (:meth:`_signal`).
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
         self._wait_ready()
         return self
 
@@ -99,11 +103,12 @@ class EmbeddedRedis:
 
     def stop(self, *, remove_data: bool = True) -> None:
         if self._proc is not None:
-            self._proc.terminate()
+            self._signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self._proc.kill()
+                self._wait_group_gone(timeout=10)
+            except (subprocess.TimeoutExpired, TimeoutError):  # pragma: no cover
+                self._signal(signal.SIGKILL)
                 self._proc.wait()
             self._proc = None
         if remove_data:
@@ -112,9 +117,30 @@ class EmbeddedRedis:
     def kill(self) -> None:
         """SIGKILL the server (no shutdown save); data on disk stays for :meth:`start`."""
         if self._proc is not None:
-            self._proc.kill()
+            self._signal(signal.SIGKILL)
             self._proc.wait()
+            self._wait_group_gone(timeout=10)
             self._proc = None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self._proc is not None
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_group_gone(self, timeout: float) -> None:
+        """Until no process of the server's group is left (a forked server outlives its wrapper)."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(self._proc.pid, 0)
+            except ProcessLookupError:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server's process group {self._proc.pid} still runs")
+            time.sleep(0.02)
 
     def restart(self) -> None:
         self.stop(remove_data=False)
