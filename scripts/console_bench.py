@@ -26,8 +26,8 @@ from pydantic import SecretStr
 from workers.cli.bulk import command_id_for, encode_ranges
 from workers.console.app import create_app
 from workers.console.auth import hash_password
-from workers.store.embedded_redis import EmbeddedRedis
 from workers.settings import BackendConfig, ConsoleConfig, ConsoleUser, OperatorConfig, Settings
+from workers.store.embedded_redis import EmbeddedRedis
 
 BACKENDS = [f"whm{i}" for i in range(1, 9)]
 PRODUCERS = ["abuse-detector", "billing", "migration"]

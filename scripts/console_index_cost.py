@@ -19,10 +19,10 @@ import redis
 from pydantic import SecretStr
 
 from schemas.commands import validate_command
-from workers.store.command_store import CommandStore
-from workers.store.embedded_redis import EmbeddedRedis
 from workers.queue.messages import message_for
 from workers.settings import BackendConfig, Settings
+from workers.store.command_store import CommandStore
+from workers.store.embedded_redis import EmbeddedRedis
 
 sys.path.insert(0, str(Path(__file__).parent))
 import console_bench  # (the bench's exact layout, for the memory figure)

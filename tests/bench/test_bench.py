@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
@@ -15,6 +14,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from tests.processes import cmdline, descendants, running
 from workers.bench.report import TARGETS, render_readback
 from workers.cli.bench import bench
 from workers.store.embedded_redis import EmbeddedRedis
@@ -73,28 +73,6 @@ def test_the_read_back_phase_is_reported_off_and_on_side_by_side() -> None:
     assert "off 250.0/s" in line and "on 160.0/s" in line and "p99 90.0 ms" in line and "on/off 0.64" in line
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.slow
 def test_a_bench_stopped_with_sigterm_stops_the_redis_panels_and_workers_it_started(tmp_path: Path) -> None:
     # Given a bench run on its own private Redis, once its worker processes run
@@ -102,25 +80,18 @@ def test_a_bench_stopped_with_sigterm_stops_the_redis_panels_and_workers_it_star
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "MAILOPS_REDIS_URL": ""})
     try:
         deadline = time.monotonic() + 60
-        while not any("workers.cli.worker" in _cmdline(pid) for pid in _descendants(run.pid)):
+        while not any("workers.cli.worker" in cmdline(pid) for pid in descendants(run.pid)):
             assert time.monotonic() < deadline and run.poll() is None, "no worker process started"
             time.sleep(0.2)
-        started = _descendants(run.pid)
+        started = descendants(run.pid)
         # When an operator (or a CI timeout) sends it SIGTERM
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=30)
         # Then within a few seconds none of the processes it started is left running
         deadline = time.monotonic() + 15
-        while left := {pid for pid in started if _alive(pid)}:
-            assert time.monotonic() < deadline, [_cmdline(pid) for pid in left]
+        while left := {pid for pid in started if running(pid)}:
+            assert time.monotonic() < deadline, [cmdline(pid) for pid in left]
             time.sleep(0.2)
     finally:
         if run.poll() is None:
             run.kill()
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
